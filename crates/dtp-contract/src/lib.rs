@@ -1,0 +1,209 @@
+//! The DTP wire contract: request and response bodies of the engine's HTTP API,
+//! shared by the engine and by every client (TaskPilot among them).
+//! Serde only: this crate describes JSON, it knows nothing of storage or transport.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub mod millis;
+
+/// Execution status of a scheduler task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::Canceled,
+    ];
+
+    /// The name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Succeeded => "SUCCEEDED",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// A terminal status never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a task stands with respect to retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RetryState {
+    /// No attempt has failed (yet).
+    None,
+    /// An attempt failed; the next one is due at `scheduledFor`.
+    RetryScheduled,
+    /// The task FAILED after using all of its attempts.
+    Exhausted,
+    /// The task SUCCEEDED.
+    Completed,
+    /// The task was CANCELED.
+    Canceled,
+}
+
+impl RetryState {
+    pub const ALL: [RetryState; 5] = [
+        RetryState::None,
+        RetryState::RetryScheduled,
+        RetryState::Exhausted,
+        RetryState::Completed,
+        RetryState::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryState::None => "NONE",
+            RetryState::RetryScheduled => "RETRY_SCHEDULED",
+            RetryState::Exhausted => "EXHAUSTED",
+            RetryState::Completed => "COMPLETED",
+            RetryState::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for RetryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /tasks` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTaskRequest {
+    #[serde(rename = "type")]
+    pub task_type: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Per-attempt time limit; the task type's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i32>,
+}
+
+/// A scheduler task as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResponse {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub status: TaskStatus,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub timeout_ms: i32,
+    pub retry_state: RetryState,
+    pub last_error: Option<String>,
+    #[serde(with = "millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "millis")]
+    pub scheduled_for: DateTime<Utc>,
+    #[serde(with = "millis::option")]
+    pub processing_started_at: Option<DateTime<Utc>>,
+    #[serde(with = "millis::option")]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(with = "millis")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One attempt of a task, from `GET /tasks/{id}/attempts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptResponse {
+    /// 1-based attempt number (an attempt released at shutdown is repeated under the same number).
+    pub attempt: i32,
+    pub worker_id: String,
+    #[serde(with = "millis")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "millis::option")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `CANCELED`, `LOST`, `RELEASED`, or null while running.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The body of every error answer, on both services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Stable, machine-readable error code, e.g. `TASK_NOT_FOUND`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        for state in RetryState::ALL {
+            assert_eq!(RetryState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        assert_eq!(TaskStatus::parse("pending"), None);
+    }
+
+    #[test]
+    fn create_request_uses_camel_case_and_rejects_unknown_fields() {
+        let req: CreateTaskRequest = serde_json::from_str(
+            r#"{"type":"demo","payload":{"a":1},"maxAttempts":5,"idempotencyKey":"k","runAt":"2026-01-02T03:04:05.678Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(req.task_type, "demo");
+        assert_eq!(req.max_attempts, Some(5));
+        assert_eq!(req.idempotency_key.as_deref(), Some("k"));
+        assert!(serde_json::from_str::<CreateTaskRequest>(r#"{"type":"demo","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<CreateTaskRequest>(r#"{"payload":1}"#).is_err());
+    }
+}

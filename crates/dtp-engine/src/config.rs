@@ -1,0 +1,146 @@
+//! Engine settings, read once from the environment at start-up (`DTP_*`).
+
+use service_runtime::env_config::{self, ConfigError, SettingSource};
+use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
+
+use crate::domain::RetryPolicy;
+use crate::worker::WorkerConfig;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/dtp";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_HTTP_WORKERS: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub database_url: String,
+    pub http_addr: String,
+    /// actix worker threads serving HTTP.
+    pub http_workers: usize,
+    pub max_body_bytes: usize,
+    /// Run the claim loop in this process (off for API-only nodes and stepped tests).
+    pub worker_enabled: bool,
+    pub worker: WorkerConfig,
+    pub db_pool_size: usize,
+}
+
+impl EngineConfig {
+    pub fn from_source(source: &dyn SettingSource) -> Result<Self, ConfigError> {
+        let defaults = WorkerConfig::default();
+        let concurrency = env_config::parsed(source, "DTP_WORKER_CONCURRENCY", defaults.concurrency, |n| {
+            in_range(*n, 1, 10_000)
+        })?;
+        let base = env_config::millis(source, "DTP_RETRY_BACKOFF_BASE_MS", defaults.retry.base, 1)?;
+        let max = env_config::millis(
+            source,
+            "DTP_RETRY_BACKOFF_MAX_MS",
+            defaults.retry.max.max(base),
+            1,
+        )?;
+        if max < base {
+            return Err(ConfigError {
+                name: "DTP_RETRY_BACKOFF_MAX_MS".into(),
+                value: max.as_millis().to_string(),
+                reason: format!(
+                    "must not be below DTP_RETRY_BACKOFF_BASE_MS ({} ms)",
+                    base.as_millis()
+                ),
+            });
+        }
+        let worker = WorkerConfig {
+            concurrency,
+            poll_interval: env_config::millis(source, "DTP_POLL_INTERVAL_MS", defaults.poll_interval, 1)?,
+            lease: env_config::millis(source, "DTP_LEASE_MS", defaults.lease, 30)?,
+            rescue_interval: env_config::millis(
+                source,
+                "DTP_RESCUE_INTERVAL_MS",
+                defaults.rescue_interval,
+                10,
+            )?,
+            retry: RetryPolicy { base, max },
+            shutdown_grace: env_config::millis(source, "DTP_SHUTDOWN_GRACE_MS", defaults.shutdown_grace, 0)?,
+        };
+        Ok(Self {
+            database_url: env_config::string(source, "DTP_DATABASE_URL", DEFAULT_DATABASE_URL),
+            http_addr: env_config::string(source, "DTP_HTTP_ADDR", DEFAULT_HTTP_ADDR),
+            http_workers: env_config::parsed(source, "DTP_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
+                in_range(*n, 1, 64)
+            })?,
+            max_body_bytes: env_config::parsed(source, "DTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, |n| {
+                in_range(*n, 1_024, 64 * 1024 * 1024)
+            })?,
+            worker_enabled: env_config::parsed(source, "DTP_WORKER_ENABLED", true, |_| Ok(()))?,
+            db_pool_size: env_config::parsed(
+                source,
+                "DTP_DB_POOL_SIZE",
+                concurrency.clamp(4, 16) + 4,
+                |n| in_range(*n, 2, 1_000),
+            )?,
+            worker,
+        })
+    }
+}
+
+fn in_range(n: usize, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("must be between {min} and {max}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service_runtime::env_config::FixedSettings;
+    use std::time::Duration;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let empty = &FixedSettings(&[]);
+        let config = EngineConfig::from_source(empty).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.http_addr, DEFAULT_HTTP_ADDR);
+        assert_eq!(config.worker.concurrency, 10);
+        assert!(config.worker_enabled);
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn reads_every_worker_setting() {
+        let source = &FixedSettings(&[
+            ("DTP_WORKER_CONCURRENCY", "3"),
+            ("DTP_POLL_INTERVAL_MS", "20"),
+            ("DTP_RETRY_BACKOFF_BASE_MS", "10"),
+            ("DTP_RETRY_BACKOFF_MAX_MS", "40"),
+            ("DTP_SHUTDOWN_GRACE_MS", "0"),
+            ("DTP_LEASE_MS", "900"),
+        ]);
+        let config = EngineConfig::from_source(source).unwrap();
+        assert_eq!(config.worker.concurrency, 3);
+        assert_eq!(config.worker.poll_interval, Duration::from_millis(20));
+        assert_eq!(config.worker.retry.base, Duration::from_millis(10));
+        assert_eq!(config.worker.retry.max, Duration::from_millis(40));
+        assert_eq!(config.worker.shutdown_grace, Duration::ZERO);
+        assert_eq!(config.worker.lease, Duration::from_millis(900));
+    }
+
+    #[test]
+    fn rejects_unusable_values_naming_the_variable() {
+        for (name, value) in [
+            ("DTP_WORKER_CONCURRENCY", "0"),
+            ("DTP_WORKER_CONCURRENCY", "lots"),
+            ("DTP_POLL_INTERVAL_MS", "-5"),
+            ("DTP_RETRY_BACKOFF_MAX_MS", "0"),
+            ("DTP_MAX_BODY_BYTES", "10"),
+        ] {
+            let source = &FixedSettings(&[(name, value)]);
+            let err = EngineConfig::from_source(source).unwrap_err();
+            assert_eq!(err.name, name);
+        }
+        let source = &FixedSettings(&[
+            ("DTP_RETRY_BACKOFF_BASE_MS", "500"),
+            ("DTP_RETRY_BACKOFF_MAX_MS", "100"),
+        ]);
+        assert!(EngineConfig::from_source(source).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Validation of a task submission: turns a `CreateTaskRequest` into a `NewTask` the
+//! store can insert, or says precisely which field is unacceptable.
+
+use chrono::{DateTime, Utc};
+use dtp_contract::CreateTaskRequest;
+use std::ops::RangeInclusive;
+
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+pub const MAX_ATTEMPTS_RANGE: RangeInclusive<i32> = 1..=100;
+pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
+/// One day: an attempt may not be given longer than this.
+pub const TIMEOUT_MS_RANGE: RangeInclusive<i32> = 1..=86_400_000;
+
+/// A validated task, ready to be inserted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub max_attempts: i32,
+    pub idempotency_key: Option<String>,
+    pub run_at: Option<DateTime<Utc>>,
+    pub timeout_ms: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskValidationError {
+    #[error("unknown task type {given:?}; known types: {}", known.join(", "))]
+    UnknownType { given: String, known: Vec<String> },
+    #[error("maxAttempts must be between {min} and {max}, got {0}", min = MAX_ATTEMPTS_RANGE.start(), max = MAX_ATTEMPTS_RANGE.end())]
+    MaxAttemptsOutOfRange(i32),
+    #[error("idempotencyKey must be 1 to {IDEMPOTENCY_KEY_MAX_CHARS} characters")]
+    IdempotencyKeyLength,
+    #[error("timeoutMs must be between {min} and {max}, got {0}", min = TIMEOUT_MS_RANGE.start(), max = TIMEOUT_MS_RANGE.end())]
+    TimeoutOutOfRange(i32),
+}
+
+/// What the validator needs to know about a task type.
+pub trait TaskTypes {
+    /// The per-attempt timeout of `task_type`, or `None` when the type is unknown.
+    fn default_timeout_ms(&self, task_type: &str) -> Option<i32>;
+    /// Every known type name, sorted.
+    fn names(&self) -> Vec<String>;
+}
+
+impl NewTask {
+    pub fn validate(request: CreateTaskRequest, types: &dyn TaskTypes) -> Result<Self, TaskValidationError> {
+        let Some(default_timeout_ms) = types.default_timeout_ms(&request.task_type) else {
+            return Err(TaskValidationError::UnknownType {
+                given: request.task_type,
+                known: types.names(),
+            });
+        };
+        let max_attempts = request.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !MAX_ATTEMPTS_RANGE.contains(&max_attempts) {
+            return Err(TaskValidationError::MaxAttemptsOutOfRange(max_attempts));
+        }
+        if let Some(key) = &request.idempotency_key {
+            let chars = key.chars().count();
+            if chars == 0 || chars > IDEMPOTENCY_KEY_MAX_CHARS {
+                return Err(TaskValidationError::IdempotencyKeyLength);
+            }
+        }
+        let timeout_ms = request.timeout_ms.unwrap_or(default_timeout_ms);
+        if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
+            return Err(TaskValidationError::TimeoutOutOfRange(timeout_ms));
+        }
+        Ok(NewTask {
+            task_type: request.task_type,
+            payload: request.payload,
+            max_attempts,
+            idempotency_key: request.idempotency_key,
+            run_at: request.run_at,
+            timeout_ms,
+        })
+    }
+
+    /// Whether an existing task is what this submission asks for, so that a repeated
+    /// idempotency key may return it (the start time is not compared: "now" moves).
+    pub fn matches(&self, task_type: &str, payload: &serde_json::Value, max_attempts: i32) -> bool {
+        self.task_type == task_type && &self.payload == payload && self.max_attempts == max_attempts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Demo;
+    impl TaskTypes for Demo {
+        fn default_timeout_ms(&self, task_type: &str) -> Option<i32> {
+            (task_type == "demo").then_some(5_000)
+        }
+        fn names(&self) -> Vec<String> {
+            vec!["demo".into()]
+        }
+    }
+
+    fn request(task_type: &str) -> CreateTaskRequest {
+        CreateTaskRequest {
+            task_type: task_type.into(),
+            payload: json!({"a": 1}),
+            max_attempts: None,
+            idempotency_key: None,
+            run_at: None,
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let task = NewTask::validate(request("demo"), &Demo).unwrap();
+        assert_eq!(task.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(task.timeout_ms, 5_000);
+        assert!(task.matches("demo", &json!({"a": 1}), 3));
+        assert!(!task.matches("demo", &json!({"a": 2}), 3));
+        assert!(!task.matches("demo", &json!({"a": 1}), 4));
+    }
+
+    #[test]
+    fn names_the_known_types_for_an_unknown_one() {
+        let err = NewTask::validate(request("nope"), &Demo).unwrap_err();
+        assert_eq!(err.to_string(), "unknown task type \"nope\"; known types: demo");
+    }
+
+    #[test]
+    fn checks_ranges() {
+        for (max, ok) in [(0, false), (1, true), (100, true), (101, false), (-1, false)] {
+            let mut r = request("demo");
+            r.max_attempts = Some(max);
+            assert_eq!(NewTask::validate(r, &Demo).is_ok(), ok, "maxAttempts {max}");
+        }
+        for (key, ok) in [
+            (String::new(), false),
+            ("k".repeat(255), true),
+            ("k".repeat(256), false),
+        ] {
+            let mut r = request("demo");
+            r.idempotency_key = Some(key.clone());
+            assert_eq!(
+                NewTask::validate(r, &Demo).is_ok(),
+                ok,
+                "key of {} chars",
+                key.len()
+            );
+        }
+        for (timeout, ok) in [(0, false), (1, true), (86_400_000, true), (86_400_001, false)] {
+            let mut r = request("demo");
+            r.timeout_ms = Some(timeout);
+            assert_eq!(NewTask::validate(r, &Demo).is_ok(), ok, "timeoutMs {timeout}");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The engine's one HTTP error type: each variant has one status and a stable `code`.
+//! Store failures are logged here, once, and answered without leaking SQL.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use service_runtime::http_errors::json_error;
+
+use crate::domain::{IllegalTransition, TaskValidationError};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a path or body value is malformed.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 404: no such task.
+    #[error("task {0} not found")]
+    TaskNotFound(i64),
+    /// 409: the task's state does not allow the request.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 422: well-formed but unacceptable (unknown type, out-of-range value).
+    #[error(transparent)]
+    Invalid(#[from] TaskValidationError),
+    /// 503: the database cannot be reached.
+    #[error("the task database is unavailable; try again shortly")]
+    Unavailable,
+    /// 500: a bug or corrupt data; details are in the log only.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::TaskNotFound(_) => "TASK_NOT_FOUND",
+            ApiError::Invalid(TaskValidationError::UnknownType { .. }) => "UNKNOWN_TASK_TYPE",
+            ApiError::Invalid(_) => "VALIDATION_FAILED",
+            ApiError::Unavailable => "DATABASE_UNAVAILABLE",
+            ApiError::Internal => "INTERNAL",
+        }
+    }
+
+    /// The answer to canceling a task in a state that cannot be canceled.
+    pub fn cannot_cancel(illegal: IllegalTransition) -> Self {
+        ApiError::Conflict {
+            code: "TASK_NOT_CANCELABLE",
+            message: format!("Cannot cancel task in state {}", illegal.from),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TaskNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = json_error(self.status_code(), self.code(), self.to_string());
+        if matches!(self, ApiError::Unavailable) {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(error = %reason, "database unavailable");
+                ApiError::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+/// Parses a task id from the path: a positive integer.
+pub fn parse_task_id(raw: &str) -> Result<i64, ApiError> {
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::BadRequest {
+            code: "INVALID_ID",
+            message: format!("task id must be a positive integer, got {raw:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_variant_has_its_status_and_code() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (parse_task_id("abc").unwrap_err(), 400, "INVALID_ID"),
+            (ApiError::TaskNotFound(3), 404, "TASK_NOT_FOUND"),
+            (
+                ApiError::Invalid(TaskValidationError::UnknownType {
+                    given: "x".into(),
+                    known: vec![],
+                }),
+                422,
+                "UNKNOWN_TASK_TYPE",
+            ),
+            (
+                ApiError::Invalid(TaskValidationError::MaxAttemptsOutOfRange(0)),
+                422,
+                "VALIDATION_FAILED",
+            ),
+            (
+                ApiError::from(StoreError::Unavailable("down".into())),
+                503,
+                "DATABASE_UNAVAILABLE",
+            ),
+            (
+                ApiError::from(StoreError::CorruptRow("x".into())),
+                500,
+                "INTERNAL",
+            ),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status_code().as_u16(), status, "{err:?}");
+            assert_eq!(err.code(), code);
+        }
+    }
+
+    #[test]
+    fn ids_must_be_positive_integers() {
+        assert_eq!(parse_task_id("42").unwrap(), 42);
+        for bad in ["0", "-1", "1.5", "", "99999999999999999999", "12abc"] {
+            assert!(parse_task_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The engine's HTTP surface: routes, shared state and error mapping. Handlers validate,
+//! ask the domain what to do, and call the store; they never hold a transaction.
+
+pub mod error;
+mod tasks;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use service_runtime::{http_errors, PgPool};
+
+use crate::task_types::HandlerRegistry;
+use crate::worker::Worker;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: PgPool,
+    pub registry: Arc<HandlerRegistry>,
+    pub worker: Worker,
+}
+
+/// Registers every route of the engine.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_body_bytes: usize) {
+    cfg.app_data(state)
+        .app_data(http_errors::json_config(max_body_bytes))
+        .app_data(http_errors::path_config())
+        .app_data(http_errors::query_config())
+        .service(web::resource("/tasks").route(web::post().to(tasks::create_task)))
+        .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get_task)))
+        .service(web::resource("/tasks/{id}/cancel").route(web::put().to(tasks::cancel_task)))
+        .service(web::resource("/tasks/{id}/attempts").route(web::get().to(tasks::list_attempts)))
+        .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
+}

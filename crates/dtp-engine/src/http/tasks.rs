@@ -1,0 +1,117 @@
+//! `/tasks`: submit, read, cancel, and read the attempt history of tasks.
+
+use actix_web::{web, HttpResponse};
+use dtp_contract::{AttemptResponse, CreateTaskRequest};
+
+use super::error::{parse_task_id, ApiError};
+use super::AppState;
+use crate::domain::{transition, NewTask, TaskEvent};
+use crate::store::tasks::{self as task_store, Inserted};
+use crate::store::{self, attempts as attempt_store};
+
+/// How often a cancel re-reads a task whose state changed under it before giving up.
+const CANCEL_RACE_RETRIES: usize = 5;
+
+/// `POST /tasks`: 201 with the new task, or 200 with the task an idempotency key already names.
+pub async fn create_task(
+    state: web::Data<AppState>,
+    body: web::Json<CreateTaskRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let task = NewTask::validate(body.into_inner(), state.registry.as_ref())?;
+    let to_insert = task.clone();
+    let inserted = store::run(&state.pool, move |conn| task_store::insert_task(conn, &to_insert)).await?;
+    match inserted {
+        Inserted::Created(row) => {
+            state.worker.notify_work_available();
+            tracing::info!(task.id = row.id, task.r#type = %row.task_type, "task accepted");
+            Ok(HttpResponse::Created().json(row.into_response()?))
+        }
+        Inserted::Existing(row) if task.matches(&row.task_type, &row.payload, row.max_attempts) => {
+            tracing::debug!(task.id = row.id, "idempotency key names an existing task");
+            Ok(HttpResponse::Ok().json(row.into_response()?))
+        }
+        Inserted::Existing(row) => Err(ApiError::Conflict {
+            code: "IDEMPOTENCY_KEY_REUSED",
+            message: format!(
+                "idempotency key already names task {} with a different type, payload or maxAttempts",
+                row.id
+            ),
+        }),
+    }
+}
+
+/// `GET /tasks/{id}`.
+pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_task_id(&id)?;
+    let row = store::run(&state.pool, move |conn| task_store::find_task(conn, id))
+        .await?
+        .ok_or(ApiError::TaskNotFound(id))?;
+    Ok(HttpResponse::Ok().json(row.into_response()?))
+}
+
+/// `PUT /tasks/{id}/cancel`: 204 once the task is CANCELED (also when it already was).
+pub async fn cancel_task(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_task_id(&id)?;
+    for _ in 0..CANCEL_RACE_RETRIES {
+        let row = store::run(&state.pool, move |conn| task_store::find_task(conn, id))
+            .await?
+            .ok_or(ApiError::TaskNotFound(id))?;
+        let current = row.state()?;
+        let next = transition(current, TaskEvent::Cancel).map_err(ApiError::cannot_cancel)?;
+        if next == current {
+            return Ok(HttpResponse::NoContent().finish());
+        }
+        let canceled = store::run(&state.pool, move |conn| {
+            task_store::cancel_task_if_in(conn, id, current.status, next)
+        })
+        .await?;
+        if canceled {
+            state.worker.stop_attempts_of(id);
+            tracing::info!(task.id = id, from = %current.status, "task canceled");
+            return Ok(HttpResponse::NoContent().finish());
+        }
+        // The task moved on between our read and our write: decide again from its new state.
+    }
+    Err(ApiError::Conflict {
+        code: "TASK_BUSY",
+        message: format!("task {id} kept changing state; retry the cancel"),
+    })
+}
+
+/// `GET /tasks/{id}/attempts`: the attempt history, oldest first.
+pub async fn list_attempts(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_task_id(&id)?;
+    let (task, attempts) = store::run(&state.pool, move |conn| {
+        Ok((
+            task_store::find_task(conn, id)?,
+            attempt_store::list_attempts(conn, id)?,
+        ))
+    })
+    .await?;
+    if task.is_none() {
+        return Err(ApiError::TaskNotFound(id));
+    }
+    let body: Vec<AttemptResponse> = attempts
+        .into_iter()
+        .map(|a| AttemptResponse {
+            attempt: a.attempt,
+            worker_id: a.worker_id,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+            outcome: a.outcome,
+            error: a.error,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /healthz`: the process is up (no I/O).
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}

@@ -1,0 +1,10 @@
+//! DTP, the Distributed Task Platform's execution engine: it owns the task state machine,
+//! retries, leases and outcomes, serves the `/tasks` API and runs the worker loop.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod task_types;
+pub mod worker;

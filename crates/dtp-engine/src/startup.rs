@@ -1,0 +1,137 @@
+//! Builds the engine: database (created and migrated), HTTP server on its listener,
+//! worker and rescuer; `run_until_stopped` runs them side by side until shutdown.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use service_runtime::database::{self, BootstrapError, DatabaseUrl};
+use service_runtime::{http_errors, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EngineConfig;
+use crate::http::{self, AppState};
+use crate::task_types::HandlerRegistry;
+use crate::worker::{TaskRescuer, Worker};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/dtp");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] BootstrapError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: PgPool,
+    worker: Worker,
+    rescuer: TaskRescuer,
+    worker_enabled: bool,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Prepares the database and binds the listener; nothing runs until `run_until_stopped`.
+    pub async fn build(config: EngineConfig) -> Result<Self, StartupError> {
+        let db = DatabaseUrl::parse(&config.database_url)?;
+        let pool_size = config.db_pool_size;
+        let pool = tokio::task::spawn_blocking(move || database::bootstrap(&db, MIGRATIONS, pool_size))
+            .await
+            .map_err(|e| BootstrapError::Pool(e.to_string()))??;
+        let registry = Arc::new(HandlerRegistry::with_builtin_types());
+        let worker = Worker::new(pool.clone(), Arc::clone(&registry), config.worker.clone());
+        let rescuer = TaskRescuer::new(pool.clone(), config.worker.retry, config.worker.rescue_interval);
+        let listen_error = |source| StartupError::Listen {
+            addr: config.http_addr.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
+        let port = listener.local_addr().map_err(listen_error)?.port();
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            registry,
+            worker: worker.clone(),
+        });
+        let max_body = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(http_errors::json_error_bodies())
+                .configure(|cfg| http::configure(cfg, state.clone(), max_body))
+                .default_service(web::to(http_errors::route_not_found))
+        })
+        .workers(config.http_workers)
+        .disable_signals()
+        .shutdown_timeout(config.worker.shutdown_grace.as_secs().max(1))
+        .listen(listener)
+        .map_err(listen_error)?
+        .run();
+        tracing::info!(port, worker.id = %worker.id(), "dtp-engine listening");
+        Ok(Self {
+            port,
+            server,
+            pool,
+            worker,
+            rescuer,
+            worker_enabled: config.worker_enabled,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    pub fn rescuer(&self) -> &TaskRescuer {
+        &self.rescuer
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Firing this token stops the server, the worker (gracefully) and the rescuer.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves HTTP and runs the worker and rescuer until the shutdown token fires.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let background = self.worker_enabled.then(|| {
+            (
+                tokio::spawn(self.worker.clone().run(self.shutdown.clone())),
+                tokio::spawn(self.rescuer.clone().run(self.shutdown.clone())),
+            )
+        });
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = self.shutdown.cancelled() => {
+                tracing::info!("shutting down: no new requests or claims");
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        self.shutdown.cancel();
+        if let Some((worker, rescuer)) = background {
+            let _ = worker.await;
+            let _ = rescuer.await;
+        }
+        tracing::info!("dtp-engine stopped");
+        served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}

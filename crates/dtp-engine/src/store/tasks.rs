@@ -1,0 +1,327 @@
+//! Queries on `tasks`. Every write that follows a claim is guarded by the attempt's
+//! lease token and the RUNNING status, so a superseded attempt's late write changes nothing.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use dtp_contract::{RetryState, TaskResponse, TaskStatus};
+use std::time::Duration;
+
+use super::schema::tasks;
+use super::StoreError;
+use crate::domain::{AttemptOutcome, NewTask, TaskState};
+
+/// One row of `tasks`.
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = tasks)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct TaskRow {
+    pub id: i64,
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub retry_state: String,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub scheduled_for: DateTime<Utc>,
+    pub processing_started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub lease_token: Option<i64>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub worker_id: Option<String>,
+    pub timeout_ms: i32,
+}
+
+impl TaskRow {
+    pub fn state(&self) -> Result<TaskState, StoreError> {
+        let status = TaskStatus::parse(&self.status).ok_or_else(|| {
+            StoreError::CorruptRow(format!("task {} has status {:?}", self.id, self.status))
+        })?;
+        let retry_state = RetryState::parse(&self.retry_state).ok_or_else(|| {
+            StoreError::CorruptRow(format!("task {} has retry state {:?}", self.id, self.retry_state))
+        })?;
+        Ok(TaskState { status, retry_state })
+    }
+
+    pub fn into_response(self) -> Result<TaskResponse, StoreError> {
+        let state = self.state()?;
+        Ok(TaskResponse {
+            id: self.id,
+            task_type: self.task_type,
+            payload: self.payload,
+            status: state.status,
+            attempt_count: self.attempt_count,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            retry_state: state.retry_state,
+            last_error: self.last_error,
+            created_at: self.created_at,
+            scheduled_for: self.scheduled_for,
+            processing_started_at: self.processing_started_at,
+            completed_at: self.completed_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The result of an insert that may have hit an existing idempotency key.
+pub enum Inserted {
+    Created(TaskRow),
+    Existing(TaskRow),
+}
+
+/// Inserts a task; with an idempotency key already taken, returns the existing task instead.
+pub fn insert_task(conn: &mut PgConnection, task: &NewTask) -> QueryResult<Inserted> {
+    let values = (
+        tasks::task_type.eq(&task.task_type),
+        tasks::payload.eq(&task.payload),
+        tasks::max_attempts.eq(task.max_attempts),
+        tasks::idempotency_key.eq(&task.idempotency_key),
+        tasks::timeout_ms.eq(task.timeout_ms),
+        tasks::status.eq(TaskState::NEW.status.as_str()),
+        tasks::retry_state.eq(TaskState::NEW.retry_state.as_str()),
+    );
+    let inserted = match task.run_at {
+        Some(run_at) => diesel::insert_into(tasks::table)
+            .values((values, tasks::scheduled_for.eq(run_at)))
+            .on_conflict_do_nothing()
+            .returning(TaskRow::as_returning())
+            .get_result(conn)
+            .optional()?,
+        None => diesel::insert_into(tasks::table)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(TaskRow::as_returning())
+            .get_result(conn)
+            .optional()?,
+    };
+    if let Some(row) = inserted {
+        return Ok(Inserted::Created(row));
+    }
+    // ON CONFLICT DO NOTHING waited for the competing insert to commit, so it is visible now.
+    let key = task.idempotency_key.as_deref().unwrap_or_default();
+    let existing = tasks::table
+        .filter(tasks::idempotency_key.eq(key))
+        .select(TaskRow::as_select())
+        .first(conn)?;
+    Ok(Inserted::Existing(existing))
+}
+
+/// Reads one task.
+pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow>> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Moves a task to `next` (CANCELED) if it is still in `expected`; closes its open attempt.
+pub fn cancel_task_if_in(
+    conn: &mut PgConnection,
+    id: i64,
+    expected: TaskStatus,
+    next: TaskState,
+) -> QueryResult<bool> {
+    let canceled = diesel::sql_query(
+        "WITH old AS ( \
+             SELECT id, lease_token FROM tasks WHERE id = $1 AND status = $2 FOR UPDATE \
+         ), canceled AS ( \
+             UPDATE tasks t SET status = $3, retry_state = $4, completed_at = now(), \
+                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+             FROM old WHERE t.id = old.id RETURNING t.id \
+         ), closed AS ( \
+             UPDATE task_attempts a SET finished_at = now(), outcome = $5, error = 'canceled by request' \
+             FROM old WHERE a.lease_token = old.lease_token AND a.finished_at IS NULL \
+               AND EXISTS (SELECT 1 FROM canceled) \
+         ) SELECT id FROM canceled",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(expected.as_str())
+    .bind::<Text, _>(next.status.as_str())
+    .bind::<Text, _>(next.retry_state.as_str())
+    .bind::<Text, _>(AttemptOutcome::Canceled.as_str())
+    .execute(conn)?;
+    Ok(canceled == 1)
+}
+
+/// A task a worker has just claimed, with the lease that fences its attempt.
+#[derive(Debug, Clone, QueryableByName)]
+#[diesel(table_name = tasks)]
+pub struct ClaimedTask {
+    pub id: i64,
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub timeout_ms: i32,
+    pub retry_state: String,
+    #[diesel(sql_type = BigInt)]
+    pub lease_token: i64,
+}
+
+/// Claims up to `limit` due PENDING tasks for `worker_id` in one statement and opens their attempts.
+pub fn claim_due_tasks(
+    conn: &mut PgConnection,
+    worker_id: &str,
+    limit: i64,
+    lease: Duration,
+    running: TaskStatus,
+) -> QueryResult<Vec<ClaimedTask>> {
+    diesel::sql_query(
+        "WITH due AS ( \
+             SELECT id FROM tasks WHERE status = 'PENDING' AND scheduled_for <= now() \
+             ORDER BY scheduled_for, id LIMIT $1 FOR UPDATE SKIP LOCKED \
+         ), claimed AS ( \
+             UPDATE tasks t SET status = $4, attempt_count = t.attempt_count + 1, \
+                 processing_started_at = now(), completed_at = NULL, \
+                 lease_token = nextval('task_lease_tokens'), \
+                 lease_expires_at = now() + $2 * interval '1 millisecond', \
+                 worker_id = $3, updated_at = now() \
+             FROM due WHERE t.id = due.id \
+             RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
+                       t.retry_state, t.lease_token, t.worker_id, t.processing_started_at \
+         ), opened AS ( \
+             INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at) \
+             SELECT lease_token, id, attempt_count, worker_id, processing_started_at FROM claimed \
+         ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token \
+           FROM claimed ORDER BY id",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(millis(lease))
+    .bind::<Text, _>(worker_id)
+    .bind::<Text, _>(running.as_str())
+    .load(conn)
+}
+
+/// How a finished attempt's write is guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseGuard {
+    /// The attempt itself reports: its lease token must still hold the task.
+    Held,
+    /// The rescuer reports for a lost worker: the lease must also have expired.
+    Expired,
+}
+
+/// The end of one attempt as decided by the state machine.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub task_id: i64,
+    pub lease_token: i64,
+    pub next: TaskState,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+    /// For a retry: how long from now until the next attempt is due.
+    pub retry_in: Option<Duration>,
+}
+
+/// Writes the end of an attempt if the attempt still holds the task ("set state if running").
+/// Returns false when the attempt was fenced off (canceled, rescued, superseded).
+pub fn finish_attempt(conn: &mut PgConnection, end: &AttemptEnd, guard: LeaseGuard) -> QueryResult<bool> {
+    let guard_sql = match guard {
+        LeaseGuard::Held => "",
+        LeaseGuard::Expired => "AND lease_expires_at < now()",
+    };
+    let finished = diesel::sql_query(format!(
+        "WITH finished AS ( \
+             UPDATE tasks SET status = $3, retry_state = $4, \
+                 last_error = COALESCE($5, last_error), \
+                 scheduled_for = CASE WHEN $6::bigint IS NULL THEN scheduled_for \
+                                      ELSE now() + $6 * interval '1 millisecond' END, \
+                 completed_at = CASE WHEN $3 IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
+                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+             WHERE id = $1 AND status = 'RUNNING' AND lease_token = $2 {guard_sql} \
+             RETURNING id \
+         ) UPDATE task_attempts SET finished_at = now(), outcome = $7, error = $5 \
+           WHERE lease_token = $2 AND task_id IN (SELECT id FROM finished)"
+    ))
+    .bind::<BigInt, _>(end.task_id)
+    .bind::<BigInt, _>(end.lease_token)
+    .bind::<Text, _>(end.next.status.as_str())
+    .bind::<Text, _>(end.next.retry_state.as_str())
+    .bind::<Nullable<Text>, _>(end.error.as_deref())
+    .bind::<Nullable<BigInt>, _>(end.retry_in.map(millis))
+    .bind::<Text, _>(end.outcome.as_str())
+    .execute(conn)?;
+    Ok(finished == 1)
+}
+
+#[derive(QueryableByName)]
+struct LeaseTokenRow {
+    #[diesel(sql_type = BigInt)]
+    lease_token: i64,
+}
+
+/// Extends the leases that are still held; returns the tokens that still hold their task.
+pub fn extend_leases(conn: &mut PgConnection, tokens: &[i64], lease: Duration) -> QueryResult<Vec<i64>> {
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<LeaseTokenRow> = diesel::sql_query(
+        "UPDATE tasks SET lease_expires_at = now() + $2 * interval '1 millisecond' \
+         WHERE status = 'RUNNING' AND lease_token = ANY($1) RETURNING lease_token",
+    )
+    .bind::<Array<BigInt>, _>(tokens)
+    .bind::<BigInt, _>(millis(lease))
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.lease_token).collect())
+}
+
+/// Gives unfinished attempts back at shutdown: PENDING again, due now, the attempt not counted.
+pub fn release_attempts(conn: &mut PgConnection, tokens: &[i64], next: TaskStatus) -> QueryResult<usize> {
+    if tokens.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "WITH released AS ( \
+             UPDATE tasks SET status = $2, attempt_count = attempt_count - 1, \
+                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+             WHERE status = 'RUNNING' AND lease_token = ANY($1) RETURNING id \
+         ) UPDATE task_attempts SET finished_at = now(), outcome = $3, error = 'released at shutdown' \
+           WHERE lease_token = ANY($1) AND task_id IN (SELECT id FROM released)",
+    )
+    .bind::<Array<BigInt>, _>(tokens)
+    .bind::<Text, _>(next.as_str())
+    .bind::<Text, _>(AttemptOutcome::Released.as_str())
+    .execute(conn)
+}
+
+/// A RUNNING task whose lease ran out: its worker is presumed dead.
+#[derive(Debug, Clone, QueryableByName)]
+#[diesel(table_name = tasks)]
+pub struct ExpiredLease {
+    pub id: i64,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    pub lease_token: i64,
+    #[diesel(sql_type = Text)]
+    pub worker_id: String,
+}
+
+/// Finds up to `limit` running tasks whose lease expired.
+pub fn find_expired_leases(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<ExpiredLease>> {
+    diesel::sql_query(
+        "SELECT id, attempt_count, max_attempts, lease_token, worker_id FROM tasks \
+         WHERE status = 'RUNNING' AND lease_expires_at < now() \
+         ORDER BY lease_expires_at LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+}
+
+/// Counts tasks per status (for tests and diagnostics).
+pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
+    tasks::table
+        .group_by(tasks::status)
+        .select((tasks::status, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

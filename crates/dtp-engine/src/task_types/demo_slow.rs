@@ -1,0 +1,29 @@
+//! `demo-slow`: sleeps for `payload.sleepMs` (default 2 s), stopping early when canceled.
+
+use std::time::Duration;
+
+use super::{HandlerError, HandlerFuture, TaskContext, TaskHandler};
+
+pub const DEFAULT_SLEEP: Duration = Duration::from_secs(2);
+
+pub struct DemoSlow;
+
+impl TaskHandler for DemoSlow {
+    fn task_type(&self) -> &'static str {
+        "demo-slow"
+    }
+
+    fn run(&self, ctx: TaskContext) -> HandlerFuture {
+        let sleep = ctx
+            .payload
+            .get("sleepMs")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(DEFAULT_SLEEP, Duration::from_millis);
+        Box::pin(async move {
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => Ok(()),
+                () = ctx.cancel.cancelled() => Err(HandlerError("canceled while sleeping".into())),
+            }
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! The worker: claims due tasks in batches (one statement, `FOR UPDATE SKIP LOCKED`),
+//! runs each attempt outside any transaction, and ends it with one lease-guarded write.
+//! A heartbeat keeps leases alive and stops attempts that were fenced off elsewhere.
+
+mod attempt;
+mod config;
+pub mod rescuer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dtp_contract::TaskStatus;
+use service_runtime::PgPool;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::WorkerConfig;
+pub use rescuer::TaskRescuer;
+
+use crate::store::tasks::{self as task_store, ClaimedTask};
+use crate::store::{self, StoreError};
+use crate::task_types::HandlerRegistry;
+
+/// Longest pause after the database failed a claim; the loop resumes by itself.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One engine process's worker. Cheap to clone; clones share the same slots and attempts.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<WorkerShared>,
+}
+
+struct WorkerShared {
+    pool: PgPool,
+    registry: Arc<HandlerRegistry>,
+    config: WorkerConfig,
+    worker_id: String,
+    slots: Arc<Semaphore>,
+    /// Attempts running in this process, by lease token.
+    in_flight: Mutex<HashMap<i64, InFlightAttempt>>,
+    /// Rung when new work may be due (a task was submitted here).
+    work_available: Notify,
+    /// Rung when an attempt ends and frees a slot.
+    slot_freed: Notify,
+}
+
+struct InFlightAttempt {
+    task_id: i64,
+    cancel: CancellationToken,
+}
+
+impl Worker {
+    pub fn new(pool: PgPool, registry: Arc<HandlerRegistry>, config: WorkerConfig) -> Self {
+        let worker_id = format!(
+            "{}-{}-{:04x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "dtp".into()),
+            std::process::id(),
+            rand::random::<u16>()
+        );
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        Self {
+            inner: Arc::new(WorkerShared {
+                pool,
+                registry,
+                config,
+                worker_id,
+                slots,
+                in_flight: Mutex::new(HashMap::new()),
+                work_available: Notify::new(),
+                slot_freed: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.inner.config
+    }
+
+    /// Wakes the claim loop at once instead of at the next poll.
+    pub fn notify_work_available(&self) {
+        self.inner.work_available.notify_one();
+    }
+
+    /// Tells this process's attempt of `task_id`, if any, to stop (its task was canceled).
+    pub fn stop_attempts_of(&self, task_id: i64) {
+        for attempt in self.lock_in_flight().values().filter(|a| a.task_id == task_id) {
+            attempt.cancel.cancel();
+        }
+    }
+
+    /// Number of attempts running in this process.
+    pub fn attempts_in_flight(&self) -> usize {
+        self.lock_in_flight().len()
+    }
+
+    /// Runs the claim loop and the heartbeat until `shutdown` fires, then shuts down gracefully.
+    pub async fn run(self, shutdown: CancellationToken) {
+        if self.inner.config.concurrency == 0 {
+            tracing::info!("worker disabled (concurrency 0)");
+            return;
+        }
+        tracing::info!(worker.id = %self.id(), concurrency = self.inner.config.concurrency, "worker started");
+        let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
+        let mut error_backoff = self.inner.config.poll_interval;
+        while !shutdown.is_cancelled() {
+            let free = self.inner.slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    () = self.inner.slot_freed.notified() => {}
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            match self.claim_and_start(free).await {
+                Ok(started) => {
+                    error_backoff = self.inner.config.poll_interval;
+                    if started.len() == free {
+                        continue; // Slots were the limit: more may be due right now.
+                    }
+                    tokio::select! {
+                        () = self.inner.work_available.notified() => {}
+                        () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = error_backoff.as_millis() as u64, "claim failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(error_backoff) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    error_backoff = (error_backoff * 2).min(MAX_ERROR_BACKOFF);
+                }
+            }
+        }
+        heartbeat.abort();
+        self.release_after_grace().await;
+    }
+
+    /// Claims up to `limit` due tasks and starts an attempt for each; returns their handles.
+    pub async fn claim_and_start(&self, limit: usize) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        let worker_id = self.inner.worker_id.clone();
+        let lease = self.inner.config.lease;
+        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
+        let claimed = store::run(&self.inner.pool, move |conn| {
+            task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)
+        })
+        .await?;
+        let mut started = Vec::with_capacity(claimed.len());
+        for task in claimed {
+            let permit = Arc::clone(&self.inner.slots)
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::Unavailable("worker slots closed".into()))?;
+            started.push(self.start_attempt(task, permit));
+        }
+        Ok(started)
+    }
+
+    /// Runs every task that is due now to its end, returning how many attempts ran.
+    /// Tests use it to drain the queue deterministically without the background loop.
+    pub async fn run_due_tasks(&self) -> Result<usize, StoreError> {
+        let mut ran = 0;
+        loop {
+            let free = self.inner.slots.available_permits().max(1);
+            let started = self.claim_and_start(free).await?;
+            if started.is_empty() {
+                return Ok(ran);
+            }
+            ran += started.len();
+            for handle in started {
+                let _ = handle.await;
+            }
+        }
+    }
+
+    fn start_attempt(&self, task: ClaimedTask, permit: tokio::sync::OwnedSemaphorePermit) -> JoinHandle<()> {
+        let cancel = CancellationToken::new();
+        self.lock_in_flight().insert(
+            task.lease_token,
+            InFlightAttempt {
+                task_id: task.id,
+                cancel: cancel.clone(),
+            },
+        );
+        let worker = self.clone();
+        tokio::spawn(async move {
+            let lease_token = task.lease_token;
+            attempt::run_attempt(
+                &worker.inner.pool,
+                &worker.inner.registry,
+                &worker.inner.config,
+                task,
+                cancel,
+            )
+            .await;
+            worker.lock_in_flight().remove(&lease_token);
+            drop(permit);
+            worker.inner.slot_freed.notify_one();
+        })
+    }
+
+    /// Extends the leases of running attempts every lease/3; stops those fenced off.
+    async fn heartbeat(self, shutdown: CancellationToken) {
+        let every = self.inner.config.lease / 3;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let tokens: Vec<i64> = self.lock_in_flight().keys().copied().collect();
+            if tokens.is_empty() {
+                continue;
+            }
+            let lease = self.inner.config.lease;
+            let asked = tokens.clone();
+            match store::run(&self.inner.pool, move |conn| {
+                task_store::extend_leases(conn, &asked, lease)
+            })
+            .await
+            {
+                Ok(held) => {
+                    let in_flight = self.lock_in_flight();
+                    for token in tokens.iter().filter(|t| !held.contains(t)) {
+                        if let Some(attempt) = in_flight.get(token) {
+                            tracing::info!(
+                                task.id = attempt.task_id,
+                                lease = token,
+                                "attempt fenced off; stopping it"
+                            );
+                            attempt.cancel.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, attempts = tokens.len(), "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Waits up to the shutdown grace for running attempts, then gives the rest back.
+    async fn release_after_grace(&self) {
+        let deadline = tokio::time::Instant::now() + self.inner.config.shutdown_grace;
+        while self.attempts_in_flight() > 0 {
+            tokio::select! {
+                () = self.inner.slot_freed.notified() => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let left: Vec<(i64, CancellationToken)> = self
+            .lock_in_flight()
+            .iter()
+            .map(|(token, attempt)| (*token, attempt.cancel.clone()))
+            .collect();
+        if left.is_empty() {
+            tracing::info!("worker stopped; no attempt left running");
+            return;
+        }
+        let tokens: Vec<i64> = left.iter().map(|(t, _)| *t).collect();
+        // Release first, then stop the handlers: their late writes are fenced off by then.
+        let released = store::run(&self.inner.pool, move |conn| {
+            task_store::release_attempts(conn, &tokens, TaskStatus::Pending)
+        })
+        .await;
+        for (_, cancel) in &left {
+            cancel.cancel();
+        }
+        match released {
+            Ok(n) => tracing::info!(released = n, "worker stopped; released unfinished attempts"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release unfinished attempts; the rescuer will recover them")
+            }
+        }
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<i64, InFlightAttempt>> {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}

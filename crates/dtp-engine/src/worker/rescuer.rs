@@ -1,0 +1,90 @@
+//! TaskRescuer: finds RUNNING tasks whose lease expired (their worker crashed or lost
+//! the database) and ends the lost attempt: retry with backoff, or FAILED when exhausted.
+
+use std::time::Duration;
+
+use dtp_contract::{RetryState, TaskStatus};
+use service_runtime::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{transition, AttemptOutcome, RetryPolicy, TaskEvent, TaskState};
+use crate::store::tasks::{self as task_store, AttemptEnd, ExpiredLease, LeaseGuard};
+use crate::store::{self, StoreError};
+
+/// Expired leases handled per round.
+const RESCUE_BATCH: i64 = 500;
+
+#[derive(Clone)]
+pub struct TaskRescuer {
+    pool: PgPool,
+    retry: RetryPolicy,
+    interval: Duration,
+}
+
+impl TaskRescuer {
+    pub fn new(pool: PgPool, retry: RetryPolicy, interval: Duration) -> Self {
+        Self {
+            pool,
+            retry,
+            interval,
+        }
+    }
+
+    /// Rescues every `interval` until `shutdown` fires.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+            if let Err(e) = self.rescue_expired_leases().await {
+                tracing::warn!(error = %e, "rescue round failed");
+            }
+        }
+    }
+
+    /// One round: ends every lost attempt found; returns how many tasks were rescued.
+    pub async fn rescue_expired_leases(&self) -> Result<usize, StoreError> {
+        let expired = store::run(&self.pool, |conn| {
+            task_store::find_expired_leases(conn, RESCUE_BATCH)
+        })
+        .await?;
+        let mut rescued = 0;
+        for lost in expired {
+            let end = rescue_decision(&lost, &self.retry, rand::random::<f64>());
+            let (task_id, next) = (lost.id, end.next.status);
+            let written = store::run(&self.pool, move |conn| {
+                task_store::finish_attempt(conn, &end, LeaseGuard::Expired)
+            })
+            .await?;
+            if written {
+                rescued += 1;
+                tracing::warn!(task.id = task_id, task.attempt = lost.attempt_count, worker.id = %lost.worker_id, next = %next, "rescued task from a lost worker");
+            }
+        }
+        Ok(rescued)
+    }
+}
+
+/// The state machine's verdict on an attempt whose worker stopped heartbeating.
+pub fn rescue_decision(lost: &ExpiredLease, retry: &RetryPolicy, jitter: f64) -> AttemptEnd {
+    let event = TaskEvent::LeaseExpired {
+        attempt: lost.attempt_count,
+        max_attempts: lost.max_attempts,
+    };
+    let running = TaskState::new(TaskStatus::Running, RetryState::None);
+    let next =
+        transition(running, event).unwrap_or(TaskState::new(TaskStatus::Failed, RetryState::Exhausted));
+    AttemptEnd {
+        task_id: lost.id,
+        lease_token: lost.lease_token,
+        next,
+        outcome: AttemptOutcome::Lost,
+        error: Some(format!(
+            "worker {} was lost: its lease expired mid-attempt",
+            lost.worker_id
+        )),
+        retry_in: (next.retry_state == RetryState::RetryScheduled)
+            .then(|| retry.delay(lost.attempt_count, jitter)),
+    }
+}

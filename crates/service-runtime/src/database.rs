@@ -1,0 +1,292 @@
+//! Start-up and access plumbing for a service that owns one Postgres database:
+//! create the database when it is missing, apply embedded migrations under an advisory
+//! lock (several processes may start at once), build the pool, and run queries on it.
+
+use std::time::Duration;
+
+use deadpool_diesel::postgres::{Manager, Pool};
+use deadpool_diesel::{ManagerConfig, RecyclingMethod, Runtime, Timeouts};
+use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+pub use deadpool_diesel::postgres::Pool as PgPool;
+
+/// How long a request waits for a pooled connection before the database counts as unavailable.
+pub const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a service could not bring its database up at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("invalid database URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to Postgres at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: diesel::ConnectionError,
+    },
+    #[error("cannot create database {name:?}: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: diesel::result::Error,
+    },
+    #[error("cannot apply migrations to {name:?}: {reason}")]
+    Migrate { name: String, reason: String },
+    #[error("cannot build connection pool: {0}")]
+    Pool(String),
+}
+
+/// Why a query could not be answered at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached right now (down, restarting, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The statement itself failed.
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// A parsed Postgres URL split into the server part and the database name.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    url: url::Url,
+    name: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, BootstrapError> {
+        let invalid = |reason: &str| BootstrapError::InvalidUrl {
+            url: redact(raw),
+            reason: reason.to_owned(),
+        };
+        let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(invalid("scheme must be postgres:// or postgresql://"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
+        }
+        let name = url.path().trim_start_matches('/').to_owned();
+        if name.is_empty() || name.contains('/') {
+            return Err(invalid("no database name in the path"));
+        }
+        Ok(Self { url, name })
+    }
+
+    /// The database name, e.g. `dtp`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The full URL of the service's own database.
+    pub fn as_str(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// The same server's `postgres` database, used to create or drop others.
+    pub fn maintenance_url(&self) -> String {
+        self.with_database("postgres")
+    }
+
+    /// The same server with another database name.
+    pub fn with_database(&self, name: &str) -> String {
+        let mut url = self.url.clone();
+        url.set_path(&format!("/{name}"));
+        url.to_string()
+    }
+
+    /// The URL without its password, for logs and error messages.
+    pub fn redacted(&self) -> String {
+        redact(self.url.as_str())
+    }
+}
+
+fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// Creates the database when it does not exist yet; tolerates a concurrent creator.
+pub fn ensure_database(db: &DatabaseUrl) -> Result<(), BootstrapError> {
+    let maintenance = db.maintenance_url();
+    let mut conn = PgConnection::establish(&maintenance).map_err(|source| BootstrapError::Connect {
+        target: redact(&maintenance),
+        source,
+    })?;
+    let exists = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "EXISTS (SELECT 1 FROM pg_database WHERE datname = {})",
+        quote_literal(db.name())
+    )))
+    .get_result::<bool>(&mut conn)
+    .map_err(|source| BootstrapError::Create {
+        name: db.name().to_owned(),
+        source,
+    })?;
+    if exists {
+        return Ok(());
+    }
+    match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(db.name()))).execute(&mut conn) {
+        Ok(_) => {
+            tracing::info!(database = db.name(), "created database");
+            Ok(())
+        }
+        // Another process created it between our check and our CREATE.
+        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(source) => Err(BootstrapError::Create {
+            name: db.name().to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Applies pending migrations; an advisory lock serialises concurrent starters.
+pub fn run_migrations(db: &DatabaseUrl, migrations: EmbeddedMigrations) -> Result<(), BootstrapError> {
+    // Advisory locks are per database, so one key serves every service.
+    const MIGRATION_LOCK_KEY: i64 = 0x0064_7470_5f6d_6967;
+    let mut conn = PgConnection::establish(db.as_str()).map_err(|source| BootstrapError::Connect {
+        target: db.redacted(),
+        source,
+    })?;
+    let migrate_err = |reason: String| BootstrapError::Migrate {
+        name: db.name().to_owned(),
+        reason,
+    };
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .execute(&mut conn)
+        .map_err(|e| migrate_err(e.to_string()))?;
+    let applied = conn
+        .run_pending_migrations(migrations)
+        .map(|versions| versions.len())
+        .map_err(|e| migrate_err(e.to_string()));
+    let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut conn);
+    let applied = applied?;
+    if applied > 0 {
+        tracing::info!(database = db.name(), applied, "applied migrations");
+    }
+    Ok(())
+}
+
+/// Creates (if needed) and migrates the database, then returns a pool over it.
+pub fn bootstrap(
+    db: &DatabaseUrl,
+    migrations: EmbeddedMigrations,
+    max_connections: usize,
+) -> Result<Pool, BootstrapError> {
+    ensure_database(db)?;
+    run_migrations(db, migrations)?;
+    build_pool(db, max_connections)
+}
+
+/// A pool whose connections are checked before reuse, so a Postgres restart heals by itself.
+pub fn build_pool(db: &DatabaseUrl, max_connections: usize) -> Result<Pool, BootstrapError> {
+    let manager = Manager::from_config(
+        db.as_str(),
+        Runtime::Tokio1,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_connections)
+        .timeouts(Timeouts {
+            wait: Some(DEFAULT_CHECKOUT_TIMEOUT),
+            create: Some(DEFAULT_CHECKOUT_TIMEOUT),
+            recycle: Some(DEFAULT_CHECKOUT_TIMEOUT),
+        })
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| BootstrapError::Pool(e.to_string()))
+}
+
+/// Runs `query` on a pooled connection, classifying failures as unavailable or query errors.
+pub async fn interact<T, F>(pool: &Pool, query: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, diesel::result::Error> + Send + 'static,
+{
+    let conn = pool
+        .get()
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    let result = conn
+        .interact(query)
+        .await
+        .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?;
+    result.map_err(|e| {
+        if is_connection_loss(&e) {
+            DbError::Unavailable(e.to_string())
+        } else {
+            DbError::Query(e)
+        }
+    })
+}
+
+/// True when the error says the connection, not the statement, failed.
+pub fn is_connection_loss(err: &diesel::result::Error) -> bool {
+    match err {
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
+        diesel::result::Error::DatabaseError(_, info) => {
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now.
+            let msg = info.message();
+            msg.contains("terminating connection")
+                || msg.contains("server closed the connection")
+                || msg.contains("the database system is")
+        }
+        _ => false,
+    }
+}
+
+/// Quotes an SQL identifier (a database name).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_server_and_database() {
+        let db = DatabaseUrl::parse("postgres://postgres:secret@localhost:5432/dtp").unwrap();
+        assert_eq!(db.name(), "dtp");
+        assert_eq!(
+            db.maintenance_url(),
+            "postgres://postgres:secret@localhost:5432/postgres"
+        );
+        assert!(db.redacted().contains("***"));
+        assert!(!db.redacted().contains("secret"));
+    }
+
+    #[test]
+    fn rejects_urls_that_name_no_database() {
+        for raw in [
+            "not a url",
+            "mysql://localhost/dtp",
+            "postgres://localhost",
+            "postgres://localhost/",
+        ] {
+            assert!(DatabaseUrl::parse(raw).is_err(), "{raw} should be rejected");
+        }
+    }
+
+    #[test]
+    fn quotes_identifiers_and_literals() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,12 @@
+//! Runtime plumbing shared by the platform's services (the DTP engine and TaskPilot):
+//! bringing up the service's own Postgres database, JSON error bodies for everything
+//! actix answers by itself, telemetry set-up, and typed reading of environment settings.
+
+pub mod database;
+pub mod env_config;
+pub mod http_errors;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use database::{interact, DatabaseUrl, DbError, PgPool};

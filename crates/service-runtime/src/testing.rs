@@ -1,0 +1,53 @@
+//! Throwaway databases for tests: each test gets a uniquely named database on the
+//! server at `TEST_DATABASE_URL`, dropped (with its connections) when the guard drops.
+
+use diesel::prelude::*;
+use rand::Rng;
+
+use crate::database::{quote_ident, DatabaseUrl};
+
+/// Where test databases are created when `TEST_DATABASE_URL` is unset.
+pub const DEFAULT_TEST_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database name reserved for one test; the service under test creates and migrates it.
+pub struct TestDatabase {
+    server: DatabaseUrl,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Reserves a fresh, unique database name with the given prefix (e.g. `dtp`).
+    pub fn new(prefix: &str) -> Self {
+        let raw = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_SERVER_URL.to_owned());
+        let server = DatabaseUrl::parse(&raw).unwrap_or_else(|e| panic!("TEST_DATABASE_URL: {e}"));
+        let suffix: u64 = rand::rng().random();
+        let name = format!("test_{prefix}_{}_{suffix:016x}", std::process::id());
+        Self { server, name }
+    }
+
+    /// URL of this test's database.
+    pub fn url(&self) -> String {
+        self.server.with_database(&self.name)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A direct connection, for assertions that read tables behind the service's back.
+    pub fn connect(&self) -> PgConnection {
+        PgConnection::establish(&self.url()).unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Ok(mut conn) = PgConnection::establish(&self.server.maintenance_url()) else {
+            return;
+        };
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name));
+        if let Err(e) = diesel::sql_query(drop).execute(&mut conn) {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE task_attempts;
+DROP TABLE tasks;
+DROP SEQUENCE task_lease_tokens;
