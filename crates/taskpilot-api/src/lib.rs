@@ -1,1 +1,9 @@
+//! TaskPilot, the web control plane: owns the user-facing task record and its link to
+//! a DTP task, binds tasks to the scheduler exactly once, and serves their execution view.
 
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod scheduler_client;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,112 @@
+//! TaskPilot settings, read once from the environment at start-up (`TASKPILOT_*`).
+
+use std::time::Duration;
+
+use service_runtime::env_config::{self, ConfigError, SettingSource};
+use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/webdb";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8081";
+pub const DEFAULT_SCHEDULER_URL: &str = "http://localhost:8080";
+pub const DEFAULT_SCHEDULER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HTTP_WORKERS: usize = 2;
+pub const DEFAULT_DB_POOL_SIZE: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct TaskPilotConfig {
+    pub database_url: String,
+    pub http_addr: String,
+    pub scheduler_url: String,
+    pub scheduler_timeout: Duration,
+    pub http_workers: usize,
+    pub max_body_bytes: usize,
+    pub db_pool_size: usize,
+    /// Fault point for crash tests: exit between the scheduler's answer to a bind and our
+    /// commit. Off unless `TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE=true`.
+    pub crash_after_scheduler_create: bool,
+}
+
+impl TaskPilotConfig {
+    pub fn from_source(source: &dyn SettingSource) -> Result<Self, ConfigError> {
+        let scheduler_url = env_config::string(source, "TASKPILOT_SCHEDULER_URL", DEFAULT_SCHEDULER_URL);
+        if !(scheduler_url.starts_with("http://") || scheduler_url.starts_with("https://")) {
+            return Err(ConfigError {
+                name: "TASKPILOT_SCHEDULER_URL".into(),
+                value: scheduler_url,
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        Ok(Self {
+            database_url: env_config::string(source, "TASKPILOT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            http_addr: env_config::string(source, "TASKPILOT_HTTP_ADDR", DEFAULT_HTTP_ADDR),
+            scheduler_url,
+            scheduler_timeout: env_config::millis(
+                source,
+                "TASKPILOT_SCHEDULER_TIMEOUT_MS",
+                DEFAULT_SCHEDULER_TIMEOUT,
+                1,
+            )?,
+            http_workers: env_config::parsed(source, "TASKPILOT_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
+                in_range(*n, 1, 64)
+            })?,
+            max_body_bytes: env_config::parsed(
+                source,
+                "TASKPILOT_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                |n| in_range(*n, 1_024, 64 * 1024 * 1024),
+            )?,
+            db_pool_size: env_config::parsed(source, "TASKPILOT_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, |n| {
+                in_range(*n, 2, 1_000)
+            })?,
+            crash_after_scheduler_create: env_config::parsed(
+                source,
+                "TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE",
+                false,
+                |_| Ok(()),
+            )?,
+        })
+    }
+}
+
+fn in_range(n: usize, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("must be between {min} and {max}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service_runtime::env_config::FixedSettings;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = TaskPilotConfig::from_source(&FixedSettings(&[])).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.http_addr, DEFAULT_HTTP_ADDR);
+        assert_eq!(config.scheduler_url, DEFAULT_SCHEDULER_URL);
+        assert_eq!(config.scheduler_timeout, DEFAULT_SCHEDULER_TIMEOUT);
+        assert!(!config.crash_after_scheduler_create);
+    }
+
+    #[test]
+    fn reads_and_checks_settings() {
+        let config = TaskPilotConfig::from_source(&FixedSettings(&[
+            ("TASKPILOT_SCHEDULER_URL", "http://dtp:8080"),
+            ("TASKPILOT_SCHEDULER_TIMEOUT_MS", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(config.scheduler_url, "http://dtp:8080");
+        assert_eq!(config.scheduler_timeout, Duration::from_millis(250));
+        for (name, value) in [
+            ("TASKPILOT_SCHEDULER_URL", "dtp:8080"),
+            ("TASKPILOT_SCHEDULER_TIMEOUT_MS", "0"),
+            ("TASKPILOT_MAX_BODY_BYTES", "x"),
+        ] {
+            let err = TaskPilotConfig::from_source(&FixedSettings(&[(name, value)])).unwrap_err();
+            assert_eq!(err.name, name);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The normalized execution view of a scheduler task, with derived latencies:
+//! queue = processingStartedAt − scheduledFor and processing = completedAt −
+//! processingStartedAt describe the latest attempt; endToEnd = completedAt − createdAt
+//! the whole task. Each is null until both of its ends exist.
+
+use chrono::{DateTime, Utc};
+use dtp_contract::{TaskResponse, TaskStatus};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionView {
+    pub scheduler_task_id: i64,
+    pub status: TaskStatus,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub retry_state: dtp_contract::RetryState,
+    pub last_error: Option<String>,
+    #[serde(with = "dtp_contract::millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "dtp_contract::millis")]
+    pub scheduled_for: DateTime<Utc>,
+    #[serde(with = "dtp_contract::millis::option")]
+    pub processing_started_at: Option<DateTime<Utc>>,
+    #[serde(with = "dtp_contract::millis::option")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub queue_latency_ms: Option<i64>,
+    pub processing_latency_ms: Option<i64>,
+    pub end_to_end_latency_ms: Option<i64>,
+}
+
+/// Builds the view from the scheduler's task, computing latencies from the
+/// millisecond timestamps the user sees.
+pub fn execution_view(task: &TaskResponse) -> ExecutionView {
+    let created = truncate_to_millis(task.created_at);
+    let scheduled = truncate_to_millis(task.scheduled_for);
+    let started = task.processing_started_at.map(truncate_to_millis);
+    let completed = task.completed_at.map(truncate_to_millis);
+    // After a failed attempt the task is due again later than that attempt started:
+    // the stored start then belongs to an earlier attempt than `scheduledFor` does.
+    let latest_attempt_started = started.filter(|s| *s >= scheduled);
+    ExecutionView {
+        scheduler_task_id: task.id,
+        status: task.status,
+        attempt_count: task.attempt_count,
+        max_attempts: task.max_attempts,
+        retry_state: task.retry_state,
+        last_error: task.last_error.clone(),
+        created_at: task.created_at,
+        scheduled_for: task.scheduled_for,
+        processing_started_at: task.processing_started_at,
+        completed_at: task.completed_at,
+        queue_latency_ms: latest_attempt_started.map(|s| millis_between(scheduled, s)),
+        processing_latency_ms: latest_attempt_started
+            .zip(completed)
+            .map(|(s, c)| millis_between(s, c)),
+        end_to_end_latency_ms: completed.map(|c| millis_between(created, c)),
+    }
+}
+
+fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
+}
+
+/// Milliseconds from `from` to `to`, never negative (clocks of one database cannot run back,
+/// but a view must not show a negative duration if they ever did).
+fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    (to - from).num_milliseconds().max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use dtp_contract::RetryState;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::milliseconds(ms)
+    }
+
+    fn task(
+        status: TaskStatus,
+        scheduled: i64,
+        started: Option<i64>,
+        completed: Option<i64>,
+    ) -> TaskResponse {
+        TaskResponse {
+            id: 9,
+            task_type: "demo".into(),
+            payload: serde_json::Value::Null,
+            status,
+            attempt_count: 1,
+            max_attempts: 3,
+            timeout_ms: 1_000,
+            retry_state: RetryState::None,
+            last_error: None,
+            created_at: at(0),
+            scheduled_for: at(scheduled),
+            processing_started_at: started.map(at),
+            completed_at: completed.map(at),
+            updated_at: at(0),
+        }
+    }
+
+    fn latencies(view: &ExecutionView) -> (Option<i64>, Option<i64>, Option<i64>) {
+        (
+            view.queue_latency_ms,
+            view.processing_latency_ms,
+            view.end_to_end_latency_ms,
+        )
+    }
+
+    #[test]
+    fn pending_task_has_no_latencies() {
+        let view = execution_view(&task(TaskStatus::Pending, 0, None, None));
+        assert_eq!(latencies(&view), (None, None, None));
+        assert_eq!(view.scheduler_task_id, 9);
+    }
+
+    #[test]
+    fn running_task_has_only_queue_latency() {
+        let view = execution_view(&task(TaskStatus::Running, 10, Some(25), None));
+        assert_eq!(latencies(&view), (Some(15), None, None));
+    }
+
+    #[test]
+    fn finished_task_has_all_three() {
+        let view = execution_view(&task(TaskStatus::Succeeded, 10, Some(25), Some(125)));
+        assert_eq!(latencies(&view), (Some(15), Some(100), Some(125)));
+    }
+
+    #[test]
+    fn canceled_before_starting_has_only_end_to_end() {
+        let view = execution_view(&task(TaskStatus::Canceled, 0, None, Some(40)));
+        assert_eq!(latencies(&view), (None, None, Some(40)));
+    }
+
+    #[test]
+    fn waiting_for_a_retry_hides_the_previous_attempts_start() {
+        // Attempt 1 started at 5 and failed; attempt 2 is due at 500.
+        let view = execution_view(&task(TaskStatus::Pending, 500, Some(5), None));
+        assert_eq!(latencies(&view), (None, None, None));
+        // Canceled during the backoff: only the whole task's duration is known.
+        let view = execution_view(&task(TaskStatus::Canceled, 500, Some(5), Some(200)));
+        assert_eq!(latencies(&view), (None, None, Some(200)));
+    }
+
+    #[test]
+    fn latencies_use_the_millisecond_timestamps_shown() {
+        let mut t = task(TaskStatus::Succeeded, 0, Some(1), Some(2));
+        t.scheduled_for += chrono::Duration::microseconds(999);
+        t.processing_started_at = t
+            .processing_started_at
+            .map(|s| s + chrono::Duration::microseconds(1));
+        let view = execution_view(&t);
+        assert_eq!(view.queue_latency_ms, Some(1));
+    }
+
+    #[test]
+    fn view_serializes_in_camel_case_with_millisecond_timestamps() {
+        let json = serde_json::to_value(execution_view(&task(
+            TaskStatus::Succeeded,
+            10,
+            Some(25),
+            Some(125),
+        )))
+        .unwrap();
+        assert_eq!(json["schedulerTaskId"], 9);
+        assert_eq!(json["queueLatencyMs"], 15);
+        assert_eq!(json["endToEndLatencyMs"], 125);
+        assert_eq!(json["completedAt"], "2026-01-01T00:00:00.125Z");
+        assert_eq!(json["retryState"], "NONE");
+    }
+}

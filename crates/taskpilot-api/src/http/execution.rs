@@ -1,0 +1,178 @@
+//! Binding a web task to the scheduler, its execution view, and cancel forwarding.
+//! Every scheduler call goes through `SchedulerClient`; its outcomes are mapped by
+//! `ApiError::from_scheduler`.
+
+use actix_web::{web, HttpResponse};
+use dtp_contract::CreateTaskRequest;
+use serde::Deserialize;
+
+use super::error::{parse_web_task_id, ApiError, SchedulerCall};
+use super::tasks::WebTaskResponse;
+use super::AppState;
+use crate::domain::binding::{idempotency_key, Binding};
+use crate::domain::web_task::validate_scheduler_type;
+use crate::domain::{decide_bind, execution_view, BindDecision};
+use crate::store;
+use crate::store::web_tasks::{self as web_task_store, WebTaskRow};
+
+/// `POST /api/tasks/{id}/scheduler` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BindRequest {
+    scheduler_type: String,
+}
+
+async fn load_web_task(state: &AppState, id: i64) -> Result<WebTaskRow, ApiError> {
+    store::run(&state.pool, move |conn| web_task_store::find_web_task(conn, id))
+        .await?
+        .ok_or(ApiError::WebTaskNotFound(id))
+}
+
+fn answer_bind(decision: BindDecision, row: WebTaskRow, newly_bound: bool) -> Result<HttpResponse, ApiError> {
+    match decision {
+        BindDecision::Conflict(binding) => Err(ApiError::AlreadyBound {
+            web_task_id: row.id,
+            scheduler_task_id: binding.scheduler_task_id,
+            scheduler_type: binding.scheduler_type,
+        }),
+        _ => {
+            let body = WebTaskResponse::from_row(row)?;
+            Ok(if newly_bound {
+                HttpResponse::Created().json(body)
+            } else {
+                HttpResponse::Ok().json(body)
+            })
+        }
+    }
+}
+
+/// `POST /api/tasks/{id}/scheduler`: 201 when this call bound the task, 200 when it was
+/// already bound with the same type, 409 when bound with another.
+///
+/// Exactly once without a lock held across the scheduler call: the scheduler task is
+/// created under an idempotency key derived from the web task id, and the link is
+/// written only if the web task is still unbound.
+pub async fn bind_to_scheduler(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<BindRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_web_task_id(&id)?;
+    let requested = body.into_inner().scheduler_type;
+    validate_scheduler_type(&requested)?;
+    let row = load_web_task(&state, id).await?;
+    let decision = decide_bind(row.binding(), &requested);
+    if decision != BindDecision::CreateSchedulerTask {
+        return answer_bind(decision, row, false);
+    }
+
+    let request = CreateTaskRequest {
+        task_type: requested.clone(),
+        payload: serde_json::json!({"webTaskId": row.id, "type": row.task_type, "payload": row.payload}),
+        max_attempts: None,
+        idempotency_key: Some(idempotency_key(id)),
+        run_at: None,
+        timeout_ms: None,
+    };
+    let created = match state.scheduler.create_task(&request).await {
+        Ok(created) => created,
+        Err(err) => {
+            // A concurrent bind with another type may have won at the scheduler: say so plainly.
+            let current = load_web_task(&state, id).await?;
+            if let BindDecision::Conflict(_) = decide_bind(current.binding(), &requested) {
+                return answer_bind(decide_bind(current.binding(), &requested), current, false);
+            }
+            return Err(ApiError::from_scheduler(err, SchedulerCall::Bind));
+        }
+    };
+    tracing::info!(
+        web_task.id = id,
+        task.id = created.task.id,
+        newly_created = created.newly_created,
+        "scheduler task ready"
+    );
+    if state.crash_after_scheduler_create {
+        tracing::error!(
+            web_task.id = id,
+            "fault injection: exiting between the scheduler's answer and our commit"
+        );
+        std::process::exit(86);
+    }
+    if created.task.task_type != requested {
+        return Err(ApiError::AlreadyBound {
+            web_task_id: id,
+            scheduler_task_id: created.task.id,
+            scheduler_type: created.task.task_type,
+        });
+    }
+
+    let binding = Binding {
+        scheduler_task_id: created.task.id,
+        scheduler_type: requested.clone(),
+    };
+    let bound = store::run(&state.pool, move |conn| {
+        web_task_store::bind_if_unbound(conn, id, &binding)
+    })
+    .await?;
+    match bound {
+        Some(row) => {
+            tracing::info!(web_task.id = id, task.id = created.task.id, "web task bound");
+            answer_bind(BindDecision::CreateSchedulerTask, row, true)
+        }
+        // A concurrent bind committed first; answer from what it wrote.
+        None => {
+            let row = load_web_task(&state, id).await?;
+            answer_bind(decide_bind(row.binding(), &requested), row, false)
+        }
+    }
+}
+
+/// Loads a web task and its binding, or answers 404/409.
+async fn bound_task(state: &AppState, id: i64) -> Result<(WebTaskRow, Binding), ApiError> {
+    let row = load_web_task(state, id).await?;
+    let binding = row.binding().ok_or(ApiError::NotBound(id))?;
+    Ok((row, binding))
+}
+
+/// `GET /api/tasks/{id}/execution`: the scheduler's view of the bound task, with latencies.
+pub async fn get_execution(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_web_task_id(&id)?;
+    let (_, binding) = bound_task(&state, id).await?;
+    let call = SchedulerCall::BoundTask {
+        web_task_id: id,
+        scheduler_task_id: binding.scheduler_task_id,
+    };
+    let task = state
+        .scheduler
+        .get_task(binding.scheduler_task_id)
+        .await
+        .map_err(|e| ApiError::from_scheduler(e, call))?;
+    Ok(HttpResponse::Ok().json(execution_view(&task)))
+}
+
+/// `PUT /api/tasks/{id}/execution/cancel`: forwards the cancel; 204 once CANCELED.
+pub async fn cancel_execution(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_web_task_id(&id)?;
+    let (_, binding) = bound_task(&state, id).await?;
+    let call = SchedulerCall::BoundTask {
+        web_task_id: id,
+        scheduler_task_id: binding.scheduler_task_id,
+    };
+    state
+        .scheduler
+        .cancel_task(binding.scheduler_task_id)
+        .await
+        .map_err(|e| ApiError::from_scheduler(e, call))?;
+    tracing::info!(
+        web_task.id = id,
+        task.id = binding.scheduler_task_id,
+        "execution canceled"
+    );
+    Ok(HttpResponse::NoContent().finish())
+}

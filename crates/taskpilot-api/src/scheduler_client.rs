@@ -1,0 +1,160 @@
+//! Every HTTP call TaskPilot makes to the DTP engine. Answers are sorted into typed
+//! outcomes here; what each outcome means for TaskPilot's own clients is decided in
+//! `http::error`, never here.
+
+use std::time::Duration;
+
+use dtp_contract::{CreateTaskRequest, ErrorBody, TaskResponse};
+use reqwest::StatusCode;
+
+/// The scheduler did not give us what we asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedulerError {
+    /// 404 from the scheduler.
+    #[error("scheduler has no task {id}: {message}")]
+    NotFound { id: i64, message: String },
+    /// Any other 4xx: the scheduler refused the request and said why.
+    #[error("scheduler refused ({status}): {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// 5xx, or an answer we cannot read.
+    #[error("scheduler failed ({status}): {message}")]
+    Failed { status: u16, message: String },
+    /// No answer: connection refused, reset or timed out.
+    #[error("scheduler unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A scheduler task as returned by create: fresh, or found by its idempotency key.
+#[derive(Debug, Clone)]
+pub struct CreatedTask {
+    pub task: TaskResponse,
+    pub newly_created: bool,
+}
+
+/// Which call a result belongs to (for logs).
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Create,
+    Get,
+    Cancel,
+}
+
+#[derive(Clone)]
+pub struct SchedulerClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl SchedulerClient {
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `POST /tasks`.
+    pub async fn create_task(&self, request: &CreateTaskRequest) -> Result<CreatedTask, SchedulerError> {
+        let response = self
+            .http
+            .post(format!("{}/tasks", self.base_url))
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| unreachable(Operation::Create, &e))?;
+        let newly_created = response.status() == StatusCode::CREATED;
+        let task = read_task(Operation::Create, None, response).await?;
+        Ok(CreatedTask { task, newly_created })
+    }
+
+    /// `GET /tasks/{id}`.
+    pub async fn get_task(&self, id: i64) -> Result<TaskResponse, SchedulerError> {
+        let response = self
+            .http
+            .get(format!("{}/tasks/{id}", self.base_url))
+            .send()
+            .await
+            .map_err(|e| unreachable(Operation::Get, &e))?;
+        read_task(Operation::Get, Some(id), response).await
+    }
+
+    /// `PUT /tasks/{id}/cancel`: `Ok` once the task is CANCELED.
+    pub async fn cancel_task(&self, id: i64) -> Result<(), SchedulerError> {
+        let response = self
+            .http
+            .put(format!("{}/tasks/{id}/cancel", self.base_url))
+            .send()
+            .await
+            .map_err(|e| unreachable(Operation::Cancel, &e))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(refusal(Operation::Cancel, Some(id), response).await)
+    }
+}
+
+fn unreachable(operation: Operation, err: &reqwest::Error) -> SchedulerError {
+    tracing::warn!(?operation, error = %err, "scheduler unreachable");
+    SchedulerError::Unreachable(if err.is_timeout() {
+        "request timed out".to_owned()
+    } else {
+        err.to_string()
+    })
+}
+
+async fn read_task(
+    operation: Operation,
+    id: Option<i64>,
+    response: reqwest::Response,
+) -> Result<TaskResponse, SchedulerError> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(refusal(operation, id, response).await);
+    }
+    response.json::<TaskResponse>().await.map_err(|e| {
+        tracing::error!(?operation, error = %e, "unreadable scheduler answer");
+        if e.is_timeout() {
+            SchedulerError::Unreachable("request timed out".into())
+        } else {
+            SchedulerError::Failed {
+                status: status.as_u16(),
+                message: format!("unreadable scheduler answer: {e}"),
+            }
+        }
+    })
+}
+
+async fn refusal(operation: Operation, id: Option<i64>, response: reqwest::Response) -> SchedulerError {
+    let status = response.status();
+    let body = response.json::<ErrorBody>().await.ok();
+    let message = body
+        .as_ref()
+        .map(|b| b.message.clone())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    tracing::debug!(?operation, status = status.as_u16(), %message, "scheduler refused");
+    match (status, id) {
+        (StatusCode::NOT_FOUND, Some(id)) => SchedulerError::NotFound { id, message },
+        (s, _) if s.is_client_error() => SchedulerError::Rejected {
+            status: s.as_u16(),
+            code: body.map_or_else(|| "SCHEDULER_REJECTED".to_owned(), |b| b.code),
+            message,
+        },
+        (s, _) => SchedulerError::Failed {
+            status: s.as_u16(),
+            message,
+        },
+    }
+}

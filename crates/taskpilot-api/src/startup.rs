@@ -1,0 +1,107 @@
+//! Builds TaskPilot: database (created and migrated), scheduler client and HTTP server;
+//! `run_until_stopped` serves until the shutdown token fires.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use service_runtime::database::{self, BootstrapError, DatabaseUrl};
+use service_runtime::{http_errors, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TaskPilotConfig;
+use crate::http::{self, AppState};
+use crate::scheduler_client::SchedulerClient;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/webdb");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] BootstrapError),
+    #[error("cannot build the scheduler client: {0}")]
+    SchedulerClient(#[from] reqwest::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: PgPool,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: TaskPilotConfig) -> Result<Self, StartupError> {
+        let db = DatabaseUrl::parse(&config.database_url)?;
+        let pool_size = config.db_pool_size;
+        let pool = tokio::task::spawn_blocking(move || database::bootstrap(&db, MIGRATIONS, pool_size))
+            .await
+            .map_err(|e| BootstrapError::Pool(e.to_string()))??;
+        let scheduler = SchedulerClient::new(&config.scheduler_url, config.scheduler_timeout)?;
+        let listen_error = |source| StartupError::Listen {
+            addr: config.http_addr.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
+        let port = listener.local_addr().map_err(listen_error)?.port();
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            scheduler,
+            crash_after_scheduler_create: config.crash_after_scheduler_create,
+        });
+        let max_body = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(http_errors::json_error_bodies())
+                .configure(|cfg| http::configure(cfg, state.clone(), max_body))
+                .default_service(web::to(http_errors::route_not_found))
+        })
+        .workers(config.http_workers)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)
+        .map_err(listen_error)?
+        .run();
+        tracing::info!(port, scheduler = %config.scheduler_url, "taskpilot-api listening");
+        Ok(Self {
+            port,
+            server,
+            pool,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token fires, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = self.shutdown.cancelled() => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        tracing::info!("taskpilot-api stopped");
+        served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
