@@ -1,0 +1,117 @@
+//! Bad input gets a JSON error with the right status and leaves the database untouched.
+
+use serde_json::json;
+
+use crate::harness::{assert_error, TestSystem, TestTaskPilot};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_ids_and_routes_are_refused_with_json() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let post = |body: &'static str| {
+        system
+            .http
+            .post(system.url("/api/tasks"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (post("{\"type\": "), 400, "MALFORMED_JSON"),
+        (post("not json"), 400, "MALFORMED_JSON"),
+        (post("{\"payload\": 1}"), 400, "INVALID_BODY"),
+        (post("{\"type\": 5}"), 400, "INVALID_BODY"),
+        (post("{\"type\": \"demo\", \"extra\": 1}"), 400, "INVALID_BODY"),
+        (post("{\"type\": \"\"}"), 422, "VALIDATION_FAILED"),
+        (system.http.get(system.url("/api/tasks/abc")), 400, "INVALID_ID"),
+        (system.http.get(system.url("/api/tasks/-4")), 400, "INVALID_ID"),
+        (
+            system.http.get(system.url("/api/tasks/0/execution")),
+            400,
+            "INVALID_ID",
+        ),
+        (
+            system.http.get(system.url("/api/tasks?cursor=zzz")),
+            400,
+            "INVALID_CURSOR",
+        ),
+        (
+            system.http.get(system.url("/api/tasks?limit=abc")),
+            400,
+            "INVALID_QUERY",
+        ),
+        (
+            system.http.get(system.url("/api/tasks?limit=1000")),
+            400,
+            "INVALID_LIMIT",
+        ),
+        (
+            system.http.get(system.url("/api/nothing")),
+            404,
+            "ROUTE_NOT_FOUND",
+        ),
+        (
+            system.http.delete(system.url("/api/tasks/1")),
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = system.send(request).await;
+        assert_eq!(got, status, "{body}");
+        assert_error(&body, code);
+    }
+
+    let id = system.create_web_task("demo", json!(null)).await;
+    let bind = |body: serde_json::Value| {
+        system
+            .http
+            .post(system.url(&format!("/api/tasks/{id}/scheduler")))
+            .json(&body)
+    };
+    for (request, status, code) in [
+        (bind(json!({})), 400, "INVALID_BODY"),
+        (bind(json!({"schedulerType": 3})), 400, "INVALID_BODY"),
+        (bind(json!({"schedulerType": ""})), 422, "VALIDATION_FAILED"),
+    ] {
+        let (got, body) = system.send(request).await;
+        assert_eq!(got, status, "{body}");
+        assert_error(&body, code);
+    }
+    assert_eq!(
+        system.taskpilot.web_task_count(),
+        1,
+        "only the one valid task was stored"
+    );
+    assert_eq!(system.scheduler_task_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_are_413() {
+    let taskpilot = TestTaskPilot::spawn("http://127.0.0.1:9", |c| c.max_body_bytes = 4_096).await;
+    let http = reqwest::Client::new();
+    let big = "x".repeat(10_000);
+    let (status, body) = crate::harness::send(
+        http.post(taskpilot.url("/api/tasks"))
+            .json(&json!({"type": "demo", "payload": big})),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_error(&body, "PAYLOAD_TOO_LARGE");
+    assert_eq!(taskpilot.web_task_count(), 0);
+
+    // The default limit is 1 MiB.
+    let default = TestTaskPilot::spawn("http://127.0.0.1:9", |_| {}).await;
+    let just_over = "x".repeat(1024 * 1024);
+    let (status, _) = crate::harness::send(
+        http.post(default.url("/api/tasks"))
+            .json(&json!({"type": "demo", "payload": just_over})),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let under = "x".repeat(1000 * 1000);
+    let (status, _) = crate::harness::send(
+        http.post(default.url("/api/tasks"))
+            .json(&json!({"type": "demo", "payload": under})),
+    )
+    .await;
+    assert_eq!(status, 201);
+}

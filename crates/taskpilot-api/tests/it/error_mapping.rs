@@ -1,0 +1,164 @@
+//! Every row of the error-mapping table, provoked with the real engine: a missing web
+//! task, an unbound one, a scheduler task deleted behind TaskPilot's back, a refusal,
+//! an engine that fails, an engine that is stopped and one that never answers.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::harness::{assert_error, TestSystem, TestTaskPilot};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_web_task_is_404_and_an_unbound_one_409() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    for (status, body) in [
+        system.execution(999).await,
+        system.cancel(999).await,
+        system.bind(999, "demo").await,
+    ] {
+        assert_eq!(status, 404);
+        assert_error(&body, "WEB_TASK_NOT_FOUND");
+    }
+    let (status, body) = system.send(system.http.get(system.url("/api/tasks/999"))).await;
+    assert_eq!(status, 404);
+    assert_error(&body, "WEB_TASK_NOT_FOUND");
+
+    let id = system.create_web_task("demo", json!(null)).await;
+    for (status, body) in [system.execution(id).await, system.cancel(id).await] {
+        assert_eq!(status, 409);
+        assert_error(&body, "NOT_BOUND");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_scheduler_type_is_passed_through_as_422() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("demo", json!(null)).await;
+    let (status, body) = system.bind(id, "no-such-type").await;
+    assert_eq!(status, 422);
+    assert_error(&body, "UNKNOWN_TASK_TYPE");
+    assert!(body["message"].as_str().unwrap().contains("demo-slow"));
+    assert_eq!(system.scheduler_task_count(), 0);
+    // Still unbound: a bind with a known type works afterwards.
+    assert_eq!(system.bind(id, "demo").await.0, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_task_deleted_behind_our_back_is_404_saying_so() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(id, "demo").await.0, 201);
+    diesel::sql_query("DELETE FROM tasks")
+        .execute(&mut system.dtp.database().connect())
+        .unwrap();
+
+    for (status, body) in [system.execution(id).await, system.cancel(id).await] {
+        assert_eq!(status, 404);
+        assert_error(&body, "SCHEDULER_TASK_MISSING");
+        assert!(
+            body["message"].as_str().unwrap().contains("inconsistency"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_refusal_is_409_with_its_message() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(id, "demo-fail").await.0, 201);
+    // Make it FAILED: a demo-fail task with attempts used up.
+    diesel::sql_query("UPDATE tasks SET max_attempts = 1")
+        .execute(&mut system.dtp.database().connect())
+        .unwrap();
+    system.dtp.worker().run_due_tasks().await.unwrap();
+
+    let (status, body) = system.cancel(id).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["message"], "Cannot cancel task in state FAILED");
+    assert_error(&body, "TASK_NOT_CANCELABLE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_scheduler_is_502() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(id, "demo").await.0, 201);
+    // A row the engine cannot read makes it answer 500.
+    diesel::sql_query("ALTER TABLE tasks DROP CONSTRAINT tasks_status_known")
+        .execute(&mut system.dtp.database().connect())
+        .unwrap();
+    diesel::sql_query("ALTER TABLE tasks DROP CONSTRAINT tasks_retry_state_matches_status")
+        .execute(&mut system.dtp.database().connect())
+        .unwrap();
+    diesel::sql_query("UPDATE tasks SET status = 'BOGUS'")
+        .execute(&mut system.dtp.database().connect())
+        .unwrap();
+
+    for (status, body) in [system.execution(id).await, system.cancel(id).await] {
+        assert_eq!(status, 502, "{body}");
+        assert_error(&body, "SCHEDULER_ERROR");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_scheduler_is_503_and_own_records_stay_readable() {
+    let mut system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let bound = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(bound, "demo").await.0, 201);
+    let unbound = system.create_web_task("demo", json!(null)).await;
+    system.dtp.stop().await;
+
+    for (status, body) in [
+        system.execution(bound).await,
+        system.cancel(bound).await,
+        system.bind(unbound, "demo").await,
+    ] {
+        assert_eq!(status, 503, "{body}");
+        assert_error(&body, "SCHEDULER_UNAVAILABLE");
+    }
+    let (status, _) = system
+        .send(system.http.get(system.url(&format!("/api/tasks/{bound}"))))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = system.send(system.http.get(system.url("/api/tasks"))).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_that_never_answers_is_503_after_the_timeout() {
+    // A socket that accepts connections and never replies.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let accept = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let taskpilot =
+        TestTaskPilot::spawn(&silent_url, |c| c.scheduler_timeout = Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    let (status, created) = crate::harness::send(
+        http.post(taskpilot.url("/api/tasks"))
+            .json(&json!({"type": "demo", "payload": 1})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_i64().unwrap();
+
+    let started = std::time::Instant::now();
+    let (status, body) = crate::harness::send(
+        http.post(taskpilot.url(&format!("/api/tasks/{id}/scheduler")))
+            .json(&json!({"schedulerType": "demo"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_error(&body, "SCHEDULER_UNAVAILABLE");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered after the timeout, not hung"
+    );
+    accept.abort();
+}

@@ -1,0 +1,195 @@
+//! The README flow: create → bind → execution → cancel, against a real engine.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{assert_error, TestSystem};
+
+fn is_millisecond_utc(value: &serde_json::Value) -> bool {
+    value.as_str().is_some_and(|s| {
+        chrono::DateTime::parse_from_rfc3339(s).is_ok()
+            && s.ends_with('Z')
+            && s.split('.').nth(1).is_some_and(|f| f.len() == 4)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_bind_run_and_read_the_execution_view() {
+    let system = TestSystem::spawn().await;
+
+    let (status, created) = system
+        .send(
+            system
+                .http
+                .post(system.url("/api/tasks"))
+                .json(&json!({"type": "demo", "payload": "hello"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["type"], "demo");
+    assert_eq!(created["payload"], "hello");
+    assert_eq!(created["status"], "PENDING");
+    assert_eq!(created["schedulerTaskId"], serde_json::Value::Null);
+    assert!(is_millisecond_utc(&created["createdAt"]) && is_millisecond_utc(&created["updatedAt"]));
+
+    let (status, fetched) = system
+        .send(system.http.get(system.url(&format!("/api/tasks/{id}"))))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched, created);
+
+    let (status, bound) = system.bind(id, "demo").await;
+    assert_eq!(status, 201, "{bound}");
+    let scheduler_task_id = bound["schedulerTaskId"].as_i64().unwrap();
+    assert_eq!(bound["status"], "SUBMITTED");
+
+    // The engine received the web task wrapped as its payload.
+    let dtp_task: serde_json::Value = system
+        .http
+        .get(format!("{}/tasks/{scheduler_task_id}", system.dtp.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        dtp_task["payload"],
+        json!({"webTaskId": id, "type": "demo", "payload": "hello"})
+    );
+    assert_eq!(dtp_task["type"], "demo");
+
+    let view = system
+        .wait_for_execution(id, Duration::from_secs(10), |v| v["status"] == "SUCCEEDED")
+        .await;
+    assert_eq!(view["schedulerTaskId"], scheduler_task_id);
+    assert_eq!(view["attemptCount"], 1);
+    assert_eq!(view["retryState"], "COMPLETED");
+    for field in ["createdAt", "scheduledFor", "processingStartedAt", "completedAt"] {
+        assert!(is_millisecond_utc(&view[field]), "{field}: {view}");
+    }
+    let millis = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(view[field].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    assert_eq!(
+        view["queueLatencyMs"],
+        millis("processingStartedAt") - millis("scheduledFor")
+    );
+    assert_eq!(
+        view["processingLatencyMs"],
+        millis("completedAt") - millis("processingStartedAt")
+    );
+    assert_eq!(
+        view["endToEndLatencyMs"],
+        millis("completedAt") - millis("createdAt")
+    );
+
+    // Finished: cancel is refused with the scheduler's reason.
+    let (status, body) = system.cancel(id).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["message"], "Cannot cancel task in state SUCCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_execution_has_no_latencies_yet_and_cancels() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("report", json!({"n": 1})).await;
+    assert_eq!(system.bind(id, "demo").await.0, 201);
+
+    let (status, view) = system.execution(id).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["status"], "PENDING");
+    assert_eq!(view["processingStartedAt"], serde_json::Value::Null);
+    for latency in ["queueLatencyMs", "processingLatencyMs", "endToEndLatencyMs"] {
+        assert_eq!(view[latency], serde_json::Value::Null, "{latency}");
+    }
+
+    assert_eq!(system.cancel(id).await.0, 204);
+    assert_eq!(system.cancel(id).await.0, 204, "cancel is idempotent");
+    let (_, view) = system.execution(id).await;
+    assert_eq!(view["status"], "CANCELED");
+    assert_eq!(view["retryState"], "CANCELED");
+    assert!(view["endToEndLatencyMs"].as_i64().is_some());
+    assert_eq!(view["queueLatencyMs"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_a_running_task_ends_canceled_and_stays_canceled() {
+    let system = TestSystem::spawn().await;
+    let id = system.create_web_task("slow", json!(null)).await;
+    assert_eq!(system.bind(id, "demo-slow").await.0, 201);
+    // demo-slow sleeps 2 s by default.
+    system
+        .wait_for_execution(id, Duration::from_secs(10), |v| v["status"] == "RUNNING")
+        .await;
+
+    let (status, body) = system.cancel(id).await;
+    assert_eq!(status, 204, "{body}");
+    let (_, canceled) = system.execution(id).await;
+    assert_eq!(canceled["status"], "CANCELED");
+
+    // Wait until the handler's attempt has closed and well past its natural end.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (_, later) = system.execution(id).await;
+    assert_eq!(later["status"], "CANCELED", "{later}");
+    assert_eq!(later["completedAt"], canceled["completedAt"]);
+    assert_eq!(later["retryState"], "CANCELED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_is_newest_first_with_a_cursor() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(system.create_web_task("item", json!(n)).await);
+    }
+    let (status, page) = system
+        .send(system.http.get(system.url("/api/tasks?limit=2")))
+        .await;
+    assert_eq!(status, 200);
+    let first: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(first, vec![ids[4], ids[3]]);
+    let cursor = page["nextCursor"].as_str().unwrap().to_owned();
+
+    // A task inserted meanwhile does not shift the next page.
+    system.create_web_task("late", json!(null)).await;
+    let (_, page) = system
+        .send(
+            system
+                .http
+                .get(system.url(&format!("/api/tasks?limit=2&cursor={cursor}"))),
+        )
+        .await;
+    let second: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(second, vec![ids[2], ids[1]]);
+    let cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    let (_, page) = system
+        .send(
+            system
+                .http
+                .get(system.url(&format!("/api/tasks?limit=2&cursor={cursor}"))),
+        )
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["nextCursor"], serde_json::Value::Null);
+
+    let (status, body) = system
+        .send(system.http.get(system.url("/api/tasks?limit=0")))
+        .await;
+    assert_eq!(status, 400);
+    assert_error(&body, "INVALID_LIMIT");
+}

@@ -1,0 +1,190 @@
+//! `TestSystem`: a TaskPilot wired to a DTP engine, each on a fresh database, plus the
+//! small HTTP helpers the tests share.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use dtp_engine::config::EngineConfig;
+use dtp_engine::testing::TestEngine;
+use serde_json::Value;
+use service_runtime::env_config::FixedSettings;
+use service_runtime::testing::TestDatabase;
+use taskpilot_api::config::TaskPilotConfig;
+use taskpilot_api::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestTaskPilot {
+    pub base_url: String,
+    pub database: TestDatabase,
+    shutdown: CancellationToken,
+}
+
+impl TestTaskPilot {
+    /// TaskPilot on a fresh database, talking to the scheduler at `scheduler_url`.
+    pub async fn spawn(scheduler_url: &str, tweak: impl FnOnce(&mut TaskPilotConfig)) -> Self {
+        let database = TestDatabase::new("web");
+        let mut config = test_config(&database, scheduler_url);
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("taskpilot starts");
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            base_url,
+            database,
+            shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Rows in `web_tasks`, read behind the service's back.
+    pub fn web_task_count(&self) -> i64 {
+        count_rows(&mut self.database.connect(), "web_tasks")
+    }
+}
+
+impl Drop for TestTaskPilot {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The settings of a test TaskPilot: loopback port 0, a short scheduler timeout.
+pub fn test_config(database: &TestDatabase, scheduler_url: &str) -> TaskPilotConfig {
+    let mut config = TaskPilotConfig::from_source(&FixedSettings(&[])).unwrap();
+    config.database_url = database.url();
+    config.http_addr = "127.0.0.1:0".into();
+    config.http_workers = 1;
+    config.scheduler_url = scheduler_url.to_owned();
+    config.scheduler_timeout = Duration::from_secs(3);
+    config
+}
+
+/// Both services, wired together.
+pub struct TestSystem {
+    pub dtp: TestEngine,
+    pub taskpilot: TestTaskPilot,
+    pub http: reqwest::Client,
+}
+
+impl TestSystem {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak_engine: impl FnOnce(&mut EngineConfig)) -> Self {
+        let dtp = TestEngine::spawn_with(tweak_engine).await;
+        let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await;
+        Self {
+            dtp,
+            taskpilot,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.taskpilot.url(path)
+    }
+
+    /// Creates a web task and returns its id.
+    pub async fn create_web_task(&self, task_type: &str, payload: Value) -> i64 {
+        let (status, body) = self
+            .send(
+                self.http
+                    .post(self.url("/api/tasks"))
+                    .json(&serde_json::json!({"type": task_type, "payload": payload})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Binds a web task; returns the status and body.
+    pub async fn bind(&self, id: i64, scheduler_type: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(self.url(&format!("/api/tasks/{id}/scheduler")))
+                .json(&serde_json::json!({"schedulerType": scheduler_type})),
+        )
+        .await
+    }
+
+    pub async fn execution(&self, id: i64) -> (u16, Value) {
+        self.send(self.http.get(self.url(&format!("/api/tasks/{id}/execution"))))
+            .await
+    }
+
+    pub async fn cancel(&self, id: i64) -> (u16, Value) {
+        self.send(
+            self.http
+                .put(self.url(&format!("/api/tasks/{id}/execution/cancel"))),
+        )
+        .await
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when empty).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        send(request).await
+    }
+
+    /// Polls the execution view until `done` holds, failing the test after `within`.
+    pub async fn wait_for_execution(
+        &self,
+        id: i64,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, view) = self.execution(id).await;
+            assert_eq!(status, 200, "{view}");
+            if done(&view) {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "execution never matched; last: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Rows in DTP's `tasks`, read behind the engine's back.
+    pub fn scheduler_task_count(&self) -> i64 {
+        count_rows(&mut self.dtp.database().connect(), "tasks")
+    }
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request reaches the service");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"))
+    };
+    (status, body)
+}
+
+/// Asserts an error body: JSON with the given code and a non-empty message.
+pub fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+pub fn count_rows(conn: &mut PgConnection, table: &str) -> i64 {
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: TaskPilot and a real DTP engine on loopback ports, each on its own
+//! throwaway database, driven over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod bind;
+mod error_mapping;
+mod flow;
+mod harness;
