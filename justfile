@@ -1,0 +1,25 @@
+# TaskPilot + DTP. Every recipe is a plain command; see README "Recipes" for the equivalents.
+
+# Run both services against the local Postgres (DTP :8080, TaskPilot :8081).
+dev:
+    bash scripts/dev.sh
+
+# Run every test (needs Postgres on 127.0.0.1:5432).
+test *ARGS:
+    bash scripts/test.sh {{ARGS}}
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lint; warnings are errors.
+lint:
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Start the system with Docker Compose.
+up:
+    docker compose up --build -d
+
+# Stop it.
+down:
+    docker compose down
