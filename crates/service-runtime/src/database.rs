@@ -15,17 +15,16 @@ pub use deadpool_diesel::postgres::Pool as PgPool;
 /// How long a request waits for a pooled connection before the database counts as unavailable.
 pub const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Seconds libpq may spend establishing one connection, unless the URL says otherwise.
+const DEFAULT_CONNECT_TIMEOUT_SECS: &str = "5";
+
 /// Why a service could not bring its database up at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error("invalid database URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("cannot connect to Postgres at {target}: {source}")]
-    Connect {
-        target: String,
-        #[source]
-        source: diesel::ConnectionError,
-    },
+    #[error("cannot connect to Postgres at {target}: {reason}")]
+    Connect { target: String, reason: String },
     #[error("cannot create database {name:?}: {source}")]
     Create {
         name: String,
@@ -62,7 +61,7 @@ impl DatabaseUrl {
             url: redact(raw),
             reason: reason.to_owned(),
         };
-        let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+        let mut url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(invalid("scheme must be postgres:// or postgresql://"));
         }
@@ -72,6 +71,11 @@ impl DatabaseUrl {
         let name = url.path().trim_start_matches('/').to_owned();
         if name.is_empty() || name.contains('/') {
             return Err(invalid("no database name in the path"));
+        }
+        // libpq waits forever for an unreachable host unless told otherwise.
+        if !url.query_pairs().any(|(k, _)| k == "connect_timeout") {
+            url.query_pairs_mut()
+                .append_pair("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS);
         }
         Ok(Self { url, name })
     }
@@ -117,9 +121,9 @@ fn redact(raw: &str) -> String {
 /// Creates the database when it does not exist yet; tolerates a concurrent creator.
 pub fn ensure_database(db: &DatabaseUrl) -> Result<(), BootstrapError> {
     let maintenance = db.maintenance_url();
-    let mut conn = PgConnection::establish(&maintenance).map_err(|source| BootstrapError::Connect {
+    let mut conn = PgConnection::establish(&maintenance).map_err(|e| BootstrapError::Connect {
         target: redact(&maintenance),
-        source,
+        reason: one_line(&e.to_string()),
     })?;
     let exists = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
         "EXISTS (SELECT 1 FROM pg_database WHERE datname = {})",
@@ -152,9 +156,9 @@ pub fn ensure_database(db: &DatabaseUrl) -> Result<(), BootstrapError> {
 pub fn run_migrations(db: &DatabaseUrl, migrations: EmbeddedMigrations) -> Result<(), BootstrapError> {
     // Advisory locks are per database, so one key serves every service.
     const MIGRATION_LOCK_KEY: i64 = 0x0064_7470_5f6d_6967;
-    let mut conn = PgConnection::establish(db.as_str()).map_err(|source| BootstrapError::Connect {
+    let mut conn = PgConnection::establish(db.as_str()).map_err(|e| BootstrapError::Connect {
         target: db.redacted(),
-        source,
+        reason: one_line(&e.to_string()),
     })?;
     let migrate_err = |reason: String| BootstrapError::Migrate {
         name: db.name().to_owned(),
@@ -244,6 +248,16 @@ pub fn is_connection_loss(err: &diesel::result::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// libpq's messages span lines and repeat per address tried; keep the first line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_owned()
 }
 
 /// Quotes an SQL identifier (a database name).

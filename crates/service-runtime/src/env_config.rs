@@ -32,7 +32,10 @@ pub struct FixedSettings<'a>(pub &'a [(&'a str, &'a str)]);
 
 impl SettingSource for FixedSettings<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     }
 }
 
