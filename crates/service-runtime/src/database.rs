@@ -280,8 +280,10 @@ mod tests {
         assert_eq!(db.name(), "dtp");
         assert_eq!(
             db.maintenance_url(),
-            "postgres://postgres:secret@localhost:5432/postgres"
+            "postgres://postgres:secret@localhost:5432/postgres?connect_timeout=5"
         );
+        let explicit = DatabaseUrl::parse("postgres://localhost/dtp?connect_timeout=1").unwrap();
+        assert_eq!(explicit.as_str(), "postgres://localhost/dtp?connect_timeout=1");
         assert!(db.redacted().contains("***"));
         assert!(!db.redacted().contains("secret"));
     }
