@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dtp_contract::{CreateTaskRequest, ErrorBody, TaskResponse};
 use reqwest::StatusCode;
+use service_runtime::request_trace::{RequestId, REQUEST_ID_HEADER};
 
 /// The scheduler did not give us what we asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,10 +68,15 @@ impl SchedulerClient {
     }
 
     /// `POST /tasks`.
-    pub async fn create_task(&self, request: &CreateTaskRequest) -> Result<CreatedTask, SchedulerError> {
+    pub async fn create_task(
+        &self,
+        request: &CreateTaskRequest,
+        request_id: &RequestId,
+    ) -> Result<CreatedTask, SchedulerError> {
         let response = self
             .http
             .post(format!("{}/tasks", self.base_url))
+            .header(REQUEST_ID_HEADER, &request_id.0)
             .json(request)
             .send()
             .await
@@ -81,10 +87,11 @@ impl SchedulerClient {
     }
 
     /// `GET /tasks/{id}`.
-    pub async fn get_task(&self, id: i64) -> Result<TaskResponse, SchedulerError> {
+    pub async fn get_task(&self, id: i64, request_id: &RequestId) -> Result<TaskResponse, SchedulerError> {
         let response = self
             .http
             .get(format!("{}/tasks/{id}", self.base_url))
+            .header(REQUEST_ID_HEADER, &request_id.0)
             .send()
             .await
             .map_err(|e| unreachable(Operation::Get, &e))?;
@@ -92,10 +99,11 @@ impl SchedulerClient {
     }
 
     /// `PUT /tasks/{id}/cancel`: `Ok` once the task is CANCELED.
-    pub async fn cancel_task(&self, id: i64) -> Result<(), SchedulerError> {
+    pub async fn cancel_task(&self, id: i64, request_id: &RequestId) -> Result<(), SchedulerError> {
         let response = self
             .http
             .put(format!("{}/tasks/{id}/cancel", self.base_url))
+            .header(REQUEST_ID_HEADER, &request_id.0)
             .send()
             .await
             .map_err(|e| unreachable(Operation::Cancel, &e))?;

@@ -5,6 +5,7 @@
 use actix_web::{web, HttpResponse};
 use dtp_contract::CreateTaskRequest;
 use serde::Deserialize;
+use service_runtime::request_trace::RequestId;
 
 use super::error::{parse_web_task_id, ApiError, SchedulerCall};
 use super::tasks::WebTaskResponse;
@@ -56,6 +57,7 @@ pub async fn bind_to_scheduler(
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Json<BindRequest>,
+    request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let requested = body.into_inner().scheduler_type;
@@ -74,7 +76,7 @@ pub async fn bind_to_scheduler(
         run_at: None,
         timeout_ms: None,
     };
-    let created = match state.scheduler.create_task(&request).await {
+    let created = match state.scheduler.create_task(&request, &request_id).await {
         Ok(created) => created,
         Err(err) => {
             // A concurrent bind with another type may have won at the scheduler: say so plainly.
@@ -138,6 +140,7 @@ async fn bound_task(state: &AppState, id: i64) -> Result<(WebTaskRow, Binding), 
 pub async fn get_execution(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let (_, binding) = bound_task(&state, id).await?;
@@ -147,7 +150,7 @@ pub async fn get_execution(
     };
     let task = state
         .scheduler
-        .get_task(binding.scheduler_task_id)
+        .get_task(binding.scheduler_task_id, &request_id)
         .await
         .map_err(|e| ApiError::from_scheduler(e, call))?;
     Ok(HttpResponse::Ok().json(execution_view(&task)))
@@ -157,6 +160,7 @@ pub async fn get_execution(
 pub async fn cancel_execution(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let (_, binding) = bound_task(&state, id).await?;
@@ -166,7 +170,7 @@ pub async fn cancel_execution(
     };
     state
         .scheduler
-        .cancel_task(binding.scheduler_task_id)
+        .cancel_task(binding.scheduler_task_id, &request_id)
         .await
         .map_err(|e| ApiError::from_scheduler(e, call))?;
     tracing::info!(

@@ -193,3 +193,20 @@ async fn listing_is_newest_first_with_a_cursor() {
     assert_eq!(status, 400);
     assert_error(&body, "INVALID_LIMIT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_echoed_or_generated() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let response = system
+        .http
+        .get(system.url("/api/tasks/12345"))
+        .header("x-request-id", "trace-abc-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-request-id"], "trace-abc-1");
+    let response = system.http.get(system.url("/api/tasks")).send().await.unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+}
