@@ -175,9 +175,31 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// Whether any string or key in `value` holds U+0000. Neither service accepts such
+/// JSON: Postgres `text` and `jsonb` cannot store that character.
+pub fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_nul_at_any_depth() {
+        use serde_json::json;
+        assert!(contains_nul(&json!("a\u{0}")));
+        assert!(contains_nul(&json!({"k\u{0}": 1})));
+        assert!(contains_nul(&json!([[{"deep": ["\u{0}"]}]])));
+        assert!(!contains_nul(&json!({"a": ["x", 1, null, {"b": "y"}]})));
+    }
 
     #[test]
     fn statuses_round_trip_through_their_names() {

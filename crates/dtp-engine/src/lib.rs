@@ -7,4 +7,6 @@ pub mod http;
 pub mod startup;
 pub mod store;
 pub mod task_types;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod worker;

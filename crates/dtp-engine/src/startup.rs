@@ -8,7 +8,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
-use service_runtime::{http_errors, PgPool};
+use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
@@ -66,6 +66,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(http_errors::json_error_bodies())
+                .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
                 .configure(|cfg| http::configure(cfg, state.clone(), max_body))
                 .default_service(web::to(http_errors::route_not_found))
         })

@@ -32,6 +32,9 @@ pub enum TaskValidationError {
     IdempotencyKeyLength,
     #[error("timeoutMs must be between {min} and {max}, got {0}", min = TIMEOUT_MS_RANGE.start(), max = TIMEOUT_MS_RANGE.end())]
     TimeoutOutOfRange(i32),
+    /// Postgres `text` and `jsonb` cannot store U+0000.
+    #[error("{field} must not contain the NUL character (\\u0000)")]
+    ContainsNul { field: &'static str },
 }
 
 /// What the validator needs to know about a task type.
@@ -59,6 +62,14 @@ impl NewTask {
             if chars == 0 || chars > IDEMPOTENCY_KEY_MAX_CHARS {
                 return Err(TaskValidationError::IdempotencyKeyLength);
             }
+            if key.contains('\0') {
+                return Err(TaskValidationError::ContainsNul {
+                    field: "idempotencyKey",
+                });
+            }
+        }
+        if dtp_contract::contains_nul(&request.payload) {
+            return Err(TaskValidationError::ContainsNul { field: "payload" });
         }
         let timeout_ms = request.timeout_ms.unwrap_or(default_timeout_ms);
         if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
@@ -144,6 +155,24 @@ mod tests {
                 key.len()
             );
         }
+        for (payload, ok) in [
+            (json!({"a": "x\u{0}"}), false),
+            (json!({"a\u{0}": 1}), false),
+            (json!([[{"deep": ["\u{0}"]}]]), false),
+            (json!({"a": ["x", 1, null, {"b": "y"}]}), true),
+        ] {
+            let mut r = request("demo");
+            r.payload = payload.clone();
+            assert_eq!(NewTask::validate(r, &Demo).is_ok(), ok, "payload {payload}");
+        }
+        let mut r = request("demo");
+        r.idempotency_key = Some("k\u{0}".into());
+        assert_eq!(
+            NewTask::validate(r, &Demo),
+            Err(TaskValidationError::ContainsNul {
+                field: "idempotencyKey"
+            })
+        );
         for (timeout, ok) in [(0, false), (1, true), (86_400_000, true), (86_400_001, false)] {
             let mut r = request("demo");
             r.timeout_ms = Some(timeout);

@@ -41,6 +41,9 @@ pub enum WebTaskValidationError {
     TypeLength,
     #[error("schedulerType must be 1 to {TASK_TYPE_MAX_CHARS} characters")]
     SchedulerTypeLength,
+    /// Postgres `text` and `jsonb` cannot store U+0000.
+    #[error("{field} must not contain the NUL character (\\u0000)")]
+    ContainsNul { field: &'static str },
 }
 
 /// A validated web task, ready to be inserted.
@@ -54,6 +57,9 @@ impl NewWebTask {
     pub fn validate(task_type: String, payload: serde_json::Value) -> Result<Self, WebTaskValidationError> {
         if !valid_type_name(&task_type) {
             return Err(WebTaskValidationError::TypeLength);
+        }
+        if dtp_contract::contains_nul(&payload) {
+            return Err(WebTaskValidationError::ContainsNul { field: "payload" });
         }
         Ok(Self { task_type, payload })
     }
@@ -70,7 +76,7 @@ pub fn validate_scheduler_type(scheduler_type: &str) -> Result<(), WebTaskValida
 
 fn valid_type_name(name: &str) -> bool {
     let chars = name.chars().count();
-    chars > 0 && chars <= TASK_TYPE_MAX_CHARS && !name.trim().is_empty()
+    chars > 0 && chars <= TASK_TYPE_MAX_CHARS && !name.trim().is_empty() && !name.contains('\0')
 }
 
 #[cfg(test)]
@@ -97,5 +103,10 @@ mod tests {
             assert!(validate_scheduler_type(&bad).is_err());
         }
         assert!(validate_scheduler_type(&"x".repeat(100)).is_ok());
+        assert!(NewWebTask::validate("a\0".into(), serde_json::Value::Null).is_err());
+        assert_eq!(
+            NewWebTask::validate("demo".into(), serde_json::json!({"x": "\0"})),
+            Err(WebTaskValidationError::ContainsNul { field: "payload" })
+        );
     }
 }

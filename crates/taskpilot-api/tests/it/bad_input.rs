@@ -21,6 +21,11 @@ async fn bad_bodies_ids_and_routes_are_refused_with_json() {
         (post("{\"type\": 5}"), 400, "INVALID_BODY"),
         (post("{\"type\": \"demo\", \"extra\": 1}"), 400, "INVALID_BODY"),
         (post("{\"type\": \"\"}"), 422, "VALIDATION_FAILED"),
+        (
+            post(r#"{"type": "demo", "payload": {"k": "a\u0000"}}"#),
+            422,
+            "VALIDATION_FAILED",
+        ),
         (system.http.get(system.url("/api/tasks/abc")), 400, "INVALID_ID"),
         (system.http.get(system.url("/api/tasks/-4")), 400, "INVALID_ID"),
         (

@@ -1,0 +1,173 @@
+//! The worker: claims only due tasks, never runs a task twice when several engines claim
+//! from one database, and stops (or fences off) the attempt of a task canceled mid-run.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use dtp_contract::{RetryState, TaskStatus};
+use dtp_engine::config::EngineConfig;
+use dtp_engine::testing::TestEngine;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::api::EngineApi;
+use crate::{sql, stepped, wait_until, PATIENCE, POLL_EVERY};
+
+/// Tasks shared out between the racing workers.
+const CONTESTED_TASKS: usize = 300;
+/// Submissions in flight at once while filling the queue.
+const SUBMITTERS: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_is_not_claimed_before_its_run_at() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let soon = Utc::now() + chrono::Duration::milliseconds(300);
+    let due_later = api.create_task(&json!({"type": "demo", "runAt": later})).await;
+    let due_soon = api.create_task(&json!({"type": "demo", "runAt": soon})).await;
+    let due_now = api.create_task(&json!({"type": "demo"})).await;
+    assert!(due_later.scheduled_for > Utc::now());
+
+    let mut ran = dtp.worker().run_due_tasks().await.unwrap();
+    assert_eq!(api.task(due_now.id).await.status, TaskStatus::Succeeded);
+    let deadline = Instant::now() + PATIENCE;
+    while api.task(due_soon.id).await.status == TaskStatus::Pending {
+        assert!(Instant::now() < deadline, "the task due soon never ran");
+        tokio::time::sleep(POLL_EVERY).await;
+        ran += dtp.worker().run_due_tasks().await.unwrap();
+    }
+
+    assert_eq!(ran, 2);
+    let soon_attempts = api.attempts(due_soon.id).await;
+    assert_eq!(soon_attempts.len(), 1);
+    assert!(
+        soon_attempts[0].started_at >= due_soon.scheduled_for,
+        "{soon_attempts:?}"
+    );
+    let untouched = api.task(due_later.id).await;
+    assert_eq!(untouched, due_later, "a task due in an hour must not be touched");
+    assert!(api.attempts(due_later.id).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_claiming_from_one_database_never_run_a_task_twice() {
+    let api_node = TestEngine::spawn_with(stepped).await;
+    let api = Arc::new(EngineApi::new(&api_node));
+    let in_flight = Arc::new(Semaphore::new(SUBMITTERS));
+    let submissions: Vec<_> = (0..CONTESTED_TASKS)
+        .map(|n| {
+            let (api, in_flight) = (Arc::clone(&api), Arc::clone(&in_flight));
+            tokio::spawn(async move {
+                let _permit = in_flight.acquire().await.unwrap();
+                api.create_task(&json!({"type": "demo", "payload": {"n": n}}))
+                    .await
+            })
+        })
+        .collect();
+    for submission in submissions {
+        submission.await.unwrap();
+    }
+
+    let small = |config: &mut EngineConfig| config.worker.concurrency = 2;
+    let workers = tokio::join!(
+        TestEngine::spawn_sharing(&api_node, small),
+        TestEngine::spawn_sharing(&api_node, small),
+        TestEngine::spawn_sharing(&api_node, small),
+    );
+    let db = api_node.database();
+    wait_until("every task succeeded", PATIENCE, || {
+        sql::count_tasks_in(db, "SUCCEEDED") == CONTESTED_TASKS as i64
+    })
+    .await;
+
+    assert_eq!(sql::count_tasks(db), CONTESTED_TASKS as i64);
+    let attempts = sql::all_attempt_rows(db);
+    assert_eq!(attempts.len(), CONTESTED_TASKS, "one attempt per task");
+    let attempted: BTreeSet<i64> = attempts.iter().map(|a| a.task_id).collect();
+    assert_eq!(attempted.len(), CONTESTED_TASKS, "no task attempted twice");
+    assert!(attempts
+        .iter()
+        .all(|a| a.attempt == 1 && a.outcome.as_deref() == Some("SUCCEEDED")));
+    for id in &attempted {
+        assert_eq!(sql::task_row(db, *id).attempt_count, 1);
+    }
+    let engines: BTreeSet<&str> = [&workers.0, &workers.1, &workers.2]
+        .iter()
+        .map(|engine| engine.worker().id())
+        .collect();
+    let claimers: BTreeSet<&str> = attempts.iter().map(|a| a.worker_id.as_str()).collect();
+    assert!(claimers.is_subset(&engines), "{claimers:?} not among {engines:?}");
+    assert!(
+        claimers.len() > 1,
+        "only {claimers:?} claimed; the race did not happen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_of_a_running_task_stops_its_attempt() {
+    let dtp = TestEngine::spawn().await;
+    let api = EngineApi::new(&dtp);
+    let task = api
+        .create_task(&json!({"type": "demo-slow", "payload": {"sleepMs": 3_000}}))
+        .await;
+    api.wait_for_status(task.id, TaskStatus::Running, PATIENCE).await;
+    wait_until("the attempt started", PATIENCE, || {
+        dtp.worker().attempts_in_flight() == 1
+    })
+    .await;
+
+    let asked = Instant::now();
+    assert_eq!(api.cancel(task.id).await.status(), StatusCode::NO_CONTENT);
+    let canceled = api.task(task.id).await;
+
+    assert_eq!(canceled.status, TaskStatus::Canceled);
+    assert_eq!(canceled.retry_state, RetryState::Canceled);
+    assert!(canceled.completed_at.is_some());
+    let attempts = api.attempts(task.id).await;
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].finished_at.is_some());
+    assert_eq!(attempts[0].outcome.as_deref(), Some("CANCELED"));
+    // The handler is told to stop, well before its 3 s sleep ends, and its result is discarded.
+    wait_until("the attempt stopped", Duration::from_secs(2), || {
+        dtp.worker().attempts_in_flight() == 0
+    })
+    .await;
+    assert!(asked.elapsed() < Duration::from_millis(2_500));
+    assert_eq!(api.task(task.id).await, canceled);
+    assert_eq!(api.attempts(task.id).await, attempts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_result_of_a_task_canceled_through_another_node_is_discarded() {
+    let runner = TestEngine::spawn().await;
+    let api_node = TestEngine::spawn_sharing(&runner, stepped).await;
+    let (on_runner, on_api_node) = (EngineApi::new(&runner), EngineApi::new(&api_node));
+    let task = on_runner
+        .create_task(&json!({"type": "demo-slow", "payload": {"sleepMs": 1_500}}))
+        .await;
+    on_runner
+        .wait_for_status(task.id, TaskStatus::Running, PATIENCE)
+        .await;
+    wait_until("the attempt started", PATIENCE, || {
+        runner.worker().attempts_in_flight() == 1
+    })
+    .await;
+
+    // The runner is not told: its handler sleeps on and then reports success.
+    assert_eq!(on_api_node.cancel(task.id).await.status(), StatusCode::NO_CONTENT);
+    let canceled = on_api_node.task(task.id).await;
+    let attempts = on_api_node.attempts(task.id).await;
+    assert_eq!(canceled.status, TaskStatus::Canceled);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("CANCELED"));
+    wait_until("the runner's attempt ended", PATIENCE, || {
+        runner.worker().attempts_in_flight() == 0
+    })
+    .await;
+
+    assert_eq!(on_runner.task(task.id).await, canceled);
+    assert_eq!(on_runner.attempts(task.id).await, attempts);
+}
