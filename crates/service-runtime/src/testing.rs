@@ -38,6 +38,35 @@ impl TestDatabase {
     pub fn connect(&self) -> PgConnection {
         PgConnection::establish(&self.url()).unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
     }
+
+    /// Simulates an outage of this database alone: refuses new connections and ends the
+    /// open ones, as a Postgres restart would, without disturbing other tests' databases.
+    pub fn refuse_connections(&self) {
+        self.on_server(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            quote_ident(&self.name)
+        ));
+        self.on_server(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}",
+            crate::database::quote_literal(&self.name)
+        ));
+    }
+
+    /// Ends the outage begun by `refuse_connections`.
+    pub fn accept_connections(&self) {
+        self.on_server(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            quote_ident(&self.name)
+        ));
+    }
+
+    fn on_server(&self, sql: &str) {
+        let mut conn = PgConnection::establish(&self.server.maintenance_url())
+            .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
 }
 
 impl Drop for TestDatabase {

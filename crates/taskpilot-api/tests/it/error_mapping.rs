@@ -162,3 +162,43 @@ async fn a_scheduler_that_never_answers_is_503_after_the_timeout() {
     );
     accept.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_either_database_is_answered_and_heals() {
+    let system = TestSystem::spawn().await;
+    let id = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(id, "demo").await.0, 201);
+
+    // TaskPilot's own database: 503 on every endpoint that needs it.
+    system.taskpilot.database.refuse_connections();
+    for (status, body) in [
+        system.execution(id).await,
+        system.cancel(id).await,
+        system.bind(id, "demo").await,
+        system.send(system.http.get(system.url("/api/tasks"))).await,
+        system
+            .send(
+                system
+                    .http
+                    .post(system.url("/api/tasks"))
+                    .json(&json!({"type": "demo"})),
+            )
+            .await,
+    ] {
+        assert_eq!(status, 503, "{body}");
+        assert_error(&body, "DATABASE_UNAVAILABLE");
+    }
+    system.taskpilot.database.accept_connections();
+
+    // The engine's database: the engine answers 503, which TaskPilot reports as a failing scheduler.
+    system.dtp.database().refuse_connections();
+    let (status, body) = system.execution(id).await;
+    assert_eq!(status, 502, "{body}");
+    assert_error(&body, "SCHEDULER_ERROR");
+    system.dtp.database().accept_connections();
+
+    let view = system
+        .wait_for_execution(id, Duration::from_secs(15), |v| v["status"] == "SUCCEEDED")
+        .await;
+    assert_eq!(view["attemptCount"], 1);
+}
