@@ -50,7 +50,7 @@ impl Application {
             .map_err(|e| BootstrapError::Pool(e.to_string()))??;
         let registry = Arc::new(HandlerRegistry::with_builtin_types());
         let worker = Worker::new(pool.clone(), Arc::clone(&registry), config.worker.clone());
-        let rescuer = TaskRescuer::new(pool.clone(), config.worker.retry, config.worker.rescue_interval);
+        let rescuer = TaskRescuer::new(pool.clone(), config.worker.rescue_interval);
         let listen_error = |source| StartupError::Listen {
             addr: config.http_addr.clone(),
             source,

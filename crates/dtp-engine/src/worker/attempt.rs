@@ -191,6 +191,40 @@ mod tests {
         }
     }
 
+    struct Panics;
+    impl crate::task_types::TaskHandler for Panics {
+        fn task_type(&self) -> &'static str {
+            "demo"
+        }
+        fn run(&self, _ctx: TaskContext) -> crate::task_types::HandlerFuture {
+            Box::pin(async { panic!("handler bug") })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_attempt_only() {
+        let mut registry = HandlerRegistry::default();
+        registry.register(Panics);
+        let result = run_handler(&registry, &claimed(1, 3), CancellationToken::new()).await;
+        assert_eq!(
+            result,
+            HandlerResult::Failed("handler panicked: handler bug".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_is_stopped_at_its_timeout() {
+        let registry = HandlerRegistry::with_builtin_types();
+        let mut task = claimed(1, 3);
+        task.task_type = "demo-slow".into();
+        task.payload = serde_json::json!({"sleepMs": 60_000});
+        task.timeout_ms = 20;
+        let cancel = CancellationToken::new();
+        let result = run_handler(&registry, &task, cancel.clone()).await;
+        assert_eq!(result, HandlerResult::TimedOut(Duration::from_millis(20)));
+        assert!(cancel.is_cancelled(), "the handler was told to stop");
+    }
+
     #[test]
     fn success_completes_without_retry() {
         let end = decide(&claimed(1, 3), &HandlerResult::Succeeded, &policy(), 0.5);

@@ -1,5 +1,5 @@
 //! TaskRescuer: finds RUNNING tasks whose lease expired (their worker crashed or lost
-//! the database) and ends the lost attempt: retry with backoff, or FAILED when exhausted.
+//! the database) and ends the lost attempt: due again at once, or FAILED when exhausted.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use dtp_contract::{RetryState, TaskStatus};
 use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{transition, AttemptOutcome, RetryPolicy, TaskEvent, TaskState};
+use crate::domain::{transition, AttemptOutcome, TaskEvent, TaskState};
 use crate::store::tasks::{self as task_store, AttemptEnd, ExpiredLease, LeaseGuard};
 use crate::store::{self, StoreError};
 
@@ -17,17 +17,12 @@ const RESCUE_BATCH: i64 = 500;
 #[derive(Clone)]
 pub struct TaskRescuer {
     pool: PgPool,
-    retry: RetryPolicy,
     interval: Duration,
 }
 
 impl TaskRescuer {
-    pub fn new(pool: PgPool, retry: RetryPolicy, interval: Duration) -> Self {
-        Self {
-            pool,
-            retry,
-            interval,
-        }
+    pub fn new(pool: PgPool, interval: Duration) -> Self {
+        Self { pool, interval }
     }
 
     /// Rescues every `interval` until `shutdown` fires.
@@ -51,7 +46,7 @@ impl TaskRescuer {
         .await?;
         let mut rescued = 0;
         for lost in expired {
-            let end = rescue_decision(&lost, &self.retry, rand::random::<f64>());
+            let end = rescue_decision(&lost);
             let (task_id, next) = (lost.id, end.next.status);
             let written = store::run(&self.pool, move |conn| {
                 task_store::finish_attempt(conn, &end, LeaseGuard::Expired)
@@ -67,7 +62,7 @@ impl TaskRescuer {
 }
 
 /// The state machine's verdict on an attempt whose worker stopped heartbeating.
-pub fn rescue_decision(lost: &ExpiredLease, retry: &RetryPolicy, jitter: f64) -> AttemptEnd {
+pub fn rescue_decision(lost: &ExpiredLease) -> AttemptEnd {
     let event = TaskEvent::LeaseExpired {
         attempt: lost.attempt_count,
         max_attempts: lost.max_attempts,
@@ -84,7 +79,45 @@ pub fn rescue_decision(lost: &ExpiredLease, retry: &RetryPolicy, jitter: f64) ->
             "worker {} was lost: its lease expired mid-attempt",
             lost.worker_id
         )),
-        retry_in: (next.retry_state == RetryState::RetryScheduled)
-            .then(|| retry.delay(lost.attempt_count, jitter)),
+        // The task did not fail, its worker did: the retry is due at once, so that recovery
+        // takes no longer than lease expiry plus one rescue interval.
+        retry_in: (next.retry_state == RetryState::RetryScheduled).then_some(Duration::ZERO),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(attempt: i32, max: i32) -> ExpiredLease {
+        ExpiredLease {
+            id: 5,
+            attempt_count: attempt,
+            max_attempts: max,
+            lease_token: 9,
+            worker_id: "ghost".into(),
+        }
+    }
+
+    #[test]
+    fn a_lost_attempt_with_attempts_left_is_due_again_at_once() {
+        let end = rescue_decision(&lost(1, 3));
+        assert_eq!(
+            end.next,
+            TaskState::new(TaskStatus::Pending, RetryState::RetryScheduled)
+        );
+        assert_eq!(end.retry_in, Some(Duration::ZERO));
+        assert_eq!(end.outcome, AttemptOutcome::Lost);
+        assert!(end.error.unwrap().contains("ghost"));
+    }
+
+    #[test]
+    fn a_lost_last_attempt_fails_the_task() {
+        let end = rescue_decision(&lost(3, 3));
+        assert_eq!(
+            end.next,
+            TaskState::new(TaskStatus::Failed, RetryState::Exhausted)
+        );
+        assert_eq!(end.retry_in, None);
     }
 }
