@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EngineConfig;
 use crate::http::{self, AppState};
 use crate::task_types::HandlerRegistry;
-use crate::worker::{TaskRescuer, Worker};
+use crate::worker::{TaskEventListener, TaskRescuer, Worker};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/dtp");
 
@@ -36,6 +36,7 @@ pub struct Application {
     pool: PgPool,
     worker: Worker,
     rescuer: TaskRescuer,
+    listener_url: String,
     worker_enabled: bool,
     shutdown: CancellationToken,
 }
@@ -44,6 +45,7 @@ impl Application {
     /// Prepares the database and binds the listener; nothing runs until `run_until_stopped`.
     pub async fn build(config: EngineConfig) -> Result<Self, StartupError> {
         let db = DatabaseUrl::parse(&config.database_url)?;
+        let db_url_for_listener = db.as_str().to_owned();
         let pool_size = config.db_pool_size;
         let pool = tokio::task::spawn_blocking(move || database::bootstrap(&db, MIGRATIONS, pool_size))
             .await
@@ -83,6 +85,7 @@ impl Application {
             pool,
             worker,
             rescuer,
+            listener_url: db_url_for_listener,
             worker_enabled: config.worker_enabled,
             shutdown: CancellationToken::new(),
         })
@@ -114,9 +117,11 @@ impl Application {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         let background = self.worker_enabled.then(|| {
+            let listener = TaskEventListener::new(self.listener_url.clone(), self.worker.clone());
             (
                 tokio::spawn(self.worker.clone().run(self.shutdown.clone())),
                 tokio::spawn(self.rescuer.clone().run(self.shutdown.clone())),
+                tokio::spawn(listener.run(self.shutdown.clone())),
             )
         });
         let served = tokio::select! {
@@ -128,9 +133,10 @@ impl Application {
             }
         };
         self.shutdown.cancel();
-        if let Some((worker, rescuer)) = background {
+        if let Some((worker, rescuer, listener)) = background {
             let _ = worker.await;
             let _ = rescuer.await;
+            let _ = listener.await;
         }
         tracing::info!("dtp-engine stopped");
         served.unwrap_or_else(|e| Err(std::io::Error::other(e)))

@@ -4,6 +4,7 @@
 
 mod attempt;
 mod config;
+pub mod listener;
 pub mod rescuer;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::WorkerConfig;
+pub use listener::TaskEventListener;
 pub use rescuer::TaskRescuer;
 
 use crate::store::tasks::{self as task_store, ClaimedTask};
