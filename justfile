@@ -23,3 +23,13 @@ up:
 # Stop it.
 down:
     docker compose down
+
+# Fault injection: engines killed with SIGKILL and Postgres restarted while tasks drain.
+chaos *ARGS:
+    cargo build --release --bins
+    target/release/dtp-chaos chaos --restart-postgres {{ARGS}}
+
+# Control-plane soak: concurrent clients create, bind, poll and cancel for a minute.
+soak *ARGS:
+    cargo build --release --bins
+    target/release/dtp-chaos soak {{ARGS}}

@@ -152,6 +152,25 @@ pub fn ensure_database(db: &DatabaseUrl) -> Result<(), BootstrapError> {
     }
 }
 
+/// Drops database `name` on `server`'s Postgres, ending its open connections.
+pub fn drop_database(server: &DatabaseUrl, name: &str) -> Result<(), BootstrapError> {
+    let maintenance = server.maintenance_url();
+    let mut conn = PgConnection::establish(&maintenance).map_err(|e| BootstrapError::Connect {
+        target: redact(&maintenance),
+        reason: one_line(&e.to_string()),
+    })?;
+    diesel::sql_query(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(name)
+    ))
+    .execute(&mut conn)
+    .map_err(|source| BootstrapError::Create {
+        name: name.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
 /// Applies pending migrations; an advisory lock serialises concurrent starters.
 pub fn run_migrations(db: &DatabaseUrl, migrations: EmbeddedMigrations) -> Result<(), BootstrapError> {
     // Advisory locks are per database, so one key serves every service.

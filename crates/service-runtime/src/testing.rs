@@ -71,11 +71,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Ok(mut conn) = PgConnection::establish(&self.server.maintenance_url()) else {
-            return;
-        };
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name));
-        if let Err(e) = diesel::sql_query(drop).execute(&mut conn) {
+        if let Err(e) = crate::database::drop_database(&self.server, &self.name) {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
     }
