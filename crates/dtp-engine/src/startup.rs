@@ -8,11 +8,14 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
+use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
 use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
+use crate::http::operations::Operations;
 use crate::http::{self, AppState};
+use crate::metrics::EngineMetrics;
 use crate::task_types::HandlerRegistry;
 use crate::worker::{TaskEventListener, TaskRescuer, Worker};
 
@@ -51,8 +54,26 @@ impl Application {
             .await
             .map_err(|e| BootstrapError::Pool(e.to_string()))??;
         let registry = Arc::new(HandlerRegistry::with_builtin_types());
-        let worker = Worker::new(pool.clone(), Arc::clone(&registry), config.worker.clone());
-        let rescuer = TaskRescuer::new(pool.clone(), config.worker.rescue_interval);
+        let mut metrics_registry = prometheus_client::registry::Registry::default();
+        let http_metrics = web::Data::new(HttpMetrics::register(&mut metrics_registry));
+        let engine_metrics = Arc::new(EngineMetrics::register(&mut metrics_registry));
+        let worker = Worker::new(
+            pool.clone(),
+            Arc::clone(&registry),
+            config.worker.clone(),
+            Arc::clone(&engine_metrics),
+        );
+        let rescuer = TaskRescuer::new(
+            pool.clone(),
+            config.worker.rescue_interval,
+            Arc::clone(&engine_metrics),
+        );
+        let operations = web::Data::new(Operations {
+            pool: pool.clone(),
+            worker: worker.clone(),
+            metrics: engine_metrics,
+            registry: MetricsRegistry::new(metrics_registry),
+        });
         let listen_error = |source| StartupError::Listen {
             addr: config.http_addr.clone(),
             source,
@@ -69,7 +90,9 @@ impl Application {
             App::new()
                 .wrap(http_errors::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
+                .app_data(http_metrics.clone())
                 .configure(|cfg| http::configure(cfg, state.clone(), max_body))
+                .configure(|cfg| http::operations::configure(cfg, operations.clone()))
                 .default_service(web::to(http_errors::route_not_found))
         })
         .workers(config.http_workers)

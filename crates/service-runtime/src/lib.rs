@@ -5,6 +5,7 @@
 pub mod database;
 pub mod env_config;
 pub mod http_errors;
+pub mod metrics;
 pub mod request_trace;
 pub mod telemetry;
 #[cfg(feature = "testing")]

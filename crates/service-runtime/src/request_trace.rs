@@ -9,8 +9,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
+
+use crate::metrics::HttpMetrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_CHARS: usize = 128;
@@ -57,12 +59,14 @@ pub async fn trace_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let request_id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER));
+    let http_metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
+    let method = req.method().to_string();
     req.extensions_mut().insert(request_id.clone());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id.0,
-        method = %req.method(),
+        method = %method,
         route = %route,
     );
     let started = Instant::now();
@@ -72,6 +76,9 @@ pub async fn trace_requests(
     match result {
         Ok(mut response) => {
             let status = response.status().as_u16();
+            if let Some(metrics) = &http_metrics {
+                metrics.observe(&route, &method, status, elapsed_ms / 1_000.0);
+            }
             if let Ok(value) = HeaderValue::from_str(&request_id.0) {
                 response
                     .headers_mut()

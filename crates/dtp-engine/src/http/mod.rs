@@ -2,6 +2,7 @@
 //! ask the domain what to do, and call the store; they never hold a transaction.
 
 pub mod error;
+pub mod operations;
 mod tasks;
 
 use std::sync::Arc;

@@ -69,7 +69,7 @@ pub async fn cancel_task(
         })
         .await?;
         if canceled {
-            state.worker.stop_attempts_of(id);
+            state.worker.on_task_canceled(id, &row.task_type);
             tracing::info!(task.id = id, from = %current.status, "task canceled");
             return Ok(HttpResponse::NoContent().finish());
         }

@@ -8,8 +8,9 @@ use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::WorkerConfig;
+use super::WorkerShared;
 use crate::domain::{transition, AttemptOutcome, RetryPolicy, TaskEvent, TaskState};
+use crate::metrics::{TypeLabels, TypeOutcomeLabels};
 use crate::store::tasks::{self as task_store, AttemptEnd, ClaimedTask, LeaseGuard};
 use crate::store::{self, StoreError};
 use crate::task_types::{HandlerRegistry, TaskContext};
@@ -32,13 +33,7 @@ pub enum HandlerResult {
     TimedOut(Duration),
 }
 
-pub(super) async fn run_attempt(
-    pool: &PgPool,
-    registry: &HandlerRegistry,
-    config: &WorkerConfig,
-    task: ClaimedTask,
-    cancel: CancellationToken,
-) {
+pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel: CancellationToken) {
     let span = tracing::info_span!(
         "attempt",
         task.id = task.id,
@@ -48,8 +43,17 @@ pub(super) async fn run_attempt(
     );
     async move {
         tracing::debug!("attempt started");
-        let result = run_handler(registry, &task, cancel).await;
-        let end = decide(&task, &result, &config.retry, rand::random::<f64>());
+        let started = std::time::Instant::now();
+        let result = run_handler(&worker.registry, &task, cancel).await;
+        let end = decide(&task, &result, &worker.config.retry, rand::random::<f64>());
+        worker
+            .metrics
+            .attempt_duration
+            .get_or_create(&TypeOutcomeLabels {
+                r#type: task.task_type.clone(),
+                outcome: end.outcome.as_str().to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
         match &result {
             HandlerResult::Succeeded => tracing::info!("attempt succeeded"),
             HandlerResult::Failed(error) => tracing::info!(error = %error, next = %end.next.status, "attempt failed"),
@@ -57,8 +61,18 @@ pub(super) async fn run_attempt(
                 tracing::info!(timeout_ms = after.as_millis() as u64, next = %end.next.status, "attempt timed out")
             }
         }
-        match report(pool, end).await {
-            Ok(true) => {}
+        let next = end.next;
+        match report(&worker.pool, end).await {
+            Ok(true) if next.status.is_terminal() => worker.metrics.task_finished(&task.task_type, next.status.as_str()),
+            Ok(true) => {
+                worker
+                    .metrics
+                    .retries_scheduled
+                    .get_or_create(&TypeLabels {
+                        r#type: task.task_type.clone(),
+                    })
+                    .inc();
+            }
             Ok(false) => tracing::info!("attempt was fenced off (canceled or rescued); its result is discarded"),
             Err(e) => tracing::warn!(error = %e, "could not record the attempt's end; the rescuer will recover the task"),
         }

@@ -21,6 +21,7 @@ pub use config::WorkerConfig;
 pub use listener::TaskEventListener;
 pub use rescuer::TaskRescuer;
 
+use crate::metrics::EngineMetrics;
 use crate::store::tasks::{self as task_store, ClaimedTask};
 use crate::store::{self, StoreError};
 use crate::task_types::HandlerRegistry;
@@ -39,6 +40,7 @@ struct WorkerShared {
     registry: Arc<HandlerRegistry>,
     config: WorkerConfig,
     worker_id: String,
+    metrics: Arc<EngineMetrics>,
     slots: Arc<Semaphore>,
     /// Attempts running in this process, by lease token.
     in_flight: Mutex<HashMap<i64, InFlightAttempt>>,
@@ -54,7 +56,12 @@ struct InFlightAttempt {
 }
 
 impl Worker {
-    pub fn new(pool: PgPool, registry: Arc<HandlerRegistry>, config: WorkerConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        registry: Arc<HandlerRegistry>,
+        config: WorkerConfig,
+        metrics: Arc<EngineMetrics>,
+    ) -> Self {
         let worker_id = format!(
             "{}-{}-{:04x}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "dtp".into()),
@@ -68,6 +75,7 @@ impl Worker {
                 registry,
                 config,
                 worker_id,
+                metrics,
                 slots,
                 in_flight: Mutex::new(HashMap::new()),
                 work_available: Notify::new(),
@@ -87,6 +95,21 @@ impl Worker {
     /// Wakes the claim loop at once instead of at the next poll.
     pub fn notify_work_available(&self) {
         self.inner.work_available.notify_one();
+    }
+
+    /// A task was canceled through this process: count it and stop its attempt if it runs here.
+    pub fn on_task_canceled(&self, task_id: i64, task_type: &str) {
+        self.inner.metrics.cancels.inc();
+        self.inner
+            .metrics
+            .task_finished(task_type, TaskStatus::Canceled.as_str());
+        self.stop_attempts_of(task_id);
+    }
+
+    /// Worker slots of this process: (busy, total).
+    pub fn slot_usage(&self) -> (usize, usize) {
+        let total = self.inner.config.concurrency;
+        (total.saturating_sub(self.inner.slots.available_permits()), total)
     }
 
     /// Tells this process's attempt of `task_id`, if any, to stop (its task was canceled).
@@ -154,6 +177,7 @@ impl Worker {
             task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)
         })
         .await?;
+        self.inner.metrics.claims_per_poll.observe(claimed.len() as f64);
         let mut started = Vec::with_capacity(claimed.len());
         for task in claimed {
             let permit = Arc::clone(&self.inner.slots)
@@ -194,14 +218,7 @@ impl Worker {
         let worker = self.clone();
         tokio::spawn(async move {
             let lease_token = task.lease_token;
-            attempt::run_attempt(
-                &worker.inner.pool,
-                &worker.inner.registry,
-                &worker.inner.config,
-                task,
-                cancel,
-            )
-            .await;
+            attempt::run_attempt(&worker.inner, task, cancel).await;
             worker.lock_in_flight().remove(&lease_token);
             drop(permit);
             worker.inner.slot_freed.notify_one();

@@ -1,6 +1,7 @@
 //! TaskRescuer: finds RUNNING tasks whose lease expired (their worker crashed or lost
 //! the database) and ends the lost attempt: due again at once, or FAILED when exhausted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dtp_contract::{RetryState, TaskStatus};
@@ -8,6 +9,7 @@ use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{transition, AttemptOutcome, TaskEvent, TaskState};
+use crate::metrics::EngineMetrics;
 use crate::store::tasks::{self as task_store, AttemptEnd, ExpiredLease, LeaseGuard};
 use crate::store::{self, StoreError};
 
@@ -18,11 +20,16 @@ const RESCUE_BATCH: i64 = 500;
 pub struct TaskRescuer {
     pool: PgPool,
     interval: Duration,
+    metrics: Arc<EngineMetrics>,
 }
 
 impl TaskRescuer {
-    pub fn new(pool: PgPool, interval: Duration) -> Self {
-        Self { pool, interval }
+    pub fn new(pool: PgPool, interval: Duration, metrics: Arc<EngineMetrics>) -> Self {
+        Self {
+            pool,
+            interval,
+            metrics,
+        }
     }
 
     /// Rescues every `interval` until `shutdown` fires.
@@ -54,6 +61,7 @@ impl TaskRescuer {
             .await?;
             if written {
                 rescued += 1;
+                self.metrics.rescues.inc();
                 tracing::warn!(task.id = task_id, task.attempt = lost.attempt_count, worker.id = %lost.worker_id, next = %next, "rescued task from a lost worker");
             }
         }

@@ -6,6 +6,7 @@
 mod api;
 mod bad_input;
 mod idempotency;
+mod operations;
 mod outage;
 mod rescuer;
 mod retries;

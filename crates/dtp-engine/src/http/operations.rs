@@ -1,0 +1,85 @@
+//! Operational endpoints: `/readyz` (the database answers and every migration is applied)
+//! and `/metrics` (Prometheus). `/healthz` stays I/O-free and lives with the API routes.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use diesel_migrations::MigrationHarness;
+use service_runtime::metrics::MetricsRegistry;
+use service_runtime::PgPool;
+
+use crate::metrics::{EngineMetrics, SlotLabels, TypeStatusLabels};
+use crate::startup::MIGRATIONS;
+use crate::store::{self, task_stats};
+use crate::worker::Worker;
+
+pub struct Operations {
+    pub pool: PgPool,
+    pub worker: Worker,
+    pub metrics: Arc<EngineMetrics>,
+    pub registry: MetricsRegistry,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
+    cfg.app_data(operations)
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+/// `GET /readyz`: 200 when the database answers and no migration is pending, else 503.
+async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
+    let check = store::run(&ops.pool, |conn| {
+        task_stats::ping(conn)?;
+        conn.has_pending_migration(MIGRATIONS)
+            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
+    })
+    .await;
+    match check {
+        Ok(false) => HttpResponse::Ok()
+            .json(serde_json::json!({"status": "ready", "database": "ok", "migrations": "applied"})),
+        Ok(true) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "not_ready", "database": "ok", "migrations": "pending"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "not_ready", "database": "unavailable", "migrations": "unknown"}))
+        }
+    }
+}
+
+/// `GET /metrics`: refreshes the scrape-time gauges, then encodes every metric.
+async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
+    let (busy, total) = ops.worker.slot_usage();
+    let slots = &ops.metrics.worker_slots;
+    slots
+        .get_or_create(&SlotLabels { state: "busy" })
+        .set(i64::try_from(busy).unwrap_or(i64::MAX));
+    slots
+        .get_or_create(&SlotLabels { state: "total" })
+        .set(i64::try_from(total).unwrap_or(i64::MAX));
+    let live = store::run(&ops.pool, |conn| {
+        Ok((
+            task_stats::count_live_tasks(conn)?,
+            task_stats::oldest_due_pending_age(conn)?,
+        ))
+    })
+    .await;
+    match live {
+        Ok((counts, oldest_age)) => {
+            ops.metrics.live_tasks.clear();
+            for count in counts {
+                ops.metrics
+                    .live_tasks
+                    .get_or_create(&TypeStatusLabels {
+                        r#type: count.task_type,
+                        status: count.status,
+                    })
+                    .set(count.count);
+            }
+            ops.metrics.oldest_due_pending_age.set(oldest_age);
+        }
+        // Serve the process's own metrics anyway; the gauges keep their last values.
+        Err(e) => tracing::warn!(error = %e, "could not refresh task gauges"),
+    }
+    ops.registry.exposition()
+}

@@ -1,0 +1,135 @@
+//! Probes and metrics: `/healthz` needs no database, `/readyz` follows it, and the
+//! Prometheus metrics move as tasks flow.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::api::EngineApi;
+use crate::PATIENCE;
+use dtp_contract::TaskStatus;
+use dtp_engine::testing::TestEngine;
+
+async fn scrape(api: &EngineApi) -> String {
+    let response = api.client().get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    response.text().await.unwrap()
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_database_and_health_does_not() {
+    let engine = TestEngine::spawn().await;
+    let api = EngineApi::new(&engine);
+    let get = |path: &'static str| api.client().get(api.url(path)).send();
+
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.json::<Value>().await.unwrap()["migrations"], "applied");
+
+    engine.database().refuse_connections();
+    let not_ready = get("/readyz").await.unwrap();
+    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        not_ready.json::<Value>().await.unwrap()["database"],
+        "unavailable"
+    );
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    engine.database().accept_connections();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_when_tasks_flow() {
+    let engine = TestEngine::spawn().await;
+    let api = EngineApi::new(&engine);
+    let before = scrape(&api).await;
+    assert_eq!(sample(&before, r#"dtp_worker_slots{state="total"}"#), Some(10.0));
+    assert_eq!(
+        sample(
+            &before,
+            r#"dtp_tasks_finished_total{type="demo",status="SUCCEEDED"}"#
+        ),
+        None
+    );
+
+    let ok = api.create_task(&json!({"type": "demo"})).await;
+    let retried = api
+        .create_task(&json!({"type": "demo-fail", "payload": {"failTimes": 1}}))
+        .await;
+    let later = api
+        .create_task(&json!({"type": "demo", "runAt": "2099-01-01T00:00:00Z"}))
+        .await;
+    let canceled = api
+        .create_task(&json!({"type": "demo", "runAt": "2099-01-01T00:00:00Z"}))
+        .await;
+    api.wait_for_status(ok.id, TaskStatus::Succeeded, PATIENCE).await;
+    api.wait_for_status(retried.id, TaskStatus::Succeeded, PATIENCE)
+        .await;
+    assert_eq!(api.cancel(canceled.id).await.status(), StatusCode::NO_CONTENT);
+
+    let after = scrape(&api).await;
+    assert_eq!(
+        sample(
+            &after,
+            r#"dtp_tasks_finished_total{type="demo",status="SUCCEEDED"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"dtp_tasks_finished_total{type="demo-fail",status="SUCCEEDED"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"dtp_tasks_finished_total{type="demo",status="CANCELED"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&after, r#"dtp_retries_scheduled_total{type="demo-fail"}"#),
+        Some(1.0)
+    );
+    assert_eq!(sample(&after, "dtp_cancels_total"), Some(1.0));
+    assert_eq!(
+        sample(&after, r#"dtp_tasks{type="demo",status="PENDING"}"#),
+        Some(1.0),
+        "only {} is live",
+        later.id
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"dtp_attempt_duration_seconds_count{type="demo-fail",outcome="FAILED"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&after, "dtp_claims_per_poll_count").unwrap() >= 2.0);
+    assert!(
+        sample(
+            &after,
+            r#"http_requests_total{route="/tasks",method="POST",status="201"}"#
+        ) == Some(4.0)
+    );
+    assert!(
+        sample(
+            &after,
+            r#"http_request_duration_seconds_count{route="/tasks/{id}"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
