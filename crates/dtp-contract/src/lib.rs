@@ -10,6 +10,7 @@ pub mod millis;
 
 /// Execution status of a scheduler task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     Pending,
@@ -60,6 +61,7 @@ impl fmt::Display for TaskStatus {
 
 /// Where a task stands with respect to retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RetryState {
     /// No attempt has failed (yet).
@@ -106,12 +108,15 @@ impl fmt::Display for RetryState {
 
 /// `POST /tasks` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTaskRequest {
     #[serde(rename = "type")]
     pub task_type: String,
+    /// Any JSON; handed to the task's handler.
     #[serde(default)]
     pub payload: serde_json::Value,
+    /// 1 to 100, default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +130,7 @@ pub struct CreateTaskRequest {
 
 /// A scheduler task as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskResponse {
     pub id: i64,
@@ -151,6 +157,7 @@ pub struct TaskResponse {
 
 /// One attempt of a task, from `GET /tasks/{id}/attempts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptResponse {
     /// 1-based attempt number (an attempt released at shutdown is repeated under the same number).
@@ -167,6 +174,7 @@ pub struct AttemptResponse {
 
 /// The body of every error answer, on both services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// Stable, machine-readable error code, e.g. `TASK_NOT_FOUND`.

@@ -23,11 +23,22 @@ pub struct Operations {
 pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
     cfg.app_data(operations)
         .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(web::resource("/docs").route(web::get().to(docs)));
 }
 
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Database answers and migrations are applied", body = Object,
+            example = json!({"status": "ready", "database": "ok", "migrations": "applied"})),
+        (status = 503, description = "Not ready", body = Object,
+            example = json!({"status": "not_ready", "database": "unavailable", "migrations": "unknown"})),
+    )
+)]
 /// `GET /readyz`: 200 when the database answers and no migration is pending, else 503.
-async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
+pub async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
     let check = store::run(&ops.pool, |conn| {
         task_stats::ping(conn)?;
         conn.has_pending_migration(MIGRATIONS)
@@ -47,8 +58,13 @@ async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
+        content_type = "application/openmetrics-text"))
+)]
 /// `GET /metrics`: refreshes the scrape-time gauges, then encodes every metric.
-async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
+pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     let (busy, total) = ops.worker.slot_usage();
     let slots = &ops.metrics.worker_slots;
     slots
@@ -82,4 +98,37 @@ async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         Err(e) => tracing::warn!(error = %e, "could not refresh task gauges"),
     }
     ops.registry.exposition()
+}
+
+/// The engine's API description, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "DTP engine", description = "The Distributed Task Platform's execution engine: submit, read and cancel tasks."),
+    paths(
+        super::tasks::create_task,
+        super::tasks::get_task,
+        super::tasks::cancel_task,
+        super::tasks::list_attempts,
+        super::tasks::healthz,
+        readyz,
+        metrics,
+        openapi_json,
+        docs,
+    ),
+    tags((name = "tasks", description = "Tasks and their attempts"), (name = "operations", description = "Probes and metrics"))
+)]
+pub struct EngineApiDoc;
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This OpenAPI description", body = Object)))]
+/// `GET /openapi.json`.
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(<EngineApiDoc as utoipa::OpenApi>::openapi())
+}
+
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "Browsable API documentation", body = String, content_type = "text/html")))]
+/// `GET /docs`: a browsable view of `/openapi.json`.
+pub async fn docs() -> HttpResponse {
+    service_runtime::http_errors::api_docs_page("DTP engine")
 }

@@ -1,7 +1,7 @@
 //! `/tasks`: submit, read, cancel, and read the attempt history of tasks.
 
 use actix_web::{web, HttpResponse};
-use dtp_contract::{AttemptResponse, CreateTaskRequest};
+use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
@@ -12,6 +12,19 @@ use crate::store::{self, attempts as attempt_store};
 /// How often a cancel re-reads a task whose state changed under it before giving up.
 const CANCEL_RACE_RETRIES: usize = 5;
 
+#[utoipa::path(
+    post, path = "/tasks", tag = "tasks",
+    request_body = CreateTaskRequest,
+    responses(
+        (status = 201, description = "Task accepted", body = TaskResponse),
+        (status = 200, description = "The idempotency key already names this task", body = TaskResponse),
+        (status = 400, description = "Malformed JSON, missing field or wrong type", body = ErrorBody),
+        (status = 409, description = "The idempotency key names a different task (IDEMPOTENCY_KEY_REUSED)", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Unknown type or value out of range", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 /// `POST /tasks`: 201 with the new task, or 200 with the task an idempotency key already names.
 pub async fn create_task(
     state: web::Data<AppState>,
@@ -40,6 +53,16 @@ pub async fn create_task(
     }
 }
 
+#[utoipa::path(
+    get, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id (positive integer)")),
+    responses(
+        (status = 200, description = "The task", body = TaskResponse),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 /// `GET /tasks/{id}`.
 pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_task_id(&id)?;
@@ -49,6 +72,18 @@ pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Resu
     Ok(HttpResponse::Ok().json(row.into_response()?))
 }
 
+#[utoipa::path(
+    put, path = "/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id (positive integer)")),
+    responses(
+        (status = 204, description = "The task is CANCELED (also when it already was)"),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task is SUCCEEDED or FAILED", body = ErrorBody,
+            example = json!({"code": "TASK_NOT_CANCELABLE", "message": "Cannot cancel task in state SUCCEEDED"})),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 /// `PUT /tasks/{id}/cancel`: 204 once the task is CANCELED (also when it already was).
 pub async fn cancel_task(
     state: web::Data<AppState>,
@@ -81,6 +116,16 @@ pub async fn cancel_task(
     })
 }
 
+#[utoipa::path(
+    get, path = "/tasks/{id}/attempts", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id (positive integer)")),
+    responses(
+        (status = 200, description = "The attempts, oldest first", body = Vec<AttemptResponse>),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
 /// `GET /tasks/{id}/attempts`: the attempt history, oldest first.
 pub async fn list_attempts(
     state: web::Data<AppState>,
@@ -111,6 +156,10 @@ pub async fn list_attempts(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"})))
+)]
 /// `GET /healthz`: the process is up (no I/O).
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

@@ -133,3 +133,81 @@ async fn metrics_move_when_tasks_flow() {
             >= 1.0
     );
 }
+
+/// Every route the engine serves, as (method, path template).
+const SERVED_ROUTES: &[(&str, &str)] = &[
+    ("post", "/tasks"),
+    ("get", "/tasks/{id}"),
+    ("put", "/tasks/{id}/cancel"),
+    ("get", "/tasks/{id}/attempts"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_spec_describes_exactly_the_served_routes() {
+    let engine = TestEngine::spawn_with(crate::stepped).await;
+    let api = EngineApi::new(&engine);
+    let spec: Value = api
+        .client()
+        .get(api.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut described: Vec<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    described.sort();
+    let mut served: Vec<(String, String)> = SERVED_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    served.sort();
+    assert_eq!(described, served);
+
+    // Each described operation is routed (not a 404 for the route or a 405), and every
+    // status it answers is one the spec lists for it.
+    for (method, path) in &described {
+        let url = api.url(&path.replace("{id}", "1"));
+        let request = match method.as_str() {
+            "get" => api.client().get(url),
+            "post" => api.client().post(url).json(&json!({"type": "demo"})),
+            "put" => api.client().put(url),
+            other => panic!("unexpected method {other}"),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16().to_string();
+        let documented = spec["paths"][path][method]["responses"].as_object().unwrap();
+        assert!(
+            documented.contains_key(&status),
+            "{method} {path} answered {status}, not in {:?}",
+            documented.keys()
+        );
+        if status == "404" {
+            let body: Value = response.json().await.unwrap();
+            assert_ne!(body["code"], "ROUTE_NOT_FOUND", "{method} {path} is not routed");
+        }
+        // Every documented error body refers to the ErrorBody schema (readiness answers a report).
+        for (code, answer) in documented {
+            if (code.starts_with('4') || code == "503") && path != "/readyz" {
+                let schema = &answer["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {code}");
+            }
+        }
+    }
+}
