@@ -155,6 +155,16 @@ pub struct TaskResponse {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One page of `GET /tasks`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPage {
+    pub items: Vec<TaskResponse>,
+    /// Pass as `cursor` to get the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// One attempt of a task, from `GET /tasks/{id}/attempts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -163,6 +173,10 @@ pub struct AttemptResponse {
     /// 1-based attempt number (an attempt released at shutdown is repeated under the same number).
     pub attempt: i32,
     pub worker_id: String,
+    /// When the task became due for this attempt (its `scheduledFor` when claimed); null
+    /// for attempts recorded before the engine kept it.
+    #[serde(default, with = "millis::option")]
+    pub due_at: Option<DateTime<Utc>>,
     #[serde(with = "millis")]
     pub started_at: DateTime<Utc>,
     #[serde(with = "millis::option")]
@@ -235,5 +249,21 @@ mod tests {
         assert_eq!(req.idempotency_key.as_deref(), Some("k"));
         assert!(serde_json::from_str::<CreateTaskRequest>(r#"{"type":"demo","bogus":1}"#).is_err());
         assert!(serde_json::from_str::<CreateTaskRequest>(r#"{"payload":1}"#).is_err());
+    }
+
+    #[test]
+    fn attempts_carry_due_at_and_read_answers_without_it() {
+        let old: AttemptResponse = serde_json::from_str(
+            r#"{"attempt":1,"workerId":"w","startedAt":"2026-01-02T03:04:05.678Z","finishedAt":null,"outcome":null,"error":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.due_at, None);
+        let due = "2026-01-02T03:04:05.600Z".parse().unwrap();
+        let json = serde_json::to_value(AttemptResponse {
+            due_at: Some(due),
+            ..old
+        })
+        .unwrap();
+        assert_eq!(json["dueAt"], "2026-01-02T03:04:05.600Z");
     }
 }

@@ -6,6 +6,7 @@ pub mod database;
 pub mod env_config;
 pub mod http_errors;
 pub mod metrics;
+pub mod page_cursor;
 pub mod request_trace;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use dtp_contract::{CreateTaskRequest, ErrorBody, TaskResponse};
+use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use service_runtime::request_trace::{RequestId, REQUEST_ID_HEADER};
 
 /// The scheduler did not give us what we asked for.
@@ -41,6 +42,7 @@ pub struct CreatedTask {
 enum Operation {
     Create,
     Get,
+    GetAttempts,
     Cancel,
 }
 
@@ -82,7 +84,7 @@ impl SchedulerClient {
             .await
             .map_err(|e| unreachable(Operation::Create, &e))?;
         let newly_created = response.status() == StatusCode::CREATED;
-        let task = read_task(Operation::Create, None, response).await?;
+        let task = read_json(Operation::Create, None, response).await?;
         Ok(CreatedTask { task, newly_created })
     }
 
@@ -95,7 +97,23 @@ impl SchedulerClient {
             .send()
             .await
             .map_err(|e| unreachable(Operation::Get, &e))?;
-        read_task(Operation::Get, Some(id), response).await
+        read_json(Operation::Get, Some(id), response).await
+    }
+
+    /// `GET /tasks/{id}/attempts`: the attempt history, oldest first.
+    pub async fn get_attempts(
+        &self,
+        id: i64,
+        request_id: &RequestId,
+    ) -> Result<Vec<AttemptResponse>, SchedulerError> {
+        let response = self
+            .http
+            .get(format!("{}/tasks/{id}/attempts", self.base_url))
+            .header(REQUEST_ID_HEADER, &request_id.0)
+            .send()
+            .await
+            .map_err(|e| unreachable(Operation::GetAttempts, &e))?;
+        read_json(Operation::GetAttempts, Some(id), response).await
     }
 
     /// `PUT /tasks/{id}/cancel`: `Ok` once the task is CANCELED.
@@ -123,16 +141,16 @@ fn unreachable(operation: Operation, err: &reqwest::Error) -> SchedulerError {
     })
 }
 
-async fn read_task(
+async fn read_json<T: DeserializeOwned>(
     operation: Operation,
     id: Option<i64>,
     response: reqwest::Response,
-) -> Result<TaskResponse, SchedulerError> {
+) -> Result<T, SchedulerError> {
     let status = response.status();
     if !status.is_success() {
         return Err(refusal(operation, id, response).await);
     }
-    response.json::<TaskResponse>().await.map_err(|e| {
+    response.json::<T>().await.map_err(|e| {
         tracing::error!(?operation, error = %e, "unreadable scheduler answer");
         if e.is_timeout() {
             SchedulerError::Unreachable("request timed out".into())

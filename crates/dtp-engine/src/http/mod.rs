@@ -26,7 +26,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
         .app_data(http_errors::json_config(max_body_bytes))
         .app_data(http_errors::path_config())
         .app_data(http_errors::query_config())
-        .service(web::resource("/tasks").route(web::post().to(tasks::create_task)))
+        .service(
+            web::resource("/tasks")
+                .route(web::post().to(tasks::create_task))
+                .route(web::get().to(tasks::list_tasks)),
+        )
         .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get_task)))
         .service(web::resource("/tasks/{id}/cancel").route(web::put().to(tasks::cancel_task)))
         .service(web::resource("/tasks/{id}/attempts").route(web::get().to(tasks::list_attempts)))

@@ -1,16 +1,22 @@
-//! `/tasks`: submit, read, cancel, and read the attempt history of tasks.
+//! `/tasks`: submit, list, read, cancel, and read the attempt history of tasks.
 
 use actix_web::{web, HttpResponse};
-use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
+use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskPage, TaskResponse, TaskStatus};
+use serde::Deserialize;
+use service_runtime::page_cursor::{decode_cursor, encode_cursor};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
 use crate::domain::{transition, NewTask, TaskEvent};
-use crate::store::tasks::{self as task_store, Inserted};
+use crate::store::tasks::{self as task_store, Inserted, TaskFilter};
 use crate::store::{self, attempts as attempt_store};
 
 /// How often a cancel re-reads a task whose state changed under it before giving up.
 const CANCEL_RACE_RETRIES: usize = 5;
+/// Tasks per listing page when the client does not say.
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The most tasks one listing page may hold.
+pub const MAX_PAGE_SIZE: i64 = 100;
 
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
@@ -51,6 +57,103 @@ pub async fn create_task(
             ),
         }),
     }
+}
+
+/// `GET /tasks` query; unknown parameters are refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListTasksQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+impl ListTasksQuery {
+    /// The store filter and page size this query asks for, or the 400 that says what is wrong.
+    fn into_filter(self) -> Result<(TaskFilter, i64), ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ApiError::BadRequest {
+                code: "INVALID_LIMIT",
+                message: format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
+            });
+        }
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(raw) => Some(TaskStatus::parse(raw).ok_or_else(|| ApiError::BadRequest {
+                code: "INVALID_STATUS",
+                message: format!(
+                    "status must be one of {}, got {raw:?}",
+                    TaskStatus::ALL.map(TaskStatus::as_str).join(", ")
+                ),
+            })?),
+        };
+        if let Some(task_type) = &self.task_type {
+            if task_type.is_empty() || task_type.contains('\0') {
+                return Err(ApiError::BadRequest {
+                    code: "INVALID_TYPE",
+                    message: "type must be a non-empty task type without the NUL character".into(),
+                });
+            }
+        }
+        let before_id = match self.cursor.as_deref() {
+            None => None,
+            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| ApiError::BadRequest {
+                code: "INVALID_CURSOR",
+                message: format!("cursor {raw:?} is not one this API returned"),
+            })?),
+        };
+        let filter = TaskFilter {
+            status,
+            task_type: self.task_type,
+            before_id,
+        };
+        Ok((filter, limit))
+    }
+}
+
+#[utoipa::path(
+    get, path = "/tasks", tag = "tasks",
+    params(
+        ("status" = Option<TaskStatus>, Query, description = "Only tasks in this status"),
+        ("type" = Option<String>, Query, description = "Only tasks of this type"),
+        ("limit" = Option<i64>, Query, description = "Tasks per page, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of tasks, newest first", body = TaskPage),
+        (status = 400, description = "Unknown parameter (INVALID_QUERY), bad status, type, limit or cursor \
+            (INVALID_STATUS, INVALID_TYPE, INVALID_LIMIT, INVALID_CURSOR)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+/// `GET /tasks?status=&type=&limit=&cursor=`: newest first. The cursor names the last id
+/// returned, so pages stay correct while new tasks are inserted.
+pub async fn list_tasks(
+    state: web::Data<AppState>,
+    query: web::Query<ListTasksQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (filter, limit) = query.into_inner().into_filter()?;
+    // One row more than asked says whether another page follows.
+    let mut rows = store::run(&state.pool, move |conn| {
+        task_store::list_tasks(conn, &filter, limit + 1)
+    })
+    .await?;
+    let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
+    let has_more = rows.len() > page_size;
+    rows.truncate(page_size);
+    let items = rows
+        .into_iter()
+        .map(|row| row.into_response())
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if has_more {
+        items.last().map(|task| encode_cursor(task.id))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(TaskPage { items, next_cursor }))
 }
 
 #[utoipa::path(
@@ -147,6 +250,7 @@ pub async fn list_attempts(
         .map(|a| AttemptResponse {
             attempt: a.attempt,
             worker_id: a.worker_id,
+            due_at: a.due_at,
             started_at: a.started_at,
             finished_at: a.finished_at,
             outcome: a.outcome,

@@ -18,6 +18,8 @@ pub struct AttemptRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
     pub error: Option<String>,
+    /// When the task became due for this attempt; null for rows older than the column.
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 /// Every attempt of one task, oldest first.

@@ -33,6 +33,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         outcome -> Nullable<Text>,
         error -> Nullable<Text>,
+        due_at -> Nullable<Timestamptz>,
     }
 }
 

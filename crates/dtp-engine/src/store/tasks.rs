@@ -120,6 +120,34 @@ pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow
         .optional()
 }
 
+/// Which tasks a listing returns: all filters are optional and combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<String>,
+    /// Only tasks with a smaller id (the last id of the previous page).
+    pub before_id: Option<i64>,
+}
+
+/// Up to `limit` tasks matching `filter`, newest (highest id) first.
+pub fn list_tasks(conn: &mut PgConnection, filter: &TaskFilter, limit: i64) -> QueryResult<Vec<TaskRow>> {
+    let mut query = tasks::table
+        .select(TaskRow::as_select())
+        .order(tasks::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(tasks::status.eq(status.as_str()));
+    }
+    if let Some(task_type) = &filter.task_type {
+        query = query.filter(tasks::task_type.eq(task_type.clone()));
+    }
+    if let Some(before) = filter.before_id {
+        query = query.filter(tasks::id.lt(before));
+    }
+    query.load(conn)
+}
+
 /// Moves a task to `next` (CANCELED) if it is still in `expected`; closes its open attempt.
 pub fn cancel_task_if_in(
     conn: &mut PgConnection,
@@ -184,10 +212,11 @@ pub fn claim_due_tasks(
                  worker_id = $3, updated_at = now() \
              FROM due WHERE t.id = due.id \
              RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
-                       t.retry_state, t.lease_token, t.worker_id, t.processing_started_at \
+                       t.retry_state, t.lease_token, t.worker_id, t.processing_started_at, t.scheduled_for \
          ), opened AS ( \
-             INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at) \
-             SELECT lease_token, id, attempt_count, worker_id, processing_started_at FROM claimed \
+             INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
+             SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
+             FROM claimed \
          ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token \
            FROM claimed ORDER BY id",
     )

@@ -11,7 +11,7 @@ impl TaskHandler for DemoFail {
     }
 
     fn run(&self, ctx: TaskContext) -> HandlerFuture {
-        let fail_times = ctx.payload.get("failTimes").and_then(serde_json::Value::as_i64);
+        let fail_times = ctx.demo_setting("failTimes").and_then(serde_json::Value::as_i64);
         let attempt = i64::from(ctx.attempt);
         Box::pin(async move {
             match fail_times {

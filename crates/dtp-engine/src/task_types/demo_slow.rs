@@ -15,8 +15,7 @@ impl TaskHandler for DemoSlow {
 
     fn run(&self, ctx: TaskContext) -> HandlerFuture {
         let sleep = ctx
-            .payload
-            .get("sleepMs")
+            .demo_setting("sleepMs")
             .and_then(serde_json::Value::as_u64)
             .map_or(DEFAULT_SLEEP, Duration::from_millis);
         Box::pin(async move {

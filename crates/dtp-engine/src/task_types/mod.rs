@@ -30,6 +30,16 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
 }
 
+impl TaskContext {
+    /// A setting of the demo types: `payload.<key>`, or `payload.payload.<key>` for tasks
+    /// submitted through TaskPilot, which wraps the web task's payload in an envelope.
+    pub fn demo_setting(&self, key: &str) -> Option<&serde_json::Value> {
+        self.payload
+            .get(key)
+            .or_else(|| self.payload.get("payload").and_then(|inner| inner.get(key)))
+    }
+}
+
 /// Why an attempt failed, as recorded in `lastError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -118,6 +128,14 @@ mod tests {
         assert!(handler.run(context(2, payload.clone())).await.is_err());
         assert!(handler.run(context(3, payload)).await.is_ok());
         assert!(handler.run(context(50, json!(null))).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn demo_settings_are_read_through_the_taskpilot_envelope() {
+        let handler = HandlerRegistry::with_builtin_types().get("demo-fail").unwrap();
+        let wrapped = json!({"webTaskId": 3, "type": "x", "payload": {"failTimes": 1}});
+        assert!(handler.run(context(1, wrapped.clone())).await.is_err());
+        assert!(handler.run(context(2, wrapped)).await.is_ok());
     }
 
     #[tokio::test]

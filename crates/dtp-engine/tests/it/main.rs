@@ -6,6 +6,7 @@
 mod api;
 mod bad_input;
 mod idempotency;
+mod listing;
 mod operations;
 mod outage;
 mod rescuer;

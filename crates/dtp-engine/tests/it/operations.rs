@@ -137,6 +137,7 @@ async fn metrics_move_when_tasks_flow() {
 /// Every route the engine serves, as (method, path template).
 const SERVED_ROUTES: &[(&str, &str)] = &[
     ("post", "/tasks"),
+    ("get", "/tasks"),
     ("get", "/tasks/{id}"),
     ("put", "/tasks/{id}/cancel"),
     ("get", "/tasks/{id}/attempts"),

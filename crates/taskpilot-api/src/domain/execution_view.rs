@@ -1,10 +1,11 @@
 //! The normalized execution view of a scheduler task, with derived latencies:
 //! queue = processingStartedAt − scheduledFor and processing = completedAt −
 //! processingStartedAt describe the latest attempt; endToEnd = completedAt − createdAt
-//! the whole task. Each is null until both of its ends exist.
+//! the whole task. Each is null until both of its ends exist. On request the view also
+//! lists every attempt with its own queue (startedAt − dueAt) and run (finishedAt − startedAt) time.
 
 use chrono::{DateTime, Utc};
-use dtp_contract::{TaskResponse, TaskStatus};
+use dtp_contract::{AttemptResponse, TaskResponse, TaskStatus};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,6 +28,60 @@ pub struct ExecutionView {
     pub queue_latency_ms: Option<i64>,
     pub processing_latency_ms: Option<i64>,
     pub end_to_end_latency_ms: Option<i64>,
+    /// Every attempt, oldest first; only when asked for (`include=attempts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+}
+
+/// One attempt of the task, with the time it waited and the time it ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: i32,
+    pub worker_id: String,
+    /// When the task became due for this attempt; null for attempts the scheduler
+    /// recorded before it kept this time.
+    #[serde(with = "dtp_contract::millis::option")]
+    pub due_at: Option<DateTime<Utc>>,
+    #[serde(with = "dtp_contract::millis")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "dtp_contract::millis::option")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The scheduler's outcome (`SUCCEEDED`, `FAILED`, ...); null while running.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    /// startedAt − dueAt; null when dueAt is unknown.
+    pub queue_ms: Option<i64>,
+    /// finishedAt − startedAt; null while the attempt runs.
+    pub run_ms: Option<i64>,
+}
+
+impl ExecutionView {
+    /// The same view with the task's attempts (oldest first) and their latencies.
+    pub fn with_attempts(self, attempts: &[AttemptResponse]) -> Self {
+        Self {
+            attempts: Some(attempts.iter().map(attempt_view).collect()),
+            ..self
+        }
+    }
+}
+
+/// One attempt's view, its latencies computed from the millisecond timestamps the user sees.
+pub fn attempt_view(attempt: &AttemptResponse) -> AttemptView {
+    let started = truncate_to_millis(attempt.started_at);
+    let due = attempt.due_at.map(truncate_to_millis);
+    let finished = attempt.finished_at.map(truncate_to_millis);
+    AttemptView {
+        attempt: attempt.attempt,
+        worker_id: attempt.worker_id.clone(),
+        due_at: attempt.due_at,
+        started_at: attempt.started_at,
+        finished_at: attempt.finished_at,
+        outcome: attempt.outcome.clone(),
+        error: attempt.error.clone(),
+        queue_ms: due.map(|d| millis_between(d, started)),
+        run_ms: finished.map(|f| millis_between(started, f)),
+    }
 }
 
 /// Builds the view from the scheduler's task, computing latencies from the
@@ -55,6 +110,7 @@ pub fn execution_view(task: &TaskResponse) -> ExecutionView {
             .zip(completed)
             .map(|(s, c)| millis_between(s, c)),
         end_to_end_latency_ms: completed.map(|c| millis_between(created, c)),
+        attempts: None,
     }
 }
 
@@ -170,5 +226,83 @@ mod tests {
         assert_eq!(json["endToEndLatencyMs"], 125);
         assert_eq!(json["completedAt"], "2026-01-01T00:00:00.125Z");
         assert_eq!(json["retryState"], "NONE");
+    }
+
+    fn attempt(number: i32, due: Option<i64>, started: i64, finished: Option<i64>) -> AttemptResponse {
+        AttemptResponse {
+            attempt: number,
+            worker_id: "dtp-1".into(),
+            due_at: due.map(at),
+            started_at: at(started),
+            finished_at: finished.map(at),
+            outcome: finished.map(|_| "FAILED".into()),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn attempts_have_their_queue_and_run_times() {
+        let view = execution_view(&task(TaskStatus::Running, 500, Some(520), None)).with_attempts(&[
+            attempt(1, Some(0), 5, Some(105)),
+            attempt(2, Some(500), 520, None),
+        ]);
+        let attempts = view.attempts.unwrap();
+        let latencies: Vec<(i32, Option<i64>, Option<i64>)> = attempts
+            .iter()
+            .map(|a| (a.attempt, a.queue_ms, a.run_ms))
+            .collect();
+        assert_eq!(latencies, [(1, Some(5), Some(100)), (2, Some(20), None)]);
+        assert_eq!(attempts[0].outcome.as_deref(), Some("FAILED"));
+        assert_eq!(attempts[1].outcome, None);
+    }
+
+    #[test]
+    fn an_attempt_without_due_time_has_no_queue_time() {
+        let view = attempt_view(&attempt(1, None, 5, Some(7)));
+        assert_eq!((view.queue_ms, view.run_ms), (None, Some(2)));
+    }
+
+    #[test]
+    fn attempt_latencies_use_millisecond_timestamps_and_never_go_negative() {
+        let mut a = attempt(1, Some(10), 10, Some(12));
+        a.due_at = a.due_at.map(|d| d + chrono::Duration::microseconds(999));
+        a.started_at += chrono::Duration::microseconds(1);
+        a.finished_at = a.finished_at.map(|f| f + chrono::Duration::microseconds(999));
+        let view = attempt_view(&a);
+        assert_eq!((view.queue_ms, view.run_ms), (Some(0), Some(2)));
+        // A due time after the start (clock trouble) reads as no wait, not a negative one.
+        let view = attempt_view(&attempt(1, Some(30), 10, Some(5)));
+        assert_eq!((view.queue_ms, view.run_ms), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn attempts_appear_in_json_only_when_asked_for() {
+        let plain = serde_json::to_value(execution_view(&task(TaskStatus::Pending, 0, None, None))).unwrap();
+        assert!(plain.get("attempts").is_none(), "{plain}");
+        let none_yet = serde_json::to_value(
+            execution_view(&task(TaskStatus::Pending, 0, None, None)).with_attempts(&[]),
+        )
+        .unwrap();
+        assert_eq!(none_yet["attempts"], serde_json::json!([]));
+        let json =
+            serde_json::to_value(
+                execution_view(&task(TaskStatus::Succeeded, 10, Some(25), Some(125)))
+                    .with_attempts(&[attempt(1, Some(10), 25, Some(125))]),
+            )
+            .unwrap();
+        assert_eq!(
+            json["attempts"][0],
+            serde_json::json!({
+                "attempt": 1,
+                "workerId": "dtp-1",
+                "dueAt": "2026-01-01T00:00:00.010Z",
+                "startedAt": "2026-01-01T00:00:00.025Z",
+                "finishedAt": "2026-01-01T00:00:00.125Z",
+                "outcome": "FAILED",
+                "error": null,
+                "queueMs": 15,
+                "runMs": 100,
+            })
+        );
     }
 }

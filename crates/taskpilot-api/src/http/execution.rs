@@ -136,24 +136,63 @@ async fn bound_task(state: &AppState, id: i64) -> Result<(WebTaskRow, Binding), 
     Ok((row, binding))
 }
 
-/// `GET /api/tasks/{id}/execution`: the scheduler's view of the bound task, with latencies.
+/// `GET /api/tasks/{id}/execution` query; unknown parameters are refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionQuery {
+    include: Option<String>,
+}
+
+/// What `include` may name besides the task itself.
+const INCLUDE_ATTEMPTS: &str = "attempts";
+
+impl ExecutionQuery {
+    /// Whether the attempt history is asked for, or the 400 for an unknown `include`.
+    fn wants_attempts(&self) -> Result<bool, ApiError> {
+        match self.include.as_deref() {
+            None => Ok(false),
+            Some(INCLUDE_ATTEMPTS) => Ok(true),
+            Some(other) => Err(ApiError::BadRequest {
+                code: "INVALID_INCLUDE",
+                message: format!("include must be {INCLUDE_ATTEMPTS:?}, got {other:?}"),
+            }),
+        }
+    }
+}
+
+/// `GET /api/tasks/{id}/execution[?include=attempts]`: the scheduler's view of the bound
+/// task, with latencies; with `include=attempts`, also every attempt and its latencies.
 pub async fn get_execution(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    query: web::Query<ExecutionQuery>,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
+    let with_attempts = query.wants_attempts()?;
     let (_, binding) = bound_task(&state, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,
     };
+    let scheduler_call = |e| ApiError::from_scheduler(e, call);
     let task = state
         .scheduler
         .get_task(binding.scheduler_task_id, &request_id)
         .await
-        .map_err(|e| ApiError::from_scheduler(e, call))?;
-    Ok(HttpResponse::Ok().json(execution_view(&task)))
+        .map_err(scheduler_call)?;
+    let mut view = execution_view(&task);
+    if with_attempts {
+        // Read after the task, so that every attempt the task counts is in the list, closed
+        // if the task has moved on from it (an attempt ends in the same write as its task).
+        let attempts = state
+            .scheduler
+            .get_attempts(binding.scheduler_task_id, &request_id)
+            .await
+            .map_err(scheduler_call)?;
+        view = view.with_attempts(&attempts);
+    }
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `PUT /api/tasks/{id}/execution/cancel`: forwards the cancel; 204 once CANCELED.

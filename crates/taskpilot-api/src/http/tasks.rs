@@ -3,14 +3,17 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use service_runtime::page_cursor::{decode_cursor, encode_cursor};
 
 use super::error::{parse_web_task_id, ApiError};
 use super::AppState;
-use crate::domain::NewWebTask;
-use crate::store::web_tasks::{self as web_task_store, WebTaskRow};
+use crate::domain::{NewWebTask, WebTaskStatus};
+use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow};
 use crate::store::{self, StoreError};
 
+/// Web tasks per listing page when the client does not say.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The most web tasks one listing page may hold.
 pub const MAX_PAGE_SIZE: i64 = 100;
 
 /// `POST /api/tasks` body.
@@ -55,12 +58,78 @@ impl WebTaskResponse {
     }
 }
 
-/// `GET /api/tasks` query.
+/// `GET /api/tasks` query; unknown parameters are refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    bound: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The store filter and page size this query asks for, or the 400 that says what is wrong.
+    fn into_filter(self) -> Result<(WebTaskFilter, i64), ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(bad_request(
+                "INVALID_LIMIT",
+                format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
+            ));
+        }
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(raw) => Some(WebTaskStatus::parse(raw).ok_or_else(|| {
+                let known = WebTaskStatus::ALL.map(WebTaskStatus::as_str).join(", ");
+                bad_request(
+                    "INVALID_STATUS",
+                    format!("status must be one of {known}, got {raw:?}"),
+                )
+            })?),
+        };
+        let bound = match self.bound.as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(raw) => {
+                return Err(bad_request(
+                    "INVALID_BOUND",
+                    format!("bound must be true or false, got {raw:?}"),
+                ))
+            }
+        };
+        if let Some(task_type) = &self.task_type {
+            if task_type.is_empty() || task_type.contains('\0') {
+                return Err(bad_request(
+                    "INVALID_TYPE",
+                    "type must be a non-empty task type without the NUL character".into(),
+                ));
+            }
+        }
+        let before_id = match self.cursor.as_deref() {
+            None => None,
+            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
+                bad_request(
+                    "INVALID_CURSOR",
+                    format!("cursor {raw:?} is not one this API returned"),
+                )
+            })?),
+        };
+        let filter = WebTaskFilter {
+            status,
+            task_type: self.task_type,
+            bound,
+            before_id,
+        };
+        Ok((filter, limit))
+    }
+}
+
+fn bad_request(code: &'static str, message: String) -> ApiError {
+    ApiError::BadRequest { code, message }
 }
 
 #[derive(Debug, Serialize)]
@@ -98,49 +167,31 @@ pub async fn get_web_task(
     Ok(HttpResponse::Ok().json(WebTaskResponse::from_row(row)?))
 }
 
-/// `GET /api/tasks?limit=&cursor=`: newest first. The cursor is the id of the last item
-/// returned, so pages stay correct while new tasks are inserted.
+/// `GET /api/tasks?status=&type=&bound=&limit=&cursor=`: newest first. The cursor names
+/// the last id returned, so pages stay correct while new tasks are inserted.
 pub async fn list_web_tasks(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            code: "INVALID_LIMIT",
-            message: format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
-        });
-    }
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(parse_cursor(raw)?),
-    };
-    let rows = store::run(&state.pool, move |conn| {
-        web_task_store::list_web_tasks(conn, before, limit + 1)
+    let (filter, limit) = query.into_inner().into_filter()?;
+    // One row more than asked says whether another page follows.
+    let mut rows = store::run(&state.pool, move |conn| {
+        web_task_store::list_web_tasks(conn, &filter, limit + 1)
     })
     .await?;
-    let has_more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
+    let has_more = rows.len() > page_size;
+    rows.truncate(page_size);
     let items = rows
         .into_iter()
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(WebTaskResponse::from_row)
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if has_more {
-        items.last().map(|t| t.id.to_string())
+        items.last().map(|t| encode_cursor(t.id))
     } else {
         None
     };
     Ok(HttpResponse::Ok().json(WebTaskPage { items, next_cursor }))
-}
-
-fn parse_cursor(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::BadRequest {
-            code: "INVALID_CURSOR",
-            message: format!("cursor {raw:?} is not one this API returned"),
-        })
 }
 
 /// `GET /healthz`: the process is up (no I/O).

@@ -60,10 +60,22 @@ pub fn find_web_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Web
         .optional()
 }
 
-/// One page of web tasks, newest first, strictly older than `before_id` when given.
+/// Which web tasks a listing returns: all filters are optional and combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebTaskFilter {
+    pub status: Option<WebTaskStatus>,
+    pub task_type: Option<String>,
+    /// Bound to a scheduler task or not. A web task is bound exactly when it is SUBMITTED
+    /// (CHECK `web_tasks_binding_complete`), so this is a status condition on its index.
+    pub bound: Option<bool>,
+    /// Only web tasks with a smaller id (the last id of the previous page).
+    pub before_id: Option<i64>,
+}
+
+/// Up to `limit` web tasks matching `filter`, newest (highest id) first.
 pub fn list_web_tasks(
     conn: &mut PgConnection,
-    before_id: Option<i64>,
+    filter: &WebTaskFilter,
     limit: i64,
 ) -> QueryResult<Vec<WebTaskRow>> {
     let mut query = web_tasks::table
@@ -71,7 +83,21 @@ pub fn list_web_tasks(
         .order(web_tasks::id.desc())
         .limit(limit)
         .into_boxed();
-    if let Some(before) = before_id {
+    if let Some(status) = filter.status {
+        query = query.filter(web_tasks::status.eq(status.as_str()));
+    }
+    if let Some(bound) = filter.bound {
+        let status = if bound {
+            WebTaskStatus::Submitted
+        } else {
+            WebTaskStatus::Pending
+        };
+        query = query.filter(web_tasks::status.eq(status.as_str()));
+    }
+    if let Some(task_type) = &filter.task_type {
+        query = query.filter(web_tasks::task_type.eq(task_type.clone()));
+    }
+    if let Some(before) = filter.before_id {
         query = query.filter(web_tasks::id.lt(before));
     }
     query.load(conn)

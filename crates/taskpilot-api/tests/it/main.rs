@@ -2,8 +2,10 @@
 //! throwaway database, driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attempts;
 mod bad_input;
 mod bind;
 mod error_mapping;
 mod flow;
 mod harness;
+mod listing;

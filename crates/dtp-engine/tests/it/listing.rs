@@ -1,0 +1,279 @@
+//! `GET /tasks`: filters by status and type, page sizes, a cursor that stays correct
+//! while tasks are inserted between pages, and a JSON 400 for every bad parameter.
+//! Also: each attempt in `GET /tasks/{id}/attempts` says when it became due.
+
+use dtp_contract::{TaskPage, TaskResponse, TaskStatus};
+use dtp_engine::testing::TestEngine;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use service_runtime::page_cursor::encode_cursor;
+
+use crate::api::{assert_wire_timestamp, expect_error, EngineApi};
+use crate::{stepped, PATIENCE};
+
+/// A task that stays PENDING for the whole test.
+const LATER: &str = "2099-01-01T00:00:00Z";
+/// The largest page the API serves.
+const MAX_PAGE: usize = 100;
+
+/// `GET /tasks{query}`, which must answer 200.
+async fn list(api: &EngineApi, query: &str) -> TaskPage {
+    let response = api
+        .client()
+        .get(api.url(&format!("/tasks{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET /tasks{query}");
+    response.json().await.unwrap()
+}
+
+fn ids(page: &TaskPage) -> Vec<i64> {
+    page.items.iter().map(|t| t.id).collect()
+}
+
+/// Follows `nextCursor` from the first page of `filter` to the last, creating one more task
+/// of `insert_type` before each next page is read; returns every id seen, in order.
+async fn walk_pages(api: &EngineApi, filter: &str, limit: usize, insert_type: &str) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let mut page = list(api, &format!("?{filter}limit={limit}")).await;
+    loop {
+        assert!(page.items.len() <= limit);
+        seen.extend(ids(&page));
+        let Some(cursor) = page.next_cursor.clone() else {
+            return seen;
+        };
+        assert_eq!(page.items.len(), limit, "only a full page has a next one");
+        api.create_task(&json!({"type": insert_type, "runAt": LATER}))
+            .await;
+        page = list(api, &format!("?{filter}limit={limit}&cursor={cursor}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_by_status_and_type_newest_first() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let succeeded = api.create_task(&json!({"type": "demo"})).await;
+    let pending = api.create_task(&json!({"type": "demo", "runAt": LATER})).await;
+    let failed = api
+        .create_task(&json!({"type": "demo-fail", "maxAttempts": 1}))
+        .await;
+    let canceled = api
+        .create_task(&json!({"type": "demo-slow", "runAt": LATER}))
+        .await;
+    assert_eq!(api.cancel(canceled.id).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(dtp.worker().run_due_tasks().await.unwrap(), 2);
+
+    let all = list(&api, "").await;
+    assert_eq!(ids(&all), [canceled.id, failed.id, pending.id, succeeded.id]);
+    assert_eq!(all.next_cursor, None);
+    // Items are the tasks exactly as `GET /tasks/{id}` reports them.
+    for item in &all.items {
+        assert_eq!(item, &api.task(item.id).await);
+    }
+
+    let cases: [(&str, Vec<i64>); 9] = [
+        ("?status=SUCCEEDED", vec![succeeded.id]),
+        ("?status=PENDING", vec![pending.id]),
+        ("?status=FAILED", vec![failed.id]),
+        ("?status=CANCELED", vec![canceled.id]),
+        ("?status=RUNNING", vec![]),
+        ("?type=demo", vec![pending.id, succeeded.id]),
+        ("?type=demo-fail", vec![failed.id]),
+        ("?type=demo&status=PENDING", vec![pending.id]),
+        ("?type=no-such-type", vec![]),
+    ];
+    for (query, expected) in cases {
+        let page = list(&api, query).await;
+        assert_eq!(ids(&page), expected, "{query}");
+        assert_eq!(page.next_cursor, None, "{query}");
+    }
+    let statuses: Vec<TaskStatus> = list(&api, "?status=FAILED")
+        .await
+        .items
+        .iter()
+        .map(|t| t.status)
+        .collect();
+    assert_eq!(statuses, [TaskStatus::Failed]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_an_object_with_items_and_next_cursor() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let empty: Value = api
+        .client()
+        .get(api.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty, json!({"items": [], "nextCursor": null}));
+
+    api.create_task(&json!({"type": "demo"})).await;
+    api.create_task(&json!({"type": "demo"})).await;
+    let page: Value = api
+        .client()
+        .get(api.url("/tasks?limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cursor = page["nextCursor"].as_str().unwrap();
+    // The cursor is opaque: it does not spell the id it continues after.
+    let last_id = page["items"][0]["id"].as_i64().unwrap();
+    assert_ne!(cursor, last_id.to_string());
+    assert_wire_timestamp(&page["items"][0]["createdAt"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_defaults_to_20_and_goes_up_to_100() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let mut created = Vec::new();
+    for _ in 0..21 {
+        created.push(api.create_task(&json!({"type": "demo"})).await.id);
+    }
+    created.reverse();
+
+    let default = list(&api, "").await;
+    assert_eq!(ids(&default), created[..20]);
+    assert!(default.next_cursor.is_some());
+    let exact = list(&api, "?limit=21").await;
+    assert_eq!(ids(&exact), created);
+    assert_eq!(exact.next_cursor, None, "no empty last page");
+    let most = list(&api, "?limit=100").await;
+    assert_eq!(ids(&most), created);
+    let one = list(&api, "?limit=1").await;
+    assert_eq!(ids(&one), created[..1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_neither_repeat_nor_skip_while_tasks_are_inserted() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    for n in 0..7 {
+        api.create_task(&json!({"type": "demo", "payload": n})).await;
+        api.create_task(&json!({"type": "demo-slow", "runAt": LATER}))
+            .await;
+    }
+    // Half of the demo tasks run; the others stay PENDING.
+    for n in 0..4 {
+        api.create_task(&json!({"type": "demo", "payload": n, "runAt": LATER}))
+            .await;
+    }
+    dtp.worker().run_due_tasks().await.unwrap();
+
+    // Each walk must give exactly what one big page gave before it started: tasks inserted
+    // while paging are newer than any cursor, so they belong to a first page only.
+    for (filter, limit, insert_type) in [
+        ("", 3, "demo"),
+        ("type=demo&", 2, "demo"),
+        ("type=demo-slow&", 3, "demo-slow"),
+        ("status=PENDING&", 4, "demo"),
+        ("status=SUCCEEDED&type=demo&", 2, "demo"),
+        ("status=PENDING&type=demo&", 1, "demo"),
+    ] {
+        let before = list(&api, &format!("?{filter}limit={MAX_PAGE}")).await;
+        assert!(before.items.len() > limit, "{filter}: more than one page");
+        assert!(ids(&before).windows(2).all(|w| w[0] > w[1]), "newest first");
+        let walked = walk_pages(&api, filter, limit, insert_type).await;
+        assert_eq!(walked, ids(&before), "{filter} limit={limit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_parameter_is_a_json_400() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let task = api.create_task(&json!({"type": "demo"})).await;
+    let good = encode_cursor(task.id);
+    let mut tampered = good.clone().into_bytes();
+    tampered[1] = if tampered[1] == b'7' { b'8' } else { b'7' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    let cases = [
+        ("status=pending".to_owned(), "INVALID_STATUS"),
+        ("status=DONE".to_owned(), "INVALID_STATUS"),
+        ("status=".to_owned(), "INVALID_STATUS"),
+        ("type=".to_owned(), "INVALID_TYPE"),
+        ("type=demo%00".to_owned(), "INVALID_TYPE"),
+        ("limit=0".to_owned(), "INVALID_LIMIT"),
+        ("limit=101".to_owned(), "INVALID_LIMIT"),
+        ("limit=-3".to_owned(), "INVALID_LIMIT"),
+        ("limit=abc".to_owned(), "INVALID_QUERY"),
+        ("cursor=".to_owned(), "INVALID_CURSOR"),
+        ("cursor=zzz".to_owned(), "INVALID_CURSOR"),
+        (format!("cursor={}", task.id), "INVALID_CURSOR"),
+        (format!("cursor={tampered}"), "INVALID_CURSOR"),
+        (format!("cursor={}", &good[..good.len() - 1]), "INVALID_CURSOR"),
+        (format!("cursor={}", good.to_uppercase()), "INVALID_CURSOR"),
+        (format!("cursor={}", encode_cursor(0)), "INVALID_CURSOR"),
+        ("bogus=1".to_owned(), "INVALID_QUERY"),
+        ("Status=PENDING".to_owned(), "INVALID_QUERY"),
+    ];
+    for (query, code) in cases {
+        let response = api
+            .client()
+            .get(api.url(&format!("/tasks?{query}")))
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, StatusCode::BAD_REQUEST, code).await;
+    }
+    // The good cursor continues after the only task: an empty last page.
+    let after = list(&api, &format!("?cursor={good}")).await;
+    assert_eq!(
+        after,
+        TaskPage {
+            items: vec![],
+            next_cursor: None
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_say_when_they_became_due() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let run_at = "2020-01-02T03:04:05.678Z";
+    let late = api.create_task(&json!({"type": "demo", "runAt": run_at})).await;
+    dtp.worker().run_due_tasks().await.unwrap();
+    let attempts = api.attempts(late.id).await;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].due_at, Some(run_at.parse().unwrap()));
+    let body: Value = api
+        .client()
+        .get(api.url(&format!("/tasks/{}/attempts", late.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body[0]["dueAt"], run_at);
+
+    // A retry is due when the backoff ends, after the failed attempt finished.
+    let retried = TestEngine::spawn().await;
+    let api = EngineApi::new(&retried);
+    let task = api
+        .create_task(&json!({"type": "demo-fail", "payload": {"failTimes": 1}}))
+        .await;
+    let done: TaskResponse = api
+        .wait_for_status(task.id, TaskStatus::Succeeded, PATIENCE)
+        .await;
+    let attempts = api.attempts(task.id).await;
+    let outcomes: Vec<&str> = attempts.iter().filter_map(|a| a.outcome.as_deref()).collect();
+    assert_eq!(outcomes, ["FAILED", "SUCCEEDED"]);
+    assert_eq!(attempts[0].due_at, Some(task.scheduled_for));
+    assert_eq!(attempts[1].due_at, Some(done.scheduled_for));
+    assert!(attempts[1].due_at.unwrap() >= attempts[0].finished_at.unwrap());
+    for attempt in &attempts {
+        assert!(attempt.due_at.unwrap() <= attempt.started_at, "{attempt:?}");
+    }
+}

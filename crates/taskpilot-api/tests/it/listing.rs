@@ -1,0 +1,143 @@
+//! `GET /api/tasks` with filters: status, type and bound combine with an opaque cursor
+//! that stays correct while web tasks are inserted; every bad parameter is a JSON 400.
+
+use serde_json::{json, Value};
+use service_runtime::page_cursor::encode_cursor;
+
+use crate::harness::{assert_error, TestSystem};
+
+/// The largest page the API serves.
+const MAX_PAGE: usize = 100;
+
+/// `GET /api/tasks{query}`, which must answer 200; returns the ids and the next cursor.
+async fn list(system: &TestSystem, query: &str) -> (Vec<i64>, Option<String>) {
+    let (status, page) = system
+        .send(system.http.get(system.url(&format!("/api/tasks{query}"))))
+        .await;
+    assert_eq!(status, 200, "GET /api/tasks{query}: {page}");
+    let ids = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    (ids, page["nextCursor"].as_str().map(str::to_owned))
+}
+
+/// Follows `nextCursor` from the first page of `filter` to the last, creating a web task of
+/// type `insert_type` before each next page is read; returns every id seen, in order.
+async fn walk_pages(system: &TestSystem, filter: &str, limit: usize, insert_type: &str) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let (mut ids, mut next) = list(system, &format!("?{filter}limit={limit}")).await;
+    loop {
+        assert!(ids.len() <= limit);
+        seen.append(&mut ids);
+        let Some(cursor) = next else {
+            return seen;
+        };
+        system.create_web_task(insert_type, Value::Null).await;
+        (ids, next) = list(system, &format!("?{filter}limit={limit}&cursor={cursor}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_by_status_type_and_binding_newest_first() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let report_unbound = system.create_web_task("report", json!(1)).await;
+    let demo_bound = system.create_web_task("demo", json!(2)).await;
+    let report_bound = system.create_web_task("report", json!(3)).await;
+    let demo_unbound = system.create_web_task("demo", json!(4)).await;
+    assert_eq!(system.bind(demo_bound, "demo").await.0, 201);
+    assert_eq!(system.bind(report_bound, "demo-slow").await.0, 201);
+
+    let bound = vec![report_bound, demo_bound];
+    let unbound = vec![demo_unbound, report_unbound];
+    let cases = [
+        ("", vec![demo_unbound, report_bound, demo_bound, report_unbound]),
+        ("?status=SUBMITTED", bound.clone()),
+        ("?status=PENDING", unbound.clone()),
+        ("?bound=true", bound.clone()),
+        ("?bound=false", unbound.clone()),
+        ("?type=report", vec![report_bound, report_unbound]),
+        ("?type=demo&bound=true", vec![demo_bound]),
+        ("?type=demo&status=PENDING", vec![demo_unbound]),
+        ("?type=report&status=SUBMITTED&bound=true", vec![report_bound]),
+        ("?status=PENDING&bound=true", vec![]),
+        ("?type=nothing-like-it", vec![]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(list(&system, query).await, (expected, None), "{query}");
+    }
+    let (_, page) = system
+        .send(system.http.get(system.url("/api/tasks?bound=true&limit=1")))
+        .await;
+    assert_eq!(page["items"][0]["status"], "SUBMITTED");
+    assert_eq!(page["items"][0]["schedulerType"], "demo-slow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_pages_neither_repeat_nor_skip_while_tasks_are_inserted() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    for n in 0..6 {
+        let report = system.create_web_task("report", json!(n)).await;
+        system.create_web_task("demo", json!(n)).await;
+        if n % 2 == 0 {
+            assert_eq!(system.bind(report, "demo").await.0, 201);
+        }
+    }
+    // Each walk gives exactly what one big page gave before it started: web tasks inserted
+    // while paging are newer than any cursor, so they belong to a first page only.
+    for (filter, limit, insert_type) in [
+        ("", 5, "report"),
+        ("type=report&", 2, "report"),
+        ("type=report&bound=false&", 1, "report"),
+        ("status=SUBMITTED&", 2, "report"),
+        ("bound=false&type=demo&", 4, "demo"),
+    ] {
+        let (before, next) = list(&system, &format!("?{filter}limit={MAX_PAGE}")).await;
+        assert_eq!(next, None);
+        assert!(before.len() > limit, "{filter}: more than one page");
+        let walked = walk_pages(&system, filter, limit, insert_type).await;
+        assert_eq!(walked, before, "{filter} limit={limit}");
+    }
+    // The cursor is opaque: it does not spell the id it continues after.
+    let (ids, next) = list(&system, "?limit=1").await;
+    assert_ne!(next.unwrap(), ids[0].to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_listing_parameter_is_a_json_400() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("demo", Value::Null).await;
+    let good = encode_cursor(id);
+    // "v1:" becomes "w1:".
+    let tampered = format!("77{}", &good[2..]);
+    let cases = [
+        ("status=RUNNING".to_owned(), "INVALID_STATUS"),
+        ("status=pending".to_owned(), "INVALID_STATUS"),
+        ("status=".to_owned(), "INVALID_STATUS"),
+        ("bound=yes".to_owned(), "INVALID_BOUND"),
+        ("bound=1".to_owned(), "INVALID_BOUND"),
+        ("bound=TRUE".to_owned(), "INVALID_BOUND"),
+        ("bound=".to_owned(), "INVALID_BOUND"),
+        ("type=".to_owned(), "INVALID_TYPE"),
+        ("type=a%00b".to_owned(), "INVALID_TYPE"),
+        ("limit=0".to_owned(), "INVALID_LIMIT"),
+        ("limit=101".to_owned(), "INVALID_LIMIT"),
+        ("limit=abc".to_owned(), "INVALID_QUERY"),
+        ("cursor=zzz".to_owned(), "INVALID_CURSOR"),
+        (format!("cursor={id}"), "INVALID_CURSOR"),
+        (format!("cursor={tampered}"), "INVALID_CURSOR"),
+        (format!("cursor={}", encode_cursor(-1)), "INVALID_CURSOR"),
+        ("schedulerType=demo".to_owned(), "INVALID_QUERY"),
+    ];
+    for (query, code) in cases {
+        let (status, body) = system
+            .send(system.http.get(system.url(&format!("/api/tasks?{query}"))))
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_error(&body, code);
+    }
+    // The good cursor continues after the only web task: an empty last page.
+    assert_eq!(list(&system, &format!("?cursor={good}")).await, (vec![], None));
+}
