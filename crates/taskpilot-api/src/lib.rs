@@ -4,6 +4,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod scheduler_client;
 pub mod startup;
 pub mod store;

@@ -2,7 +2,9 @@
 //! outcomes here; what each outcome means for TaskPilot's own clients is decided in
 //! `http::error`, never here.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::metrics::SchedulerMetrics;
 
 use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
 use reqwest::StatusCode;
@@ -46,11 +48,25 @@ enum Operation {
     Cancel,
 }
 
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Get => "get",
+            Operation::GetAttempts => "get_attempts",
+            Operation::Cancel => "cancel",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SchedulerClient {
     http: reqwest::Client,
     base_url: String,
+    metrics: Option<SchedulerMetrics>,
 }
+
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl SchedulerClient {
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
@@ -62,11 +78,40 @@ impl SchedulerClient {
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            metrics: None,
         })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// Records calls in `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: SchedulerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether the scheduler answers its health probe (for readiness reports).
+    pub async fn answers(&self) -> bool {
+        self.http
+            .get(format!("{}/healthz", self.base_url))
+            .timeout(HEALTH_PROBE_TIMEOUT)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    fn observe<T>(&self, operation: Operation, started: Instant, result: &Result<T, SchedulerError>) {
+        let Some(metrics) = &self.metrics else { return };
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(SchedulerError::NotFound { .. }) => "not_found",
+            Err(SchedulerError::Rejected { .. }) => "rejected",
+            Err(SchedulerError::Failed { .. }) => "failed",
+            Err(SchedulerError::Unreachable(_)) => "unreachable",
+        };
+        metrics.observe(operation.name(), outcome, started.elapsed().as_secs_f64());
     }
 
     /// `POST /tasks`.
@@ -75,29 +120,41 @@ impl SchedulerClient {
         request: &CreateTaskRequest,
         request_id: &RequestId,
     ) -> Result<CreatedTask, SchedulerError> {
-        let response = self
-            .http
-            .post(format!("{}/tasks", self.base_url))
-            .header(REQUEST_ID_HEADER, &request_id.0)
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| unreachable(Operation::Create, &e))?;
-        let newly_created = response.status() == StatusCode::CREATED;
-        let task = read_json(Operation::Create, None, response).await?;
-        Ok(CreatedTask { task, newly_created })
+        let started = Instant::now();
+        let result: Result<CreatedTask, SchedulerError> = async {
+            let response = self
+                .http
+                .post(format!("{}/tasks", self.base_url))
+                .header(REQUEST_ID_HEADER, &request_id.0)
+                .json(request)
+                .send()
+                .await
+                .map_err(|e| unreachable(Operation::Create, &e))?;
+            let newly_created = response.status() == StatusCode::CREATED;
+            let task = read_json(Operation::Create, None, response).await?;
+            Ok(CreatedTask { task, newly_created })
+        }
+        .await;
+        self.observe(Operation::Create, started, &result);
+        result
     }
 
     /// `GET /tasks/{id}`.
     pub async fn get_task(&self, id: i64, request_id: &RequestId) -> Result<TaskResponse, SchedulerError> {
-        let response = self
-            .http
-            .get(format!("{}/tasks/{id}", self.base_url))
-            .header(REQUEST_ID_HEADER, &request_id.0)
-            .send()
-            .await
-            .map_err(|e| unreachable(Operation::Get, &e))?;
-        read_json(Operation::Get, Some(id), response).await
+        let started = Instant::now();
+        let result: Result<TaskResponse, SchedulerError> = async {
+            let response = self
+                .http
+                .get(format!("{}/tasks/{id}", self.base_url))
+                .header(REQUEST_ID_HEADER, &request_id.0)
+                .send()
+                .await
+                .map_err(|e| unreachable(Operation::Get, &e))?;
+            read_json(Operation::Get, Some(id), response).await
+        }
+        .await;
+        self.observe(Operation::Get, started, &result);
+        result
     }
 
     /// `GET /tasks/{id}/attempts`: the attempt history, oldest first.
@@ -106,29 +163,41 @@ impl SchedulerClient {
         id: i64,
         request_id: &RequestId,
     ) -> Result<Vec<AttemptResponse>, SchedulerError> {
-        let response = self
-            .http
-            .get(format!("{}/tasks/{id}/attempts", self.base_url))
-            .header(REQUEST_ID_HEADER, &request_id.0)
-            .send()
-            .await
-            .map_err(|e| unreachable(Operation::GetAttempts, &e))?;
-        read_json(Operation::GetAttempts, Some(id), response).await
+        let started = Instant::now();
+        let result: Result<Vec<AttemptResponse>, SchedulerError> = async {
+            let response = self
+                .http
+                .get(format!("{}/tasks/{id}/attempts", self.base_url))
+                .header(REQUEST_ID_HEADER, &request_id.0)
+                .send()
+                .await
+                .map_err(|e| unreachable(Operation::GetAttempts, &e))?;
+            read_json(Operation::GetAttempts, Some(id), response).await
+        }
+        .await;
+        self.observe(Operation::GetAttempts, started, &result);
+        result
     }
 
     /// `PUT /tasks/{id}/cancel`: `Ok` once the task is CANCELED.
     pub async fn cancel_task(&self, id: i64, request_id: &RequestId) -> Result<(), SchedulerError> {
-        let response = self
-            .http
-            .put(format!("{}/tasks/{id}/cancel", self.base_url))
-            .header(REQUEST_ID_HEADER, &request_id.0)
-            .send()
-            .await
-            .map_err(|e| unreachable(Operation::Cancel, &e))?;
-        if response.status().is_success() {
-            return Ok(());
+        let started = Instant::now();
+        let result: Result<(), SchedulerError> = async {
+            let response = self
+                .http
+                .put(format!("{}/tasks/{id}/cancel", self.base_url))
+                .header(REQUEST_ID_HEADER, &request_id.0)
+                .send()
+                .await
+                .map_err(|e| unreachable(Operation::Cancel, &e))?;
+            if response.status().is_success() {
+                return Ok(());
+            }
+            Err(refusal(Operation::Cancel, Some(id), response).await)
         }
-        Err(refusal(Operation::Cancel, Some(id), response).await)
+        .await;
+        self.observe(Operation::Cancel, started, &result);
+        result
     }
 }
 

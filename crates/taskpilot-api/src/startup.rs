@@ -7,11 +7,14 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
+use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
 use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TaskPilotConfig;
+use crate::http::operations::Operations;
 use crate::http::{self, AppState};
+use crate::metrics::SchedulerMetrics;
 use crate::scheduler_client::SchedulerClient;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/webdb");
@@ -44,7 +47,15 @@ impl Application {
         let pool = tokio::task::spawn_blocking(move || database::bootstrap(&db, MIGRATIONS, pool_size))
             .await
             .map_err(|e| BootstrapError::Pool(e.to_string()))??;
-        let scheduler = SchedulerClient::new(&config.scheduler_url, config.scheduler_timeout)?;
+        let mut metrics_registry = prometheus_client::registry::Registry::default();
+        let http_metrics = web::Data::new(HttpMetrics::register(&mut metrics_registry));
+        let scheduler = SchedulerClient::new(&config.scheduler_url, config.scheduler_timeout)?
+            .with_metrics(SchedulerMetrics::register(&mut metrics_registry));
+        let operations = web::Data::new(Operations {
+            pool: pool.clone(),
+            scheduler: scheduler.clone(),
+            registry: MetricsRegistry::new(metrics_registry),
+        });
         let listen_error = |source| StartupError::Listen {
             addr: config.http_addr.clone(),
             source,
@@ -61,7 +72,9 @@ impl Application {
             App::new()
                 .wrap(http_errors::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
+                .app_data(http_metrics.clone())
                 .configure(|cfg| http::configure(cfg, state.clone(), max_body))
+                .configure(|cfg| http::operations::configure(cfg, operations.clone()))
                 .default_service(web::to(http_errors::route_not_found))
         })
         .workers(config.http_workers)

@@ -3,6 +3,7 @@
 
 pub mod error;
 mod execution;
+pub mod operations;
 mod tasks;
 
 use actix_web::web;

@@ -210,3 +210,41 @@ async fn request_ids_are_echoed_or_generated() {
     let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_the_scheduler_without_failing_on_it_and_metrics_count_calls() {
+    let mut system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let id = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(id, "demo").await.0, 201);
+    assert_eq!(system.execution(id).await.0, 200);
+
+    let (status, ready) = system.send(system.http.get(system.url("/readyz"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["scheduler"], "ok");
+    assert_eq!(ready["migrations"], "applied");
+
+    system.dtp.stop().await;
+    assert_eq!(system.execution(id).await.0, 503);
+    let (status, ready) = system.send(system.http.get(system.url("/readyz"))).await;
+    assert_eq!(status, 200, "readiness does not depend on the scheduler");
+    assert_eq!(ready["scheduler"], "unreachable");
+
+    let metrics = system
+        .http
+        .get(system.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        r#"taskpilot_scheduler_calls_total{operation="create",outcome="ok"} 1"#,
+        r#"taskpilot_scheduler_calls_total{operation="get",outcome="ok"} 1"#,
+        r#"taskpilot_scheduler_calls_total{operation="get",outcome="unreachable"} 1"#,
+        r#"http_requests_total{route="/api/tasks/{id}/execution",method="GET",status="503"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    assert!(metrics.contains("taskpilot_scheduler_call_duration_seconds_count{operation=\"create\"} 1"));
+}
