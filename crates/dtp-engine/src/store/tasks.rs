@@ -190,6 +190,9 @@ pub struct ClaimedTask {
     pub retry_state: String,
     #[diesel(sql_type = BigInt)]
     pub lease_token: i64,
+    /// Milliseconds from the task being due to this claim (the pickup latency).
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub pickup_ms: f64,
 }
 
 /// Claims up to `limit` due PENDING tasks for `worker_id` in one statement and opens their attempts.
@@ -217,7 +220,8 @@ pub fn claim_due_tasks(
              INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
              SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
              FROM claimed \
-         ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token \
+         ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
+                  GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
            FROM claimed ORDER BY id",
     )
     .bind::<BigInt, _>(limit)

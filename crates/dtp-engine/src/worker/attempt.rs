@@ -195,6 +195,7 @@ mod tests {
             timeout_ms: 1_000,
             retry_state: "NONE".into(),
             lease_token: 42,
+            pickup_ms: 0.0,
         }
     }
 

@@ -180,6 +180,10 @@ impl Worker {
         self.inner.metrics.claims_per_poll.observe(claimed.len() as f64);
         let mut started = Vec::with_capacity(claimed.len());
         for task in claimed {
+            self.inner
+                .metrics
+                .pickup_latency
+                .observe(task.pickup_ms / 1_000.0);
             let permit = Arc::clone(&self.inner.slots)
                 .acquire_owned()
                 .await

@@ -118,6 +118,11 @@ async fn metrics_move_when_tasks_flow() {
         Some(1.0)
     );
     assert!(sample(&after, "dtp_claims_per_poll_count").unwrap() >= 2.0);
+    assert_eq!(
+        sample(&after, "dtp_pickup_latency_seconds_count"),
+        Some(3.0),
+        "three attempts started"
+    );
     assert!(
         sample(
             &after,
