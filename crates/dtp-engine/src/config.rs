@@ -1,6 +1,6 @@
 //! Engine settings, read once from the environment at start-up (`DTP_*`).
 
-use service_runtime::env_config::{self, ConfigError, SettingSource};
+use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
 use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
 
 use crate::domain::RetryPolicy;
@@ -77,14 +77,6 @@ impl EngineConfig {
             )?,
             worker,
         })
-    }
-}
-
-fn in_range(n: usize, min: usize, max: usize) -> Result<(), String> {
-    if (min..=max).contains(&n) {
-        Ok(())
-    } else {
-        Err(format!("must be between {min} and {max}"))
     }
 }
 

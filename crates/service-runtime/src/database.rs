@@ -48,6 +48,46 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
 }
 
+/// Why a service's store could not answer (its one error type for every query).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("query failed: {0}")]
+    Query(#[source] diesel::result::Error),
+    /// A row holds a value the code does not know (the CHECK constraints should prevent it).
+    #[error("corrupt row: {0}")]
+    CorruptRow(String),
+}
+
+impl From<DbError> for StoreError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unavailable(reason) => StoreError::Unavailable(reason),
+            DbError::Query(e) => StoreError::Query(e),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        if is_connection_loss(&err) {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Query(err)
+        }
+    }
+}
+
+/// Runs store functions on a pooled connection.
+pub async fn run<T, F>(pool: &Pool, query: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
+{
+    Ok(interact(pool, query).await?)
+}
+
 /// A parsed Postgres URL split into the server part and the database name.
 #[derive(Debug, Clone)]
 pub struct DatabaseUrl {

@@ -68,6 +68,15 @@ where
     Ok(value)
 }
 
+/// A `valid` check for `parsed`: `n` lies in `min..=max`.
+pub fn in_range(n: usize, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("must be between {min} and {max}"))
+    }
+}
+
 /// A duration given in whole milliseconds, at least `min_ms`.
 pub fn millis(
     source: &dyn SettingSource,

@@ -20,6 +20,11 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     })
 }
 
+/// A resource id from a path segment: a positive integer, or `None`.
+pub fn parse_positive_id(raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
 /// Status, code and message for a request body that could not be read as JSON.
 pub fn describe_json_error(err: &JsonPayloadError, limit: usize) -> (StatusCode, &'static str, String) {
     match err {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use service_runtime::env_config::{self, ConfigError, SettingSource};
+use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
 use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/webdb";
@@ -65,14 +65,6 @@ impl TaskPilotConfig {
                 |_| Ok(()),
             )?,
         })
-    }
-}
-
-fn in_range(n: usize, min: usize, max: usize) -> Result<(), String> {
-    if (min..=max).contains(&n) {
-        Ok(())
-    } else {
-        Err(format!("must be between {min} and {max}"))
     }
 }
 

@@ -175,13 +175,10 @@ impl From<StoreError> for ApiError {
 
 /// Parses a web task id from the path: a positive integer.
 pub fn parse_web_task_id(raw: &str) -> Result<i64, ApiError> {
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::BadRequest {
-            code: "INVALID_ID",
-            message: format!("task id must be a positive integer, got {raw:?}"),
-        }),
-    }
+    service_runtime::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
+        code: "INVALID_ID",
+        message: format!("task id must be a positive integer, got {raw:?}"),
+    })
 }
 
 #[cfg(test)]
