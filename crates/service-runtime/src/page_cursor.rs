@@ -1,6 +1,76 @@
-//! Opaque page cursors for keyset-paginated listings (newest first): a cursor names the
-//! id of the last item a page returned, as lowercase hex of `v1:{id}`. Clients pass it
-//! back unchanged; anything that is not exactly a cursor this module wrote is refused.
+//! Keyset pagination for listings (newest first): the page size, opaque cursors and the
+//! cut of each page. A cursor names the id of the last item a page returned, as lowercase
+//! hex of `v1:{id}`; anything that is not exactly a cursor this module wrote is refused.
+
+/// Items per page when the client does not say.
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The most items one page may hold.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+/// A listing parameter the client got wrong: the code and message of its 400 answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingParamError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Which page a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: i64,
+    /// Only items older (smaller id) than this one.
+    pub before_id: Option<i64>,
+}
+
+impl PageRequest {
+    /// Checks `limit` (1 to `MAX_PAGE_SIZE`, default `DEFAULT_PAGE_SIZE`) and `cursor`.
+    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<Self, ListingParamError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ListingParamError {
+                code: "INVALID_LIMIT",
+                message: format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
+            });
+        }
+        let before_id = match cursor {
+            None => None,
+            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| ListingParamError {
+                code: "INVALID_CURSOR",
+                message: format!("cursor {raw:?} is not one this API returned"),
+            })?),
+        };
+        Ok(Self { limit, before_id })
+    }
+
+    /// Rows to read: one more than the page holds says whether another page follows.
+    pub fn rows_to_fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts the rows read down to the page; returns it with the cursor of the next page.
+    pub fn finish<T>(&self, mut rows: Vec<T>, id_of: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+        let page_size = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > page_size;
+        rows.truncate(page_size);
+        let next = if has_more {
+            rows.last().map(|r| encode_cursor(id_of(r)))
+        } else {
+            None
+        };
+        (rows, next)
+    }
+}
+
+/// Checks a `type` filter: non-empty and free of NUL (which Postgres cannot compare).
+pub fn check_type_filter(task_type: Option<&str>) -> Result<(), ListingParamError> {
+    match task_type {
+        Some(t) if t.is_empty() || t.contains('\0') => Err(ListingParamError {
+            code: "INVALID_TYPE",
+            message: "type must be a non-empty task type without the NUL character".into(),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// Version tag inside every cursor, so that the format can change without misreading old ones.
 const CURSOR_VERSION_PREFIX: &str = "v1:";
@@ -32,6 +102,37 @@ pub fn decode_cursor(cursor: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_cut_with_a_cursor_only_when_more_follow() {
+        let page = PageRequest::parse(Some(2), None).unwrap();
+        assert_eq!(page.rows_to_fetch(), 3);
+        assert_eq!(
+            page.finish(vec![9, 8, 7], |r| *r),
+            (vec![9, 8], Some(encode_cursor(8)))
+        );
+        assert_eq!(page.finish(vec![9, 8], |r| *r), (vec![9, 8], None));
+        let next = PageRequest::parse(None, Some(&encode_cursor(8))).unwrap();
+        assert_eq!(
+            next,
+            PageRequest {
+                limit: DEFAULT_PAGE_SIZE,
+                before_id: Some(8)
+            }
+        );
+        for limit in [0, -1, MAX_PAGE_SIZE + 1] {
+            assert_eq!(
+                PageRequest::parse(Some(limit), None).unwrap_err().code,
+                "INVALID_LIMIT"
+            );
+        }
+        assert_eq!(
+            PageRequest::parse(None, Some("zz")).unwrap_err().code,
+            "INVALID_CURSOR"
+        );
+        assert_eq!(check_type_filter(Some("")).unwrap_err().code, "INVALID_TYPE");
+        assert!(check_type_filter(Some("demo")).is_ok() && check_type_filter(None).is_ok());
+    }
 
     #[test]
     fn cursors_round_trip() {

@@ -4,6 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use service_runtime::http_errors::json_error;
+use service_runtime::page_cursor::ListingParamError;
 
 use crate::domain::{IllegalTransition, TaskValidationError};
 use crate::store::StoreError;
@@ -72,6 +73,15 @@ impl ResponseError for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<ListingParamError> for ApiError {
+    fn from(err: ListingParamError) -> Self {
+        ApiError::BadRequest {
+            code: err.code,
+            message: err.message,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskPage, TaskResponse, TaskStatus};
 use serde::Deserialize;
-use service_runtime::page_cursor::{decode_cursor, encode_cursor};
+use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
@@ -13,10 +13,6 @@ use crate::store::{self, attempts as attempt_store};
 
 /// How often a cancel re-reads a task whose state changed under it before giving up.
 const CANCEL_RACE_RETRIES: usize = 5;
-/// Tasks per listing page when the client does not say.
-pub const DEFAULT_PAGE_SIZE: i64 = 20;
-/// The most tasks one listing page may hold.
-pub const MAX_PAGE_SIZE: i64 = 100;
 
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
@@ -72,14 +68,8 @@ pub struct ListTasksQuery {
 
 impl ListTasksQuery {
     /// The store filter and page size this query asks for, or the 400 that says what is wrong.
-    fn into_filter(self) -> Result<(TaskFilter, i64), ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(ApiError::BadRequest {
-                code: "INVALID_LIMIT",
-                message: format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
-            });
-        }
+    fn into_filter(self) -> Result<(TaskFilter, PageRequest), ApiError> {
+        let page = PageRequest::parse(self.limit, self.cursor.as_deref())?;
         let status = match self.status.as_deref() {
             None => None,
             Some(raw) => Some(TaskStatus::parse(raw).ok_or_else(|| ApiError::BadRequest {
@@ -90,27 +80,13 @@ impl ListTasksQuery {
                 ),
             })?),
         };
-        if let Some(task_type) = &self.task_type {
-            if task_type.is_empty() || task_type.contains('\0') {
-                return Err(ApiError::BadRequest {
-                    code: "INVALID_TYPE",
-                    message: "type must be a non-empty task type without the NUL character".into(),
-                });
-            }
-        }
-        let before_id = match self.cursor.as_deref() {
-            None => None,
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| ApiError::BadRequest {
-                code: "INVALID_CURSOR",
-                message: format!("cursor {raw:?} is not one this API returned"),
-            })?),
-        };
+        check_type_filter(self.task_type.as_deref())?;
         let filter = TaskFilter {
             status,
             task_type: self.task_type,
-            before_id,
+            before_id: page.before_id,
         };
-        Ok((filter, limit))
+        Ok((filter, page))
     }
 }
 
@@ -135,24 +111,16 @@ pub async fn list_tasks(
     state: web::Data<AppState>,
     query: web::Query<ListTasksQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, limit) = query.into_inner().into_filter()?;
-    // One row more than asked says whether another page follows.
-    let mut rows = store::run(&state.pool, move |conn| {
-        task_store::list_tasks(conn, &filter, limit + 1)
+    let (filter, page) = query.into_inner().into_filter()?;
+    let rows = store::run(&state.pool, move |conn| {
+        task_store::list_tasks(conn, &filter, page.rows_to_fetch())
     })
     .await?;
-    let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
-    let has_more = rows.len() > page_size;
-    rows.truncate(page_size);
+    let (rows, next_cursor) = page.finish(rows, |row| row.id);
     let items = rows
         .into_iter()
         .map(|row| row.into_response())
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if has_more {
-        items.last().map(|task| encode_cursor(task.id))
-    } else {
-        None
-    };
     Ok(HttpResponse::Ok().json(TaskPage { items, next_cursor }))
 }
 

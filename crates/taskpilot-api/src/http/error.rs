@@ -6,6 +6,7 @@ use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use service_runtime::http_errors::json_error;
+use service_runtime::page_cursor::ListingParamError;
 
 use crate::domain::WebTaskValidationError;
 use crate::scheduler_client::SchedulerError;
@@ -155,6 +156,15 @@ impl ResponseError for ApiError {
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl From<ListingParamError> for ApiError {
+    fn from(err: ListingParamError) -> Self {
+        ApiError::BadRequest {
+            code: err.code,
+            message: err.message,
+        }
     }
 }
 

@@ -3,18 +3,13 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use service_runtime::page_cursor::{decode_cursor, encode_cursor};
+use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
 use super::error::{parse_web_task_id, ApiError};
 use super::AppState;
 use crate::domain::{NewWebTask, WebTaskStatus};
 use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow};
 use crate::store::{self, StoreError};
-
-/// Web tasks per listing page when the client does not say.
-pub const DEFAULT_PAGE_SIZE: i64 = 20;
-/// The most web tasks one listing page may hold.
-pub const MAX_PAGE_SIZE: i64 = 100;
 
 /// `POST /api/tasks` body.
 #[derive(Debug, Deserialize)]
@@ -72,14 +67,8 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The store filter and page size this query asks for, or the 400 that says what is wrong.
-    fn into_filter(self) -> Result<(WebTaskFilter, i64), ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(bad_request(
-                "INVALID_LIMIT",
-                format!("limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"),
-            ));
-        }
+    fn into_filter(self) -> Result<(WebTaskFilter, PageRequest), ApiError> {
+        let page = PageRequest::parse(self.limit, self.cursor.as_deref())?;
         let status = match self.status.as_deref() {
             None => None,
             Some(raw) => Some(WebTaskStatus::parse(raw).ok_or_else(|| {
@@ -101,30 +90,14 @@ impl ListQuery {
                 ))
             }
         };
-        if let Some(task_type) = &self.task_type {
-            if task_type.is_empty() || task_type.contains('\0') {
-                return Err(bad_request(
-                    "INVALID_TYPE",
-                    "type must be a non-empty task type without the NUL character".into(),
-                ));
-            }
-        }
-        let before_id = match self.cursor.as_deref() {
-            None => None,
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-                bad_request(
-                    "INVALID_CURSOR",
-                    format!("cursor {raw:?} is not one this API returned"),
-                )
-            })?),
-        };
+        check_type_filter(self.task_type.as_deref())?;
         let filter = WebTaskFilter {
             status,
             task_type: self.task_type,
             bound,
-            before_id,
+            before_id: page.before_id,
         };
-        Ok((filter, limit))
+        Ok((filter, page))
     }
 }
 
@@ -173,24 +146,16 @@ pub async fn list_web_tasks(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, limit) = query.into_inner().into_filter()?;
-    // One row more than asked says whether another page follows.
-    let mut rows = store::run(&state.pool, move |conn| {
-        web_task_store::list_web_tasks(conn, &filter, limit + 1)
+    let (filter, page) = query.into_inner().into_filter()?;
+    let rows = store::run(&state.pool, move |conn| {
+        web_task_store::list_web_tasks(conn, &filter, page.rows_to_fetch())
     })
     .await?;
-    let page_size = usize::try_from(limit).unwrap_or(usize::MAX);
-    let has_more = rows.len() > page_size;
-    rows.truncate(page_size);
+    let (rows, next_cursor) = page.finish(rows, |row| row.id);
     let items = rows
         .into_iter()
         .map(WebTaskResponse::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if has_more {
-        items.last().map(|t| encode_cursor(t.id))
-    } else {
-        None
-    };
     Ok(HttpResponse::Ok().json(WebTaskPage { items, next_cursor }))
 }
 
