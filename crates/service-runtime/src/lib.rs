@@ -11,5 +11,6 @@ pub mod request_trace;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace_context;
 
 pub use database::{interact, DatabaseUrl, DbError, PgPool};

@@ -1,34 +1,62 @@
 //! Request tracing middleware: every request gets an id (the caller's `X-Request-Id` when
-//! it is sane, a fresh one otherwise), a span carrying it, one log line at the end, and the
-//! id echoed on the response. Handlers read it through the `RequestId` extractor.
+//! it is sane, a fresh one otherwise) and a place in a W3C trace (the caller's `traceparent`
+//! continued, or a new trace), a span carrying both, one log line at the end, and the id
+//! echoed on the response. Handlers read them through the `RequestContext` extractor.
 
 use std::future::{ready, Ready};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
 
 use crate::metrics::HttpMetrics;
+use crate::trace_context::{forwardable_tracestate, TraceParent, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
-/// The id of the request being served.
+/// The request being served, as far as tracing goes: its id and our span in its trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestContext {
+    pub request_id: String,
+    pub trace: TraceParent,
+    /// The caller's `tracestate`, passed on unchanged.
+    pub trace_state: Option<String>,
+}
 
-impl RequestId {
-    fn from_header(value: Option<&HeaderValue>) -> Self {
-        value
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| is_sane(v))
-            .map(|v| RequestId(v.to_owned()))
-            .unwrap_or_else(|| RequestId(format!("{:032x}", rand::random::<u128>())))
+impl RequestContext {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            request_id: request_id_from(header(REQUEST_ID_HEADER)),
+            trace: TraceParent::continue_or_start(header(TRACEPARENT_HEADER)),
+            trace_state: header(TRACESTATE_HEADER).and_then(forwardable_tracestate),
+        }
     }
+
+    /// The headers a call made on behalf of this request carries: the same request id, and
+    /// our span as the parent of the callee's.
+    pub fn forwarded_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            (REQUEST_ID_HEADER, self.request_id.clone()),
+            (TRACEPARENT_HEADER, self.trace.to_string()),
+        ];
+        if let Some(state) = &self.trace_state {
+            headers.push((TRACESTATE_HEADER, state.clone()));
+        }
+        headers
+    }
+}
+
+fn request_id_from(header: Option<&str>) -> String {
+    header
+        .filter(|v| is_sane(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
 }
 
 fn is_sane(id: &str) -> bool {
@@ -39,17 +67,17 @@ fn is_sane(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-impl FromRequest for RequestId {
+impl FromRequest for RequestContext {
     type Error = actix_web::Error;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let id = req
+        let context = req
             .extensions()
-            .get::<RequestId>()
+            .get::<RequestContext>()
             .cloned()
-            .unwrap_or_else(|| RequestId::from_header(req.headers().get(REQUEST_ID_HEADER)));
-        ready(Ok(id))
+            .unwrap_or_else(|| RequestContext::from_headers(req.headers()));
+        ready(Ok(context))
     }
 }
 
@@ -58,14 +86,16 @@ pub async fn trace_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let request_id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER));
+    let context = RequestContext::from_headers(req.headers());
     let http_metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     let method = req.method().to_string();
-    req.extensions_mut().insert(request_id.clone());
+    req.extensions_mut().insert(context.clone());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id.0,
+        request_id = %context.request_id,
+        trace_id = %context.trace.trace_id(),
+        span_id = %context.trace.span_id(),
         method = %method,
         route = %route,
     );
@@ -79,7 +109,7 @@ pub async fn trace_requests(
             if let Some(metrics) = &http_metrics {
                 metrics.observe(&route, &method, status, elapsed_ms / 1_000.0);
             }
-            if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+            if let Ok(value) = HeaderValue::from_str(&context.request_id) {
                 response
                     .headers_mut()
                     .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
@@ -104,12 +134,33 @@ mod tests {
 
     #[test]
     fn keeps_sane_ids_and_replaces_others() {
-        let keep = HeaderValue::from_static("abc-123_x.y:z");
-        assert_eq!(RequestId::from_header(Some(&keep)).0, "abc-123_x.y:z");
-        let bad = HeaderValue::from_static("has spaces");
-        assert_eq!(RequestId::from_header(Some(&bad)).0.len(), 32);
-        let long = HeaderValue::from_str(&"a".repeat(200)).unwrap();
-        assert_eq!(RequestId::from_header(Some(&long)).0.len(), 32);
-        assert_ne!(RequestId::from_header(None), RequestId::from_header(None));
+        assert_eq!(request_id_from(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        assert_eq!(request_id_from(Some("has spaces")).len(), 32);
+        assert_eq!(request_id_from(Some(&"a".repeat(200))).len(), 32);
+        assert_ne!(request_id_from(None), request_id_from(None));
+    }
+
+    #[test]
+    fn forwards_the_request_id_and_its_own_span_in_the_callers_trace() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderValue::from_static("req-1"),
+        );
+        headers.insert(
+            HeaderName::from_static(TRACEPARENT_HEADER),
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        headers.insert(
+            HeaderName::from_static(TRACESTATE_HEADER),
+            HeaderValue::from_static("congo=t61"),
+        );
+        let context = RequestContext::from_headers(&headers);
+        let forwarded = context.forwarded_headers();
+        assert_eq!(forwarded[0], (REQUEST_ID_HEADER, "req-1".to_owned()));
+        let traceparent = &forwarded[1].1;
+        assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!traceparent.contains("00f067aa0ba902b7"));
+        assert_eq!(forwarded[2], (TRACESTATE_HEADER, "congo=t61".to_owned()));
     }
 }

@@ -9,7 +9,7 @@ use crate::metrics::SchedulerMetrics;
 use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
-use service_runtime::request_trace::{RequestId, REQUEST_ID_HEADER};
+use service_runtime::request_trace::RequestContext;
 
 /// The scheduler did not give us what we asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,14 +118,14 @@ impl SchedulerClient {
     pub async fn create_task(
         &self,
         request: &CreateTaskRequest,
-        request_id: &RequestId,
+        context: &RequestContext,
     ) -> Result<CreatedTask, SchedulerError> {
         let started = Instant::now();
         let result: Result<CreatedTask, SchedulerError> = async {
             let response = self
                 .http
                 .post(format!("{}/tasks", self.base_url))
-                .header(REQUEST_ID_HEADER, &request_id.0)
+                .headers(traced(context))
                 .json(request)
                 .send()
                 .await
@@ -140,13 +140,13 @@ impl SchedulerClient {
     }
 
     /// `GET /tasks/{id}`.
-    pub async fn get_task(&self, id: i64, request_id: &RequestId) -> Result<TaskResponse, SchedulerError> {
+    pub async fn get_task(&self, id: i64, context: &RequestContext) -> Result<TaskResponse, SchedulerError> {
         let started = Instant::now();
         let result: Result<TaskResponse, SchedulerError> = async {
             let response = self
                 .http
                 .get(format!("{}/tasks/{id}", self.base_url))
-                .header(REQUEST_ID_HEADER, &request_id.0)
+                .headers(traced(context))
                 .send()
                 .await
                 .map_err(|e| unreachable(Operation::Get, &e))?;
@@ -161,14 +161,14 @@ impl SchedulerClient {
     pub async fn get_attempts(
         &self,
         id: i64,
-        request_id: &RequestId,
+        context: &RequestContext,
     ) -> Result<Vec<AttemptResponse>, SchedulerError> {
         let started = Instant::now();
         let result: Result<Vec<AttemptResponse>, SchedulerError> = async {
             let response = self
                 .http
                 .get(format!("{}/tasks/{id}/attempts", self.base_url))
-                .header(REQUEST_ID_HEADER, &request_id.0)
+                .headers(traced(context))
                 .send()
                 .await
                 .map_err(|e| unreachable(Operation::GetAttempts, &e))?;
@@ -180,13 +180,13 @@ impl SchedulerClient {
     }
 
     /// `PUT /tasks/{id}/cancel`: `Ok` once the task is CANCELED.
-    pub async fn cancel_task(&self, id: i64, request_id: &RequestId) -> Result<(), SchedulerError> {
+    pub async fn cancel_task(&self, id: i64, context: &RequestContext) -> Result<(), SchedulerError> {
         let started = Instant::now();
         let result: Result<(), SchedulerError> = async {
             let response = self
                 .http
                 .put(format!("{}/tasks/{id}/cancel", self.base_url))
-                .header(REQUEST_ID_HEADER, &request_id.0)
+                .headers(traced(context))
                 .send()
                 .await
                 .map_err(|e| unreachable(Operation::Cancel, &e))?;
@@ -199,6 +199,18 @@ impl SchedulerClient {
         self.observe(Operation::Cancel, started, &result);
         result
     }
+}
+
+/// The request id and trace context of the request a scheduler call is made for.
+fn traced(context: &RequestContext) -> reqwest::header::HeaderMap {
+    context
+        .forwarded_headers()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = reqwest::header::HeaderValue::from_str(&value).ok()?;
+            Some((reqwest::header::HeaderName::from_static(name), value))
+        })
+        .collect()
 }
 
 fn unreachable(operation: Operation, err: &reqwest::Error) -> SchedulerError {

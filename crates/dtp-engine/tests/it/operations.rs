@@ -8,6 +8,7 @@ use crate::api::EngineApi;
 use crate::PATIENCE;
 use dtp_contract::TaskStatus;
 use dtp_engine::testing::TestEngine;
+use service_runtime::testing::api_spec;
 
 async fn scrape(api: &EngineApi) -> String {
     let response = api.client().get(api.url("/metrics")).send().await.unwrap();
@@ -166,29 +167,13 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
         .json()
         .await
         .unwrap();
-    assert_eq!(spec["openapi"], "3.1.0");
-    let mut described: Vec<(String, String)> = spec["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .flat_map(|(path, item)| {
-            item.as_object()
-                .unwrap()
-                .keys()
-                .map(move |m| (m.clone(), path.clone()))
-        })
-        .collect();
-    described.sort();
-    let mut served: Vec<(String, String)> = SERVED_ROUTES
-        .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
-        .collect();
-    served.sort();
-    assert_eq!(described, served);
+    api_spec::assert_describes_exactly(&spec, SERVED_ROUTES);
+    // Readiness answers a report of its own rather than an error body.
+    api_spec::assert_error_answers_are_error_bodies(&spec, &["/readyz"]);
 
     // Each described operation is routed (not a 404 for the route or a 405), and every
     // status it answers is one the spec lists for it.
-    for (method, path) in &described {
+    for (method, path) in api_spec::described_operations(&spec) {
         let url = api.url(&path.replace("{id}", "1"));
         let request = match method.as_str() {
             "get" => api.client().get(url),
@@ -197,23 +182,11 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
             other => panic!("unexpected method {other}"),
         };
         let response = request.send().await.unwrap();
-        let status = response.status().as_u16().to_string();
-        let documented = spec["paths"][path][method]["responses"].as_object().unwrap();
-        assert!(
-            documented.contains_key(&status),
-            "{method} {path} answered {status}, not in {:?}",
-            documented.keys()
-        );
-        if status == "404" {
+        let status = response.status().as_u16();
+        api_spec::assert_status_documented(&spec, &method, &path, status);
+        if status == 404 {
             let body: Value = response.json().await.unwrap();
             assert_ne!(body["code"], "ROUTE_NOT_FOUND", "{method} {path} is not routed");
-        }
-        // Every documented error body refers to the ErrorBody schema (readiness answers a report).
-        for (code, answer) in documented {
-            if (code.starts_with('4') || code == "503") && path != "/readyz" {
-                let schema = &answer["content"]["application/json"]["schema"]["$ref"];
-                assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {code}");
-            }
         }
     }
 }

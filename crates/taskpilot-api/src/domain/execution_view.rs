@@ -8,8 +8,15 @@ use chrono::{DateTime, Utc};
 use dtp_contract::{AttemptResponse, TaskResponse, TaskStatus};
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "schedulerTaskId": 41, "status": "SUCCEEDED", "attemptCount": 1, "maxAttempts": 3,
+    "retryState": "COMPLETED", "lastError": null,
+    "createdAt": "2026-11-23T10:00:00.120Z", "scheduledFor": "2026-11-23T10:00:00.120Z",
+    "processingStartedAt": "2026-11-23T10:00:00.122Z", "completedAt": "2026-11-23T10:00:00.125Z",
+    "queueLatencyMs": 2, "processingLatencyMs": 3, "endToEndLatencyMs": 5
+}))]
 pub struct ExecutionView {
     pub scheduler_task_id: i64,
     pub status: TaskStatus,
@@ -34,7 +41,7 @@ pub struct ExecutionView {
 }
 
 /// One attempt of the task, with the time it waited and the time it ran.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     pub attempt: i32,

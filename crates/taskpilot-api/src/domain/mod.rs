@@ -6,5 +6,5 @@ pub mod execution_view;
 pub mod web_task;
 
 pub use binding::{decide_bind, BindDecision};
-pub use execution_view::execution_view;
+pub use execution_view::{execution_view, AttemptView, ExecutionView};
 pub use web_task::{NewWebTask, WebTaskStatus, WebTaskValidationError};

@@ -6,7 +6,8 @@ use std::fmt;
 
 pub const TASK_TYPE_MAX_CHARS: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
 pub enum WebTaskStatus {
     /// Created, not yet handed to the scheduler.
     Pending,

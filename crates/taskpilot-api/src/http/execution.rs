@@ -3,23 +3,28 @@
 //! `ApiError::from_scheduler`.
 
 use actix_web::{web, HttpResponse};
-use dtp_contract::CreateTaskRequest;
+use dtp_contract::{CreateTaskRequest, ErrorBody};
 use serde::Deserialize;
-use service_runtime::request_trace::RequestId;
+use service_runtime::request_trace::RequestContext;
 
 use super::error::{parse_web_task_id, ApiError, SchedulerCall};
 use super::tasks::WebTaskResponse;
-use super::AppState;
+use super::{AppState, WebTaskIdParam};
 use crate::domain::binding::{idempotency_key, Binding};
 use crate::domain::web_task::validate_scheduler_type;
+use crate::domain::ExecutionView;
 use crate::domain::{decide_bind, execution_view, BindDecision};
 use crate::store;
 use crate::store::web_tasks::{self as web_task_store, WebTaskRow};
 
 /// `POST /api/tasks/{id}/scheduler` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"schedulerType": "demo"}))]
 pub struct BindRequest {
+    /// A task type the scheduler runs (`demo`, `demo-slow`, `demo-fail` out of the box); the
+    /// scheduler decides which it knows and answers 422 for others.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     scheduler_type: String,
 }
 
@@ -47,6 +52,26 @@ fn answer_bind(decision: BindDecision, row: WebTaskRow, newly_bound: bool) -> Re
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/tasks/{id}/scheduler", tag = "execution",
+    params(WebTaskIdParam),
+    request_body = BindRequest,
+    responses(
+        (status = 201, description = "This call bound the web task to a new scheduler task", body = WebTaskResponse),
+        (status = 200, description = "Already bound with this scheduler type; nothing changed", body = WebTaskResponse),
+        (status = 400, description = "Invalid id, malformed JSON or unknown field", body = ErrorBody),
+        (status = 404, description = "No such web task (WEB_TASK_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "Already bound with another scheduler type (ALREADY_BOUND), or the \
+            scheduler refused", body = ErrorBody,
+            example = json!({"code": "ALREADY_BOUND", "message": "web task 7 is already bound to scheduler task 41 of type \"demo\""})),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "schedulerType empty or too long (VALIDATION_FAILED), or a type the \
+            scheduler does not know (its code, e.g. UNKNOWN_TASK_TYPE)", body = ErrorBody),
+        (status = 502, description = "The scheduler failed (SCHEDULER_ERROR)", body = ErrorBody),
+        (status = 503, description = "The scheduler (SCHEDULER_UNAVAILABLE) or TaskPilot's database \
+            (DATABASE_UNAVAILABLE) is unavailable", body = ErrorBody),
+    )
+)]
 /// `POST /api/tasks/{id}/scheduler`: 201 when this call bound the task, 200 when it was
 /// already bound with the same type, 409 when bound with another.
 ///
@@ -57,7 +82,7 @@ pub async fn bind_to_scheduler(
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Json<BindRequest>,
-    request_id: RequestId,
+    context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let requested = body.into_inner().scheduler_type;
@@ -76,7 +101,7 @@ pub async fn bind_to_scheduler(
         run_at: None,
         timeout_ms: None,
     };
-    let created = match state.scheduler.create_task(&request, &request_id).await {
+    let created = match state.scheduler.create_task(&request, &context).await {
         Ok(created) => created,
         Err(err) => {
             // A concurrent bind with another type may have won at the scheduler: say so plainly.
@@ -160,13 +185,31 @@ impl ExecutionQuery {
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/tasks/{id}/execution", tag = "execution",
+    params(
+        WebTaskIdParam,
+        ("include" = Option<String>, Query, description = "`attempts` to add the attempt history",
+            pattern = "^attempts$"),
+    ),
+    responses(
+        (status = 200, description = "The scheduler's view of the bound task, with derived latencies",
+            body = ExecutionView),
+        (status = 400, description = "Invalid id, unknown parameter or include value", body = ErrorBody),
+        (status = 404, description = "No such web task (WEB_TASK_NOT_FOUND), or the scheduler does not \
+            know the bound task (SCHEDULER_TASK_MISSING)", body = ErrorBody),
+        (status = 409, description = "The web task is not bound yet (NOT_BOUND)", body = ErrorBody),
+        (status = 502, description = "The scheduler failed (SCHEDULER_ERROR)", body = ErrorBody),
+        (status = 503, description = "The scheduler or TaskPilot's database is unavailable", body = ErrorBody),
+    )
+)]
 /// `GET /api/tasks/{id}/execution[?include=attempts]`: the scheduler's view of the bound
 /// task, with latencies; with `include=attempts`, also every attempt and its latencies.
 pub async fn get_execution(
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<ExecutionQuery>,
-    request_id: RequestId,
+    context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let with_attempts = query.wants_attempts()?;
@@ -178,7 +221,7 @@ pub async fn get_execution(
     let scheduler_call = |e| ApiError::from_scheduler(e, call);
     let task = state
         .scheduler
-        .get_task(binding.scheduler_task_id, &request_id)
+        .get_task(binding.scheduler_task_id, &context)
         .await
         .map_err(scheduler_call)?;
     let mut view = execution_view(&task);
@@ -187,7 +230,7 @@ pub async fn get_execution(
         // if the task has moved on from it (an attempt ends in the same write as its task).
         let attempts = state
             .scheduler
-            .get_attempts(binding.scheduler_task_id, &request_id)
+            .get_attempts(binding.scheduler_task_id, &context)
             .await
             .map_err(scheduler_call)?;
         view = view.with_attempts(&attempts);
@@ -195,11 +238,25 @@ pub async fn get_execution(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    put, path = "/api/tasks/{id}/execution/cancel", tag = "execution",
+    params(WebTaskIdParam),
+    responses(
+        (status = 204, description = "The scheduler task is CANCELED (also when it already was)"),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such web task, or the scheduler does not know the bound task", body = ErrorBody),
+        (status = 409, description = "Not bound yet (NOT_BOUND), or the scheduler refused because the task \
+            already finished (TASK_NOT_CANCELABLE)", body = ErrorBody,
+            example = json!({"code": "TASK_NOT_CANCELABLE", "message": "Cannot cancel task in state SUCCEEDED"})),
+        (status = 502, description = "The scheduler failed (SCHEDULER_ERROR)", body = ErrorBody),
+        (status = 503, description = "The scheduler or TaskPilot's database is unavailable", body = ErrorBody),
+    )
+)]
 /// `PUT /api/tasks/{id}/execution/cancel`: forwards the cancel; 204 once CANCELED.
 pub async fn cancel_execution(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    request_id: RequestId,
+    context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let (_, binding) = bound_task(&state, id).await?;
@@ -209,7 +266,7 @@ pub async fn cancel_execution(
     };
     state
         .scheduler
-        .cancel_task(binding.scheduler_task_id, &request_id)
+        .cancel_task(binding.scheduler_task_id, &context)
         .await
         .map_err(|e| ApiError::from_scheduler(e, call))?;
     tracing::info!(

@@ -11,6 +11,19 @@ use service_runtime::{http_errors, PgPool};
 
 use crate::scheduler_client::SchedulerClient;
 
+/// The `{id}` of every `/api/tasks/{id}` route, as the API description shows it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(
+    dead_code,
+    reason = "describes the path parameter; handlers parse it with parse_web_task_id"
+)]
+pub struct WebTaskIdParam {
+    /// Web task id (positive integer).
+    #[param(minimum = 1)]
+    id: i64,
+}
+
 /// What every handler can reach.
 pub struct AppState {
     pub pool: PgPool,

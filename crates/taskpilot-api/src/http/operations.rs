@@ -1,6 +1,6 @@
 //! Operational endpoints: `/readyz` (own database and migrations; the scheduler's state is
 //! reported but does not fail readiness, since TaskPilot still serves its own records) and
-//! `/metrics` (Prometheus).
+//! `/metrics` (Prometheus); `/openapi.json` and `/docs` describe the whole API.
 
 use actix_web::{web, HttpResponse};
 use diesel_migrations::MigrationHarness;
@@ -21,9 +21,21 @@ pub struct Operations {
 pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
     cfg.app_data(operations)
         .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(web::resource("/docs").route(web::get().to(docs)));
 }
 
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "TaskPilot's database answers and its migrations are applied; \
+            `scheduler` reports whether DTP answers, without failing readiness", body = Object,
+            example = json!({"status": "ready", "database": "ok", "migrations": "applied", "scheduler": "ok"})),
+        (status = 503, description = "Not ready", body = Object,
+            example = json!({"status": "not_ready", "database": "unavailable", "migrations": "unknown", "scheduler": "ok"})),
+    )
+)]
 /// `GET /readyz`: 200 when our database answers and no migration is pending, else 503.
 pub async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
     let database = store::run(&ops.pool, |conn| {
@@ -53,7 +65,52 @@ pub async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", body = String,
+        content_type = "application/openmetrics-text"))
+)]
 /// `GET /metrics`.
 pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     ops.registry.exposition()
+}
+
+/// TaskPilot's API description, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "TaskPilot", description = "The web control plane over the DTP engine: create web tasks, \
+        bind them to the scheduler exactly once, read their execution and cancel it."),
+    paths(
+        super::tasks::create_web_task,
+        super::tasks::list_web_tasks,
+        super::tasks::get_web_task,
+        super::execution::bind_to_scheduler,
+        super::execution::get_execution,
+        super::execution::cancel_execution,
+        super::tasks::healthz,
+        readyz,
+        metrics,
+        openapi_json,
+        docs,
+    ),
+    tags(
+        (name = "web tasks", description = "The user-facing task records TaskPilot owns"),
+        (name = "execution", description = "Binding to the scheduler, the execution view and cancel"),
+        (name = "operations", description = "Probes, metrics and this description"),
+    )
+)]
+pub struct TaskPilotApiDoc;
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This OpenAPI description", body = Object)))]
+/// `GET /openapi.json`.
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(<TaskPilotApiDoc as utoipa::OpenApi>::openapi())
+}
+
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "Browsable API documentation", body = String, content_type = "text/html")))]
+/// `GET /docs`: a browsable view of `/openapi.json`.
+pub async fn docs() -> HttpResponse {
+    service_runtime::http_errors::api_docs_page("TaskPilot")
 }

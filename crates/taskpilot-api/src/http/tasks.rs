@@ -2,34 +2,47 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
+use dtp_contract::ErrorBody;
 use serde::{Deserialize, Serialize};
 use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
 use super::error::{parse_web_task_id, ApiError};
-use super::AppState;
+use super::{AppState, WebTaskIdParam};
 use crate::domain::{NewWebTask, WebTaskStatus};
 use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow};
 use crate::store::{self, StoreError};
 
 /// `POST /api/tasks` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"type": "report", "payload": {"month": "2026-10"}}))]
 pub struct CreateWebTaskRequest {
+    /// What the task is, in the user's words: 1 to 100 characters, not only whitespace.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub task_type: String,
+    /// Any JSON; defaults to null.
     #[serde(default)]
     pub payload: serde_json::Value,
 }
 
 /// A web task on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": 7, "type": "report", "payload": {"month": "2026-10"}, "status": "SUBMITTED",
+    "schedulerTaskId": 41, "schedulerType": "demo",
+    "createdAt": "2026-11-23T10:00:00.000Z", "updatedAt": "2026-11-23T10:00:00.120Z"
+}))]
 pub struct WebTaskResponse {
     pub id: i64,
     #[serde(rename = "type")]
     pub task_type: String,
     pub payload: serde_json::Value,
+    /// `PENDING` until bound to a scheduler task, `SUBMITTED` after.
+    #[schema(value_type = WebTaskStatus)]
     pub status: &'static str,
+    /// The scheduler task this web task is bound to; null until bound.
     pub scheduler_task_id: Option<i64>,
     pub scheduler_type: Option<String>,
     #[serde(with = "dtp_contract::millis")]
@@ -105,7 +118,8 @@ fn bad_request(code: &'static str, message: String) -> ApiError {
     ApiError::BadRequest { code, message }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of `GET /api/tasks`, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebTaskPage {
     items: Vec<WebTaskResponse>,
@@ -113,6 +127,18 @@ pub struct WebTaskPage {
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/api/tasks", tag = "web tasks",
+    request_body = CreateWebTaskRequest,
+    responses(
+        (status = 201, description = "Web task created (PENDING, not yet bound)", body = WebTaskResponse),
+        (status = 400, description = "Malformed JSON, missing field or unknown field", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 422, description = "Type empty, too long or holding NUL characters (VALIDATION_FAILED)",
+            body = ErrorBody),
+        (status = 503, description = "TaskPilot's database unavailable", body = ErrorBody),
+    )
+)]
 /// `POST /api/tasks`: 201 with the new, unbound web task.
 pub async fn create_web_task(
     state: web::Data<AppState>,
@@ -128,6 +154,16 @@ pub async fn create_web_task(
     Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row)?))
 }
 
+#[utoipa::path(
+    get, path = "/api/tasks/{id}", tag = "web tasks",
+    params(WebTaskIdParam),
+    responses(
+        (status = 200, description = "The web task", body = WebTaskResponse),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such web task (WEB_TASK_NOT_FOUND)", body = ErrorBody),
+        (status = 503, description = "TaskPilot's database unavailable", body = ErrorBody),
+    )
+)]
 /// `GET /api/tasks/{id}`.
 pub async fn get_web_task(
     state: web::Data<AppState>,
@@ -140,6 +176,23 @@ pub async fn get_web_task(
     Ok(HttpResponse::Ok().json(WebTaskResponse::from_row(row)?))
 }
 
+#[utoipa::path(
+    get, path = "/api/tasks", tag = "web tasks",
+    params(
+        ("status" = Option<WebTaskStatus>, Query, description = "Only web tasks in this status"),
+        ("type" = Option<String>, Query, description = "Only web tasks of this type"),
+        ("bound" = Option<bool>, Query, description = "Only bound (true) or unbound (false) web tasks"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
+            description = "Web tasks per page, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of web tasks, newest first", body = WebTaskPage),
+        (status = 400, description = "Unknown parameter (INVALID_QUERY), bad status, type, bound, limit or \
+            cursor (INVALID_STATUS, INVALID_TYPE, INVALID_BOUND, INVALID_LIMIT, INVALID_CURSOR)", body = ErrorBody),
+        (status = 503, description = "TaskPilot's database unavailable", body = ErrorBody),
+    )
+)]
 /// `GET /api/tasks?status=&type=&bound=&limit=&cursor=`: newest first. The cursor names
 /// the last id returned, so pages stay correct while new tasks are inserted.
 pub async fn list_web_tasks(
@@ -159,6 +212,10 @@ pub async fn list_web_tasks(
     Ok(HttpResponse::Ok().json(WebTaskPage { items, next_cursor }))
 }
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"})))
+)]
 /// `GET /healthz`: the process is up (no I/O).
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

@@ -2,6 +2,7 @@
 //! throwaway database, driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_description;
 mod attempts;
 mod bad_input;
 mod bind;
@@ -9,3 +10,4 @@ mod error_mapping;
 mod flow;
 mod harness;
 mod listing;
+mod trace_forwarding;

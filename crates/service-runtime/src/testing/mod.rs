@@ -1,5 +1,8 @@
-//! Throwaway databases for tests: each test gets a uniquely named database on the
+//! Test support. Throwaway databases: each test gets a uniquely named database on the
 //! server at `TEST_DATABASE_URL`, dropped (with its connections) when the guard drops.
+//! `api_spec`: checks of a served OpenAPI description against the served routes.
+
+pub mod api_spec;
 
 use diesel::prelude::*;
 use rand::Rng;
