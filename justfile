@@ -33,3 +33,8 @@ chaos *ARGS:
 soak *ARGS:
     cargo build --release --bins
     target/release/dtp-chaos soak {{ARGS}}
+
+# Fuzz both services against their OpenAPI descriptions (schemathesis; examples per operation).
+fuzz-api EXAMPLES="100":
+    cargo build --bins
+    bash scripts/api-fuzz.sh {{EXAMPLES}}

@@ -6,7 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod integral;
 pub mod millis;
+#[cfg(feature = "openapi")]
+pub mod payload_schema;
+#[cfg(feature = "openapi")]
+pub use payload_schema::StorableJson;
 
 /// Execution status of a scheduler task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,21 +115,38 @@ impl fmt::Display for RetryState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "type": "demo-slow", "payload": {"sleepMs": 20}, "maxAttempts": 3, "idempotencyKey": "order-1042"
+})))]
 pub struct CreateTaskRequest {
+    /// One of the task types the engine runs.
     #[serde(rename = "type")]
     pub task_type: String,
-    /// Any JSON; handed to the task's handler.
+    /// Any JSON, handed to the task's handler.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = StorableJson))]
     pub payload: serde_json::Value,
     /// 1 to 100, default 3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::option_i32"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_attempts: Option<i32>,
+    /// Submitting again with the same key returns the task it already names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
-    /// Per-attempt time limit; the task type's default when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Per-attempt time limit, 1 ms to 24 h; the task type's default when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::option_i32"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400_000))]
     pub timeout_ms: Option<i32>,
 }
 
@@ -132,6 +154,13 @@ pub struct CreateTaskRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": 41, "type": "demo-slow", "payload": {"sleepMs": 20}, "status": "SUCCEEDED", "attemptCount": 1,
+    "maxAttempts": 3, "timeoutMs": 300000, "retryState": "COMPLETED", "lastError": null,
+    "createdAt": "2026-11-23T10:00:00.120Z", "scheduledFor": "2026-11-23T10:00:00.120Z",
+    "processingStartedAt": "2026-11-23T10:00:00.122Z", "completedAt": "2026-11-23T10:00:00.145Z",
+    "updatedAt": "2026-11-23T10:00:00.145Z"
+})))]
 pub struct TaskResponse {
     pub id: i64,
     #[serde(rename = "type")]
@@ -190,6 +219,9 @@ pub struct AttemptResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "code": "TASK_NOT_FOUND", "message": "task 999 not found"
+})))]
 pub struct ErrorBody {
     /// Stable, machine-readable error code, e.g. `TASK_NOT_FOUND`.
     pub code: String,
@@ -197,16 +229,45 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Whether any string or key in `value` holds U+0000. Neither service accepts such
-/// JSON: Postgres `text` and `jsonb` cannot store that character.
-pub fn contains_nul(value: &serde_json::Value) -> bool {
+/// Why Postgres `jsonb` cannot keep a JSON value as given. Neither service accepts such
+/// a value: it would be stored but break every later read of its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnstorableJson {
+    /// U+0000 in a string or key: `jsonb` refuses it.
+    NulCharacter,
+    /// A number of magnitude 1e308 or more: `jsonb` keeps all its digits, which no longer
+    /// read back as a double.
+    NumberTooLarge,
+}
+
+impl fmt::Display for UnstorableJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnstorableJson::NulCharacter => "must not contain the NUL character (\\u0000)",
+            UnstorableJson::NumberTooLarge => "must not hold numbers of magnitude 1e308 or more",
+        })
+    }
+}
+
+/// Largest number magnitude (exclusive) that survives a round trip through `jsonb`.
+pub const MAX_STORABLE_MAGNITUDE: f64 = 1e308;
+
+/// The first reason, at any depth, why `value` cannot be stored in `jsonb` and read back.
+pub fn check_storable(value: &serde_json::Value) -> Result<(), UnstorableJson> {
+    use serde_json::Value;
     match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(contains_nul),
-        serde_json::Value::Object(fields) => fields
-            .iter()
-            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
-        _ => false,
+        Value::String(s) if s.contains('\0') => Err(UnstorableJson::NulCharacter),
+        Value::Number(n) if n.as_f64().is_some_and(|f| f.abs() >= MAX_STORABLE_MAGNITUDE) => {
+            Err(UnstorableJson::NumberTooLarge)
+        }
+        Value::Array(items) => items.iter().try_for_each(check_storable),
+        Value::Object(fields) => fields.iter().try_for_each(|(key, value)| {
+            if key.contains('\0') {
+                return Err(UnstorableJson::NulCharacter);
+            }
+            check_storable(value)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -215,12 +276,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_nul_at_any_depth() {
+    fn finds_what_jsonb_cannot_keep_at_any_depth() {
         use serde_json::json;
-        assert!(contains_nul(&json!("a\u{0}")));
-        assert!(contains_nul(&json!({"k\u{0}": 1})));
-        assert!(contains_nul(&json!([[{"deep": ["\u{0}"]}]])));
-        assert!(!contains_nul(&json!({"a": ["x", 1, null, {"b": "y"}]})));
+        let nul = Err(UnstorableJson::NulCharacter);
+        assert_eq!(check_storable(&json!("a\u{0}")), nul);
+        assert_eq!(check_storable(&json!({"k\u{0}": 1})), nul);
+        assert_eq!(check_storable(&json!([[{"deep": ["\u{0}"]}]])), nul);
+        let huge = Err(UnstorableJson::NumberTooLarge);
+        assert_eq!(check_storable(&json!(1.797_693_134_862_315_7e308)), huge);
+        assert_eq!(check_storable(&json!({"a": [-1e308]})), huge);
+        assert_eq!(
+            check_storable(&json!({"a": ["x", 1, null, {"b": 9.9e307, "c": 1e-300}]})),
+            Ok(())
+        );
     }
 
     #[test]

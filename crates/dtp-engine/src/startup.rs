@@ -13,7 +13,8 @@ use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
-use crate::http::operations::Operations;
+use crate::domain::new_task::TaskTypes;
+use crate::http::operations::{EngineApiDoc, Operations};
 use crate::http::{self, AppState};
 use crate::metrics::EngineMetrics;
 use crate::task_types::HandlerRegistry;
@@ -73,6 +74,7 @@ impl Application {
             worker: worker.clone(),
             metrics: engine_metrics,
             registry: MetricsRegistry::new(metrics_registry),
+            api_description: EngineApiDoc::for_task_types(&registry.names()),
         });
         let listen_error = |source| StartupError::Listen {
             addr: config.http_addr.clone(),

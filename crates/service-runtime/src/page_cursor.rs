@@ -72,6 +72,10 @@ pub fn check_type_filter(task_type: Option<&str>) -> Result<(), ListingParamErro
     }
 }
 
+/// Every cursor `encode_cursor` writes for ids below 10^18, as the API description states
+/// it: hex of `v1:` and the id's decimal digits. Any string it matches is a valid cursor.
+pub const CURSOR_PATTERN: &str = "^76313a3[1-9](3[0-9]){0,17}$";
+
 /// Version tag inside every cursor, so that the format can change without misreading old ones.
 const CURSOR_VERSION_PREFIX: &str = "v1:";
 
@@ -102,6 +106,21 @@ pub fn decode_cursor(cursor: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_pattern_describes_decodable_cursors() {
+        assert_eq!(CURSOR_PATTERN, "^76313a3[1-9](3[0-9]){0,17}$");
+        let longest = format!("76313a39{}", "39".repeat(17));
+        assert_eq!(decode_cursor(&longest), Some(999_999_999_999_999_999));
+        assert_eq!(decode_cursor("76313a31"), Some(1));
+        for id in [1, 42, 999_999_999_999_999_999] {
+            let cursor = encode_cursor(id);
+            assert!(
+                cursor.starts_with("76313a3") && cursor.len() <= 8 + 2 * 17,
+                "{cursor}"
+            );
+        }
+    }
 
     #[test]
     fn pages_are_cut_with_a_cursor_only_when_more_follow() {

@@ -32,9 +32,14 @@ pub enum TaskValidationError {
     IdempotencyKeyLength,
     #[error("timeoutMs must be between {min} and {max}, got {0}", min = TIMEOUT_MS_RANGE.start(), max = TIMEOUT_MS_RANGE.end())]
     TimeoutOutOfRange(i32),
-    /// Postgres `text` and `jsonb` cannot store U+0000.
+    /// Postgres `text` cannot store U+0000.
     #[error("{field} must not contain the NUL character (\\u0000)")]
     ContainsNul { field: &'static str },
+    #[error("{field} {reason}")]
+    Unstorable {
+        field: &'static str,
+        reason: dtp_contract::UnstorableJson,
+    },
 }
 
 /// What the validator needs to know about a task type.
@@ -68,9 +73,10 @@ impl NewTask {
                 });
             }
         }
-        if dtp_contract::contains_nul(&request.payload) {
-            return Err(TaskValidationError::ContainsNul { field: "payload" });
-        }
+        dtp_contract::check_storable(&request.payload).map_err(|reason| TaskValidationError::Unstorable {
+            field: "payload",
+            reason,
+        })?;
         let timeout_ms = request.timeout_ms.unwrap_or(default_timeout_ms);
         if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
             return Err(TaskValidationError::TimeoutOutOfRange(timeout_ms));
@@ -160,6 +166,8 @@ mod tests {
             (json!({"a\u{0}": 1}), false),
             (json!([[{"deep": ["\u{0}"]}]]), false),
             (json!({"a": ["x", 1, null, {"b": "y"}]}), true),
+            (json!({"n": 1.797_693_134_862_315_7e308}), false),
+            (json!({"n": -9.9e307}), true),
         ] {
             let mut r = request("demo");
             r.payload = payload.clone();

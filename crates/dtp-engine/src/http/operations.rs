@@ -18,6 +18,8 @@ pub struct Operations {
     pub worker: Worker,
     pub metrics: Arc<EngineMetrics>,
     pub registry: MetricsRegistry,
+    /// `/openapi.json`, built once at start-up for this engine's task types.
+    pub api_description: serde_json::Value,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
@@ -120,11 +122,24 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
 )]
 pub struct EngineApiDoc;
 
+impl EngineApiDoc {
+    /// The description with `type` limited to the task types this engine runs: which
+    /// types exist is decided by the handlers registered at start-up, not at compile time.
+    pub fn for_task_types(task_types: &[String]) -> serde_json::Value {
+        let mut description = serde_json::to_value(<Self as utoipa::OpenApi>::openapi())
+            .unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
+        let type_schema =
+            &mut description["components"]["schemas"]["CreateTaskRequest"]["properties"]["type"];
+        type_schema["enum"] = serde_json::json!(task_types);
+        description
+    }
+}
+
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI description", body = Object)))]
 /// `GET /openapi.json`.
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(<EngineApiDoc as utoipa::OpenApi>::openapi())
+pub async fn openapi_json(ops: web::Data<Operations>) -> HttpResponse {
+    HttpResponse::Ok().json(&ops.api_description)
 }
 
 #[utoipa::path(get, path = "/docs", tag = "operations",

@@ -94,9 +94,11 @@ impl ListTasksQuery {
     get, path = "/tasks", tag = "tasks",
     params(
         ("status" = Option<TaskStatus>, Query, description = "Only tasks in this status"),
-        ("type" = Option<String>, Query, description = "Only tasks of this type"),
-        ("limit" = Option<i64>, Query, description = "Tasks per page, 1 to 100 (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("type" = Option<String>, Query, min_length = 1, description = "Only tasks of this type"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
+            description = "Tasks per page, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^76313a3[1-9](3[0-9]){0,17}$",
+            description = "`nextCursor` of the previous page (opaque)"),
     ),
     responses(
         (status = 200, description = "One page of tasks, newest first", body = TaskPage),
@@ -126,7 +128,7 @@ pub async fn list_tasks(
 
 #[utoipa::path(
     get, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = i64, Path, description = "Task id (positive integer)")),
+    params(("id" = i64, Path, minimum = 1, description = "Task id (positive integer)")),
     responses(
         (status = 200, description = "The task", body = TaskResponse),
         (status = 400, description = "Invalid id", body = ErrorBody),
@@ -145,7 +147,7 @@ pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Resu
 
 #[utoipa::path(
     put, path = "/tasks/{id}/cancel", tag = "tasks",
-    params(("id" = i64, Path, description = "Task id (positive integer)")),
+    params(("id" = i64, Path, minimum = 1, description = "Task id (positive integer)")),
     responses(
         (status = 204, description = "The task is CANCELED (also when it already was)"),
         (status = 400, description = "Invalid id", body = ErrorBody),
@@ -189,7 +191,7 @@ pub async fn cancel_task(
 
 #[utoipa::path(
     get, path = "/tasks/{id}/attempts", tag = "tasks",
-    params(("id" = i64, Path, description = "Task id (positive integer)")),
+    params(("id" = i64, Path, minimum = 1, description = "Task id (positive integer)")),
     responses(
         (status = 200, description = "The attempts, oldest first", body = Vec<AttemptResponse>),
         (status = 400, description = "Invalid id", body = ErrorBody),

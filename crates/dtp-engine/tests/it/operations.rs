@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use crate::api::EngineApi;
 use crate::PATIENCE;
 use dtp_contract::TaskStatus;
+use dtp_engine::domain::new_task::{IDEMPOTENCY_KEY_MAX_CHARS, MAX_ATTEMPTS_RANGE, TIMEOUT_MS_RANGE};
 use dtp_engine::testing::TestEngine;
+use service_runtime::page_cursor::CURSOR_PATTERN;
 use service_runtime::testing::api_spec;
 
 async fn scrape(api: &EngineApi) -> String {
@@ -170,6 +172,15 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
     api_spec::assert_describes_exactly(&spec, SERVED_ROUTES);
     // Readiness answers a report of its own rather than an error body.
     api_spec::assert_error_answers_are_error_bodies(&spec, &["/readyz"]);
+    api_spec::assert_query_pattern(&spec, "get", "/tasks", "cursor", CURSOR_PATTERN);
+    // The bounds the description states are the ones validation applies.
+    let request = &spec["components"]["schemas"]["CreateTaskRequest"]["properties"];
+    assert_eq!(request["type"]["enum"], json!(["demo", "demo-fail", "demo-slow"]));
+    assert_eq!(request["maxAttempts"]["minimum"], *MAX_ATTEMPTS_RANGE.start());
+    assert_eq!(request["maxAttempts"]["maximum"], *MAX_ATTEMPTS_RANGE.end());
+    assert_eq!(request["timeoutMs"]["minimum"], *TIMEOUT_MS_RANGE.start());
+    assert_eq!(request["timeoutMs"]["maximum"], *TIMEOUT_MS_RANGE.end());
+    assert_eq!(request["idempotencyKey"]["maxLength"], IDEMPOTENCY_KEY_MAX_CHARS);
 
     // Each described operation is routed (not a 404 for the route or a 405), and every
     // status it answers is one the spec lists for it.

@@ -62,3 +62,15 @@ fn documented_responses<'a>(spec: &'a Value, method: &str, path: &str) -> &'a se
         .as_object()
         .unwrap_or_else(|| panic!("{method} {path} documents no responses"))
 }
+
+/// Panics unless the operation's query parameter `name` is documented with `pattern`.
+pub fn assert_query_pattern(spec: &Value, method: &str, path: &str, name: &str, pattern: &str) {
+    let parameters = spec["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} documents no parameters"));
+    let parameter = parameters
+        .iter()
+        .find(|p| p["name"] == name && p["in"] == "query")
+        .unwrap_or_else(|| panic!("{method} {path} documents no query parameter {name}"));
+    assert_eq!(parameter["schema"]["pattern"], pattern, "{method} {path} {name}");
+}

@@ -42,9 +42,11 @@ pub enum WebTaskValidationError {
     TypeLength,
     #[error("schedulerType must be 1 to {TASK_TYPE_MAX_CHARS} characters")]
     SchedulerTypeLength,
-    /// Postgres `text` and `jsonb` cannot store U+0000.
-    #[error("{field} must not contain the NUL character (\\u0000)")]
-    ContainsNul { field: &'static str },
+    #[error("{field} {reason}")]
+    Unstorable {
+        field: &'static str,
+        reason: dtp_contract::UnstorableJson,
+    },
 }
 
 /// A validated web task, ready to be inserted.
@@ -59,9 +61,10 @@ impl NewWebTask {
         if !valid_type_name(&task_type) {
             return Err(WebTaskValidationError::TypeLength);
         }
-        if dtp_contract::contains_nul(&payload) {
-            return Err(WebTaskValidationError::ContainsNul { field: "payload" });
-        }
+        dtp_contract::check_storable(&payload).map_err(|reason| WebTaskValidationError::Unstorable {
+            field: "payload",
+            reason,
+        })?;
         Ok(Self { task_type, payload })
     }
 }
@@ -107,7 +110,15 @@ mod tests {
         assert!(NewWebTask::validate("a\0".into(), serde_json::Value::Null).is_err());
         assert_eq!(
             NewWebTask::validate("demo".into(), serde_json::json!({"x": "\0"})),
-            Err(WebTaskValidationError::ContainsNul { field: "payload" })
+            Err(WebTaskValidationError::Unstorable {
+                field: "payload",
+                reason: dtp_contract::UnstorableJson::NulCharacter
+            })
+        );
+        let too_large = NewWebTask::validate("demo".into(), serde_json::json!({"n": 1.7e308}));
+        assert_eq!(
+            too_large.unwrap_err().to_string(),
+            "payload must not hold numbers of magnitude 1e308 or more"
         );
     }
 }

@@ -23,6 +23,7 @@ pub struct CreateWebTaskRequest {
     pub task_type: String,
     /// Any JSON; defaults to null.
     #[serde(default)]
+    #[schema(value_type = dtp_contract::StorableJson)]
     pub payload: serde_json::Value,
 }
 
@@ -180,11 +181,12 @@ pub async fn get_web_task(
     get, path = "/api/tasks", tag = "web tasks",
     params(
         ("status" = Option<WebTaskStatus>, Query, description = "Only web tasks in this status"),
-        ("type" = Option<String>, Query, description = "Only web tasks of this type"),
+        ("type" = Option<String>, Query, min_length = 1, description = "Only web tasks of this type"),
         ("bound" = Option<bool>, Query, description = "Only bound (true) or unbound (false) web tasks"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
             description = "Web tasks per page, 1 to 100 (default 20)"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^76313a3[1-9](3[0-9]){0,17}$",
+            description = "`nextCursor` of the previous page (opaque)"),
     ),
     responses(
         (status = 200, description = "One page of web tasks, newest first", body = WebTaskPage),

@@ -2,6 +2,7 @@
 //! and every answer they give is one it documents.
 
 use serde_json::{json, Value};
+use service_runtime::page_cursor::CURSOR_PATTERN;
 use service_runtime::testing::api_spec;
 
 use crate::harness::TestSystem;
@@ -28,6 +29,7 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
     assert_eq!(status, 200);
     api_spec::assert_describes_exactly(&spec, SERVED_ROUTES);
     api_spec::assert_error_answers_are_error_bodies(&spec, &["/readyz"]);
+    api_spec::assert_query_pattern(&spec, "get", "/api/tasks", "cursor", CURSOR_PATTERN);
     for schema in [
         "WebTaskResponse",
         "ExecutionView",
