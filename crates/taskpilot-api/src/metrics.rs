@@ -12,6 +12,8 @@ use service_runtime::metrics::latency_histograms;
 pub struct CallLabels {
     pub operation: &'static str,
     pub outcome: &'static str,
+    /// The scheduler's HTTP status (`2xx` for every success), or `none` without an answer.
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,8 +35,8 @@ impl SchedulerMetrics {
         };
         registry.register(
             "taskpilot_scheduler_calls",
-            "Calls to the scheduler by operation (create, get, get_attempts, cancel) and outcome \
-             (ok, not_found, rejected, failed, unreachable)",
+            "Calls to the scheduler by operation (create, get, get_attempts, cancel), outcome \
+             (ok, not_found, rejected, failed, unreachable) and the scheduler's status",
             metrics.calls.clone(),
         );
         registry.register(
@@ -45,8 +47,9 @@ impl SchedulerMetrics {
         metrics
     }
 
-    pub fn observe(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
-        self.calls.get_or_create(&CallLabels { operation, outcome }).inc();
+    pub fn observe(&self, calls: CallLabels, seconds: f64) {
+        let operation = calls.operation;
+        self.calls.get_or_create(&calls).inc();
         self.latency
             .get_or_create(&OperationLabels { operation })
             .observe(seconds);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::metrics::SchedulerMetrics;
+use crate::metrics::{CallLabels, SchedulerMetrics};
 
 use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
 use reqwest::StatusCode;
@@ -104,14 +104,19 @@ impl SchedulerClient {
 
     fn observe<T>(&self, operation: Operation, started: Instant, result: &Result<T, SchedulerError>) {
         let Some(metrics) = &self.metrics else { return };
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(SchedulerError::NotFound { .. }) => "not_found",
-            Err(SchedulerError::Rejected { .. }) => "rejected",
-            Err(SchedulerError::Failed { .. }) => "failed",
-            Err(SchedulerError::Unreachable(_)) => "unreachable",
+        let (outcome, status) = match result {
+            Ok(_) => ("ok", "2xx".to_owned()),
+            Err(SchedulerError::NotFound { .. }) => ("not_found", "404".to_owned()),
+            Err(SchedulerError::Rejected { status, .. }) => ("rejected", status.to_string()),
+            Err(SchedulerError::Failed { status, .. }) => ("failed", status.to_string()),
+            Err(SchedulerError::Unreachable(_)) => ("unreachable", "none".to_owned()),
         };
-        metrics.observe(operation.name(), outcome, started.elapsed().as_secs_f64());
+        let calls = CallLabels {
+            operation: operation.name(),
+            outcome,
+            status,
+        };
+        metrics.observe(calls, started.elapsed().as_secs_f64());
     }
 
     /// `POST /tasks`.

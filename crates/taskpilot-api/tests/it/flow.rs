@@ -217,6 +217,8 @@ async fn readiness_reports_the_scheduler_without_failing_on_it_and_metrics_count
     let id = system.create_web_task("demo", json!(null)).await;
     assert_eq!(system.bind(id, "demo").await.0, 201);
     assert_eq!(system.execution(id).await.0, 200);
+    let unbound = system.create_web_task("demo", json!(null)).await;
+    assert_eq!(system.bind(unbound, "no-such-type").await.0, 422);
 
     let (status, ready) = system.send(system.http.get(system.url("/readyz"))).await;
     assert_eq!(status, 200);
@@ -239,12 +241,13 @@ async fn readiness_reports_the_scheduler_without_failing_on_it_and_metrics_count
         .await
         .unwrap();
     for series in [
-        r#"taskpilot_scheduler_calls_total{operation="create",outcome="ok"} 1"#,
-        r#"taskpilot_scheduler_calls_total{operation="get",outcome="ok"} 1"#,
-        r#"taskpilot_scheduler_calls_total{operation="get",outcome="unreachable"} 1"#,
+        r#"taskpilot_scheduler_calls_total{operation="create",outcome="ok",status="2xx"} 1"#,
+        r#"taskpilot_scheduler_calls_total{operation="get",outcome="ok",status="2xx"} 1"#,
+        r#"taskpilot_scheduler_calls_total{operation="create",outcome="rejected",status="422"} 1"#,
+        r#"taskpilot_scheduler_calls_total{operation="get",outcome="unreachable",status="none"} 1"#,
         r#"http_requests_total{route="/api/tasks/{id}/execution",method="GET",status="503"} 1"#,
     ] {
         assert!(metrics.contains(series), "missing {series} in\n{metrics}");
     }
-    assert!(metrics.contains("taskpilot_scheduler_call_duration_seconds_count{operation=\"create\"} 1"));
+    assert!(metrics.contains("taskpilot_scheduler_call_duration_seconds_count{operation=\"create\"} 2"));
 }
