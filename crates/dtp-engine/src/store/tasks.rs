@@ -255,32 +255,60 @@ pub struct AttemptEnd {
 /// Writes the end of an attempt if the attempt still holds the task ("set state if running").
 /// Returns false when the attempt was fenced off (canceled, rescued, superseded).
 pub fn finish_attempt(conn: &mut PgConnection, end: &AttemptEnd, guard: LeaseGuard) -> QueryResult<bool> {
+    Ok(!finish_attempts(conn, std::slice::from_ref(end), guard)?.is_empty())
+}
+
+/// Writes the ends of many attempts in one statement, each guarded as `finish_attempt`
+/// guards one; returns the lease tokens of the attempts that still held their task.
+pub fn finish_attempts(
+    conn: &mut PgConnection,
+    ends: &[AttemptEnd],
+    guard: LeaseGuard,
+) -> QueryResult<Vec<i64>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
     let guard_sql = match guard {
         LeaseGuard::Held => "",
-        LeaseGuard::Expired => "AND lease_expires_at < now()",
+        LeaseGuard::Expired => "AND t.lease_expires_at < now()",
     };
-    let finished = diesel::sql_query(format!(
-        "WITH finished AS ( \
-             UPDATE tasks SET status = $3, retry_state = $4, \
-                 last_error = COALESCE($5, last_error), \
-                 scheduled_for = CASE WHEN $6::bigint IS NULL THEN scheduled_for \
-                                      ELSE now() + $6 * interval '1 millisecond' END, \
-                 completed_at = CASE WHEN $3 IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
+    let column = |f: fn(&AttemptEnd) -> i64| ends.iter().map(f).collect::<Vec<i64>>();
+    let task_ids = column(|e| e.task_id);
+    let lease_tokens = column(|e| e.lease_token);
+    let statuses: Vec<&str> = ends.iter().map(|e| e.next.status.as_str()).collect();
+    let retry_states: Vec<&str> = ends.iter().map(|e| e.next.retry_state.as_str()).collect();
+    let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error.as_deref()).collect();
+    let retry_in_ms: Vec<Option<i64>> = ends.iter().map(|e| e.retry_in.map(millis)).collect();
+    let outcomes: Vec<&str> = ends.iter().map(|e| e.outcome.as_str()).collect();
+    let rows: Vec<LeaseTokenRow> = diesel::sql_query(format!(
+        "WITH ended AS ( \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                                  $6::bigint[], $7::text[]) \
+                 AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome) \
+         ), finished AS ( \
+             UPDATE tasks t SET status = e.status, retry_state = e.retry_state, \
+                 last_error = COALESCE(e.error, t.last_error), \
+                 scheduled_for = CASE WHEN e.retry_in_ms IS NULL THEN t.scheduled_for \
+                                      ELSE now() + e.retry_in_ms * interval '1 millisecond' END, \
+                 completed_at = CASE WHEN e.status IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
                  lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
-             WHERE id = $1 AND status = 'RUNNING' AND lease_token = $2 {guard_sql} \
-             RETURNING id \
-         ) UPDATE task_attempts SET finished_at = now(), outcome = $7, error = $5 \
-           WHERE lease_token = $2 AND task_id IN (SELECT id FROM finished)"
+             FROM ended e \
+             WHERE t.id = e.task_id AND t.status = 'RUNNING' AND t.lease_token = e.lease_token {guard_sql} \
+             RETURNING e.lease_token, e.task_id, e.outcome, e.error \
+         ), closed AS ( \
+             UPDATE task_attempts a SET finished_at = now(), outcome = f.outcome, error = f.error \
+             FROM finished f WHERE a.lease_token = f.lease_token AND a.task_id = f.task_id \
+         ) SELECT lease_token FROM finished"
     ))
-    .bind::<BigInt, _>(end.task_id)
-    .bind::<BigInt, _>(end.lease_token)
-    .bind::<Text, _>(end.next.status.as_str())
-    .bind::<Text, _>(end.next.retry_state.as_str())
-    .bind::<Nullable<Text>, _>(end.error.as_deref())
-    .bind::<Nullable<BigInt>, _>(end.retry_in.map(millis))
-    .bind::<Text, _>(end.outcome.as_str())
-    .execute(conn)?;
-    Ok(finished == 1)
+    .bind::<Array<BigInt>, _>(&task_ids)
+    .bind::<Array<BigInt>, _>(&lease_tokens)
+    .bind::<Array<Text>, _>(&statuses)
+    .bind::<Array<Text>, _>(&retry_states)
+    .bind::<Array<Nullable<Text>>, _>(&errors)
+    .bind::<Array<Nullable<BigInt>>, _>(&retry_in_ms)
+    .bind::<Array<Text>, _>(&outcomes)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.lease_token).collect())
 }
 
 #[derive(QueryableByName)]

@@ -1,18 +1,19 @@
 //! One attempt: run the handler under its timeout and cancellation token, turn what
-//! happened into the state machine's decision, and write it guarded by the lease.
+//! happened into the state machine's decision, and have it written (batched, guarded by
+//! the lease) by the completer.
 
 use std::time::Duration;
 
 use dtp_contract::{RetryState, TaskStatus};
-use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::completer::AttemptCompleter;
 use super::WorkerShared;
 use crate::domain::{transition, AttemptOutcome, RetryPolicy, TaskEvent, TaskState};
 use crate::metrics::{TypeLabels, TypeOutcomeLabels};
-use crate::store::tasks::{self as task_store, AttemptEnd, ClaimedTask, LeaseGuard};
-use crate::store::{self, StoreError};
+use crate::store::tasks::{AttemptEnd, ClaimedTask};
+use crate::store::StoreError;
 use crate::task_types::{HandlerRegistry, TaskContext};
 
 /// Pauses between tries of the final write while the database is unreachable.
@@ -62,7 +63,7 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
             }
         }
         let next = end.next;
-        match report(&worker.pool, end).await {
+        match report(&worker.completer, end).await {
             Ok(true) if next.status.is_terminal() => worker.metrics.task_finished(&task.task_type, next.status.as_str()),
             Ok(true) => {
                 worker
@@ -159,16 +160,11 @@ pub fn decide(task: &ClaimedTask, result: &HandlerResult, retry: &RetryPolicy, j
     }
 }
 
-/// Writes the attempt's end, retrying while the database is unreachable.
-async fn report(pool: &PgPool, end: AttemptEnd) -> Result<bool, StoreError> {
+/// Writes the attempt's end (batched with others), retrying while the database is unreachable.
+async fn report(completer: &AttemptCompleter, end: AttemptEnd) -> Result<bool, StoreError> {
     let mut delays = REPORT_RETRY_DELAYS.iter();
     loop {
-        let write = end.clone();
-        match store::run(pool, move |conn| {
-            task_store::finish_attempt(conn, &write, LeaseGuard::Held)
-        })
-        .await
-        {
+        match completer.complete(end.clone()).await {
             Err(StoreError::Unavailable(reason)) => match delays.next() {
                 Some(delay) => {
                     tracing::warn!(error = %reason, "database unavailable while recording the attempt; retrying");

@@ -1,8 +1,10 @@
 //! The worker: claims due tasks in batches (one statement, `FOR UPDATE SKIP LOCKED`),
-//! runs each attempt outside any transaction, and ends it with one lease-guarded write.
+//! runs each attempt outside any transaction, and ends it with a lease-guarded write that
+//! the completer batches with the other attempts ending at the same time.
 //! A heartbeat keeps leases alive and stops attempts that were fenced off elsewhere.
 
 mod attempt;
+mod completer;
 mod config;
 pub mod listener;
 pub mod rescuer;
@@ -17,6 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use completer::AttemptCompleter;
 pub use config::WorkerConfig;
 pub use listener::TaskEventListener;
 pub use rescuer::TaskRescuer;
@@ -41,6 +44,7 @@ struct WorkerShared {
     config: WorkerConfig,
     worker_id: String,
     metrics: Arc<EngineMetrics>,
+    completer: AttemptCompleter,
     slots: Arc<Semaphore>,
     /// Attempts running in this process, by lease token.
     in_flight: Mutex<HashMap<i64, InFlightAttempt>>,
@@ -69,6 +73,7 @@ impl Worker {
             rand::random::<u16>()
         );
         let slots = Arc::new(Semaphore::new(config.concurrency));
+        let completer = AttemptCompleter::start(pool.clone());
         Self {
             inner: Arc::new(WorkerShared {
                 pool,
@@ -76,6 +81,7 @@ impl Worker {
                 config,
                 worker_id,
                 metrics,
+                completer,
                 slots,
                 in_flight: Mutex::new(HashMap::new()),
                 work_available: Notify::new(),

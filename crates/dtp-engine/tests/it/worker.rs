@@ -174,3 +174,93 @@ async fn cancel_through_another_node_stops_the_runner_at_once() {
     assert_eq!(on_runner.task(task.id).await, canceled);
     assert_eq!(on_runner.attempts(task.id).await, attempts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_attempt_ends_is_guarded_attempt_by_attempt() {
+    use dtp_engine::domain::{AttemptOutcome, TaskState};
+    use dtp_engine::store::tasks::{claim_due_tasks, finish_attempts, AttemptEnd, LeaseGuard};
+
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let ids: Vec<i64> = submit_demo_tasks(&api, 3).await;
+    let mut conn = dtp.database().connect();
+    let claimed = claim_due_tasks(
+        &mut conn,
+        "batch-test",
+        10,
+        Duration::from_secs(60),
+        TaskStatus::Running,
+    )
+    .unwrap();
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
+    // The third task is canceled while its attempt runs: that attempt is fenced off.
+    assert_eq!(api.cancel(ids[2]).await.status(), StatusCode::NO_CONTENT);
+
+    let succeeded = TaskState::new(TaskStatus::Succeeded, RetryState::Completed);
+    let retry = TaskState::new(TaskStatus::Pending, RetryState::RetryScheduled);
+    let end = |i: usize, next: TaskState, outcome, error: Option<&str>, retry_in| AttemptEnd {
+        task_id: claimed[i].id,
+        lease_token: claimed[i].lease_token,
+        next,
+        outcome,
+        error: error.map(str::to_owned),
+        retry_in,
+    };
+    let ends = vec![
+        end(0, succeeded, AttemptOutcome::Succeeded, None, None),
+        end(
+            1,
+            retry,
+            AttemptOutcome::Failed,
+            Some("boom"),
+            Some(Duration::from_secs(30)),
+        ),
+        end(2, succeeded, AttemptOutcome::Succeeded, None, None),
+    ];
+    let held = finish_attempts(&mut conn, &ends, LeaseGuard::Held).unwrap();
+    assert_eq!(
+        held.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([claimed[0].lease_token, claimed[1].lease_token])
+    );
+
+    let first = api.task(ids[0]).await;
+    assert_eq!(
+        (first.status, first.retry_state),
+        (TaskStatus::Succeeded, RetryState::Completed)
+    );
+    assert!(first.completed_at.is_some());
+    let second = api.task(ids[1]).await;
+    assert_eq!(second.status, TaskStatus::Pending);
+    assert_eq!(second.last_error.as_deref(), Some("boom"));
+    assert!(second.scheduled_for > Utc::now() + chrono::Duration::seconds(20));
+    assert_eq!(
+        api.task(ids[2]).await.status,
+        TaskStatus::Canceled,
+        "a fenced-off end changes nothing"
+    );
+    let outcomes: Vec<Option<String>> = ids
+        .iter()
+        .map(|id| sql::attempt_rows(dtp.database(), *id)[0].outcome.clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Some("SUCCEEDED".into()),
+            Some("FAILED".into()),
+            Some("CANCELED".into())
+        ]
+    );
+    // Written ends are not written twice.
+    assert!(finish_attempts(&mut conn, &ends, LeaseGuard::Held)
+        .unwrap()
+        .is_empty());
+}
+
+/// Submits `n` demo tasks one after another; returns their ids in order.
+async fn submit_demo_tasks(api: &EngineApi, n: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(api.create_task(&json!({"type": "demo"})).await.id);
+    }
+    ids
+}
