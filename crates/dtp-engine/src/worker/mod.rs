@@ -29,6 +29,9 @@ use crate::store::tasks::{self as task_store, ClaimedTask};
 use crate::store::{self, StoreError};
 use crate::task_types::HandlerRegistry;
 
+/// How long a busy worker lets more slots free up before claiming for only a few of them.
+const CLAIM_GATHER: Duration = Duration::from_millis(1);
+
 /// Longest pause after the database failed a claim; the loop resumes by itself.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -148,6 +151,18 @@ impl Worker {
                 }
                 continue;
             }
+            // Attempts end in batches (see `completer`): when only a few slots are free among
+            // many busy ones, more are about to free up, and one claim can fill them all.
+            let claim_floor = (self.inner.config.concurrency / 4).max(1);
+            let free = if free < claim_floor && self.attempts_in_flight() > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(CLAIM_GATHER) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                self.inner.slots.available_permits()
+            } else {
+                free
+            };
             match self.claim_and_start(free).await {
                 Ok(started) => {
                     error_backoff = self.inner.config.poll_interval;
