@@ -33,3 +33,8 @@ chaos *ARGS:
 soak *ARGS:
     cargo build --release --bins
     target/release/dtp-chaos soak {{ARGS}}
+
+# Benchmarks against release builds on fresh databases (see bench/RESULTS.md); `--smoke` for a short pass.
+bench *ARGS:
+    cargo build --release --bins
+    target/release/dtp-bench {{ARGS}}
