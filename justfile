@@ -38,3 +38,8 @@ soak *ARGS:
 fuzz-api EXAMPLES="100":
     cargo build --bins
     bash scripts/api-fuzz.sh {{EXAMPLES}}
+
+# Benchmarks against release builds on fresh databases (see bench/RESULTS.md); `--smoke` for a short pass.
+bench *ARGS:
+    cargo build --release --bins
+    target/release/dtp-bench {{ARGS}}

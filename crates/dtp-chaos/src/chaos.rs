@@ -12,8 +12,8 @@ use diesel::prelude::*;
 use rand::Rng;
 use service_runtime::database::{self, DatabaseUrl};
 
-use crate::invariants;
-use crate::processes::{free_port, sibling_binary, ServiceProcess};
+use dtp_chaos::invariants;
+use dtp_chaos::processes::{free_port, sibling_binary, ServiceProcess};
 
 const KEY_PREFIX: &str = "chaos-";
 

@@ -4,8 +4,6 @@
 //! once, nothing stuck. `soak` puts the control plane under concurrent client load.
 
 mod chaos;
-mod invariants;
-mod processes;
 mod soak;
 
 use std::process::ExitCode;

@@ -41,8 +41,14 @@ impl ServiceProcess {
 
     /// Starts the process and waits until `/healthz` answers.
     pub async fn start(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_until_healthy(http).await
+    }
+
+    /// Starts the process without waiting for it (to start several at the same moment).
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
-        let log_path = self.log_dir.join(format!("{}-{}.log", self.name, self.starts));
+        let log_path = self.log_path();
         let log =
             std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let child = Command::new(&self.binary)
@@ -53,6 +59,16 @@ impl ServiceProcess {
             .spawn()
             .with_context(|| format!("spawn {}", self.binary.display()))?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.log_dir.join(format!("{}-{}.log", self.name, self.starts))
+    }
+
+    /// Waits until the spawned process answers `/healthz`; fails if it exits or stays silent.
+    pub async fn wait_until_healthy(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let log_path = self.log_path();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = http.get(format!("{}/healthz", self.base_url())).send().await {
@@ -107,10 +123,19 @@ impl ServiceProcess {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
+        self.memory_kib("VmRSS:")
+    }
+
+    /// The most resident memory the process has had so far (its high-water mark), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.memory_kib("VmHWM:")
+    }
+
+    fn memory_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
@@ -124,6 +149,11 @@ impl Drop for ServiceProcess {
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Environment pairs for `ServiceProcess::new`.
+pub fn env_vars(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 /// The directory holding this binary's sibling binaries (`target/<profile>`).

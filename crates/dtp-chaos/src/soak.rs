@@ -13,8 +13,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use service_runtime::database::{self, DatabaseUrl};
 
-use crate::invariants::count;
-use crate::processes::{free_port, sibling_binary, ServiceProcess};
+use dtp_chaos::invariants::count;
+use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
 
 #[derive(Args, Clone)]
 pub struct SoakArgs {
@@ -53,7 +53,7 @@ pub async fn run(server_url: &str, args: SoakArgs) -> anyhow::Result<()> {
     let mut engine = ServiceProcess::new(
         "engine",
         &sibling_binary("dtp-engine")?,
-        env(&[
+        env_vars(&[
             ("DTP_DATABASE_URL", server.with_database(&dtp_db)),
             ("DTP_HTTP_ADDR", format!("127.0.0.1:{dtp_port}")),
             ("DTP_RETRY_BACKOFF_BASE_MS", "100".into()),
@@ -68,7 +68,7 @@ pub async fn run(server_url: &str, args: SoakArgs) -> anyhow::Result<()> {
     let mut taskpilot = ServiceProcess::new(
         "taskpilot",
         &sibling_binary("taskpilot-api")?,
-        env(&[
+        env_vars(&[
             ("TASKPILOT_DATABASE_URL", server.with_database(&web_db)),
             ("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{web_port}")),
             ("TASKPILOT_SCHEDULER_URL", engine.base_url()),
@@ -253,10 +253,6 @@ async fn send(tally: &Tally, request: reqwest::RequestBuilder) -> Option<u16> {
             None
         }
     }
-}
-
-fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 fn mib(kib: u64) -> f64 {

@@ -150,6 +150,22 @@ pub struct CreateTaskRequest {
     pub timeout_ms: Option<i32>,
 }
 
+/// `POST /tasks/batch` body: 1 to 1000 tasks, accepted or refused together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTaskBatchRequest {
+    pub tasks: Vec<CreateTaskRequest>,
+}
+
+/// `POST /tasks/batch` answer: the task that answers each submitted item, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TaskBatchResponse {
+    pub tasks: Vec<TaskResponse>,
+}
+
 /// A scheduler task as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -317,6 +333,20 @@ mod tests {
         assert_eq!(req.idempotency_key.as_deref(), Some("k"));
         assert!(serde_json::from_str::<CreateTaskRequest>(r#"{"type":"demo","bogus":1}"#).is_err());
         assert!(serde_json::from_str::<CreateTaskRequest>(r#"{"payload":1}"#).is_err());
+    }
+
+    #[test]
+    fn batch_request_holds_create_requests_and_rejects_unknown_fields() {
+        let batch: CreateTaskBatchRequest =
+            serde_json::from_str(r#"{"tasks":[{"type":"demo"},{"type":"demo-fail","maxAttempts":2}]}"#)
+                .unwrap();
+        assert_eq!(batch.tasks.len(), 2);
+        assert_eq!(batch.tasks[1].max_attempts, Some(2));
+        assert!(serde_json::from_str::<CreateTaskBatchRequest>(r#"{"tasks":[],"bogus":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<CreateTaskBatchRequest>(r#"{"tasks":[{"type":"demo","x":1}]}"#).is_err()
+        );
+        assert!(serde_json::from_str::<CreateTaskBatchRequest>(r#"{}"#).is_err());
     }
 
     #[test]

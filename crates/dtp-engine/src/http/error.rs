@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use service_runtime::http_errors::json_error;
 use service_runtime::page_cursor::ListingParamError;
 
-use crate::domain::{IllegalTransition, TaskValidationError};
+use crate::domain::{BatchError, BatchValidationError, IllegalTransition, TaskValidationError};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 422: well-formed but unacceptable (unknown type, out-of-range value).
     #[error(transparent)]
     Invalid(#[from] TaskValidationError),
+    /// 422: a batch that is empty, too large, or holds an unacceptable item.
+    #[error(transparent)]
+    InvalidBatch(#[from] BatchValidationError),
     /// 503: the database cannot be reached.
     #[error("the task database is unavailable; try again shortly")]
     Unavailable,
@@ -38,8 +41,21 @@ impl ApiError {
             ApiError::TaskNotFound(_) => "TASK_NOT_FOUND",
             ApiError::Invalid(TaskValidationError::UnknownType { .. }) => "UNKNOWN_TASK_TYPE",
             ApiError::Invalid(_) => "VALIDATION_FAILED",
+            ApiError::InvalidBatch(BatchValidationError::Item {
+                source: TaskValidationError::UnknownType { .. },
+                ..
+            }) => "UNKNOWN_TASK_TYPE",
+            ApiError::InvalidBatch(_) => "VALIDATION_FAILED",
             ApiError::Unavailable => "DATABASE_UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
+        }
+    }
+
+    /// The answer to an idempotency key that names a task other than the one submitted.
+    pub fn key_reused(message: String) -> Self {
+        ApiError::Conflict {
+            code: "IDEMPOTENCY_KEY_REUSED",
+            message,
         }
     }
 
@@ -58,7 +74,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TaskNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::InvalidBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +97,15 @@ impl From<ListingParamError> for ApiError {
         ApiError::BadRequest {
             code: err.code,
             message: err.message,
+        }
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(err: BatchError) -> Self {
+        match err {
+            BatchError::Invalid(invalid) => ApiError::InvalidBatch(invalid),
+            BatchError::KeyReused(reused) => ApiError::key_reused(reused.to_string()),
         }
     }
 }
@@ -129,6 +154,30 @@ mod tests {
                 ApiError::Invalid(TaskValidationError::MaxAttemptsOutOfRange(0)),
                 422,
                 "VALIDATION_FAILED",
+            ),
+            (
+                ApiError::from(BatchError::Invalid(BatchValidationError::Size(0))),
+                422,
+                "VALIDATION_FAILED",
+            ),
+            (
+                ApiError::from(BatchError::Invalid(BatchValidationError::Item {
+                    index: 2,
+                    source: TaskValidationError::UnknownType {
+                        given: "x".into(),
+                        known: vec![],
+                    },
+                })),
+                422,
+                "UNKNOWN_TASK_TYPE",
+            ),
+            (
+                ApiError::from(BatchError::KeyReused(crate::domain::KeyReusedInBatch {
+                    index: 1,
+                    first: 0,
+                })),
+                409,
+                "IDEMPOTENCY_KEY_REUSED",
             ),
             (
                 ApiError::from(StoreError::Unavailable("down".into())),

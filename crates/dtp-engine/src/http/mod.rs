@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
                 .route(web::post().to(tasks::create_task))
                 .route(web::get().to(tasks::list_tasks)),
         )
+        .service(web::resource("/tasks/batch").route(web::post().to(tasks::create_task_batch)))
         .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get_task)))
         .service(web::resource("/tasks/{id}/cancel").route(web::put().to(tasks::cancel_task)))
         .service(web::resource("/tasks/{id}/attempts").route(web::get().to(tasks::list_attempts)))

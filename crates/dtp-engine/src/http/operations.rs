@@ -108,6 +108,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     info(title = "DTP engine", description = "The Distributed Task Platform's execution engine: submit, read and cancel tasks."),
     paths(
         super::tasks::create_task,
+        super::tasks::create_task_batch,
         super::tasks::list_tasks,
         super::tasks::get_task,
         super::tasks::cancel_task,

@@ -1,13 +1,17 @@
-//! `/tasks`: submit, list, read, cancel, and read the attempt history of tasks.
+//! `/tasks`: submit (one at a time or in batches), list, read, cancel, and read the
+//! attempt history of tasks.
 
 use actix_web::{web, HttpResponse};
-use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskPage, TaskResponse, TaskStatus};
+use dtp_contract::{
+    AttemptResponse, CreateTaskBatchRequest, CreateTaskRequest, ErrorBody, TaskBatchResponse, TaskPage,
+    TaskResponse, TaskStatus,
+};
 use serde::Deserialize;
 use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
-use crate::domain::{transition, NewTask, TaskEvent};
+use crate::domain::{transition, NewTask, NewTaskBatch, TaskEvent};
 use crate::store::tasks::{self as task_store, Inserted, TaskFilter};
 use crate::store::{self, attempts as attempt_store};
 
@@ -45,14 +49,74 @@ pub async fn create_task(
             tracing::debug!(task.id = row.id, "idempotency key names an existing task");
             Ok(HttpResponse::Ok().json(row.into_response()?))
         }
-        Inserted::Existing(row) => Err(ApiError::Conflict {
-            code: "IDEMPOTENCY_KEY_REUSED",
-            message: format!(
-                "idempotency key already names task {} with a different type, payload or maxAttempts",
-                row.id
-            ),
-        }),
+        Inserted::Existing(row) => Err(ApiError::key_reused(format!(
+            "idempotency key already names task {} with a different type, payload or maxAttempts",
+            row.id
+        ))),
     }
+}
+
+#[utoipa::path(
+    post, path = "/tasks/batch", tag = "tasks",
+    request_body = CreateTaskBatchRequest,
+    responses(
+        (status = 201, description = "At least one task was created; one task per item, in request order",
+            body = TaskBatchResponse),
+        (status = 200, description = "Every item's idempotency key already names its task", body = TaskBatchResponse),
+        (status = 400, description = "Malformed JSON, missing field or wrong type", body = ErrorBody),
+        (status = 409, description = "An idempotency key names a different task, already stored or earlier in \
+            the batch (IDEMPOTENCY_KEY_REUSED); nothing was inserted", body = ErrorBody),
+        (status = 413, description = "Body over the size limit (it applies to the whole batch)", body = ErrorBody),
+        (status = 422, description = "Empty or over 1000 items, or an item with an unknown type or a value out \
+            of range; the message names the item (`tasks[3]: ...`) and nothing was inserted", body = ErrorBody,
+            example = json!({"code": "VALIDATION_FAILED", "message": "tasks[3]: maxAttempts must be between 1 and 100, got 0"})),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+/// `POST /tasks/batch`: 1 to 1000 tasks, all accepted or none. Each item is validated and
+/// deduplicated by its idempotency key exactly as `POST /tasks` would; items of one batch
+/// that share a key are answered by one task (a different request under the same key is a
+/// 409). Answers 201 when at least one task was created and 200 when every item named an
+/// existing task, so that a replayed batch is recognisable; the worker is woken once.
+pub async fn create_task_batch(
+    state: web::Data<AppState>,
+    body: web::Json<CreateTaskBatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut batch = NewTaskBatch::validate(body.into_inner().tasks, state.registry.as_ref())?;
+    let tasks = std::mem::take(&mut batch.tasks);
+    let inserted = store::run(&state.pool, move |conn| task_store::insert_tasks(conn, &tasks)).await?;
+    let inserted = inserted.map_err(|reused| {
+        let item = batch.first_item_of(reused.slot);
+        ApiError::key_reused(format!(
+            "tasks[{item}]: idempotency key already names task {} with a different type, payload or maxAttempts",
+            reused.existing_id
+        ))
+    })?;
+    let created = inserted
+        .iter()
+        .filter(|i| matches!(i, Inserted::Created(_)))
+        .count();
+    let answers = inserted
+        .into_iter()
+        .map(|i| match i {
+            Inserted::Created(row) | Inserted::Existing(row) => row.into_response(),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tasks: Vec<TaskResponse> = batch
+        .answered_by
+        .iter()
+        .map(|slot| answers[*slot].clone())
+        .collect();
+    if created == 0 {
+        tracing::debug!(
+            tasks = tasks.len(),
+            "every idempotency key of the batch names an existing task"
+        );
+        return Ok(HttpResponse::Ok().json(TaskBatchResponse { tasks }));
+    }
+    state.worker.notify_work_available();
+    tracing::info!(tasks = tasks.len(), created, "task batch accepted");
+    Ok(HttpResponse::Created().json(TaskBatchResponse { tasks }))
 }
 
 /// `GET /tasks` query; unknown parameters are refused.

@@ -48,6 +48,16 @@ impl EngineApi {
             .unwrap()
     }
 
+    /// `POST /tasks/batch` with a JSON body, whatever the answer.
+    pub async fn post_batch(&self, body: &Value) -> Response {
+        self.client
+            .post(self.url("/tasks/batch"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `POST /tasks` with a raw body, for bodies that are not valid requests.
     pub async fn post_raw(&self, body: impl Into<String>) -> Response {
         self.client

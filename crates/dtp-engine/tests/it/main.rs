@@ -5,6 +5,7 @@
 
 mod api;
 mod bad_input;
+mod batch;
 mod idempotency;
 mod listing;
 mod operations;

@@ -145,6 +145,7 @@ async fn metrics_move_when_tasks_flow() {
 /// Every route the engine serves, as (method, path template).
 const SERVED_ROUTES: &[(&str, &str)] = &[
     ("post", "/tasks"),
+    ("post", "/tasks/batch"),
     ("get", "/tasks"),
     ("get", "/tasks/{id}"),
     ("put", "/tasks/{id}/cancel"),

@@ -1,0 +1,243 @@
+//! A fresh engine database per measurement: created and migrated before any engine runs,
+//! filled straight through SQL, read back for the figures, and dropped afterwards.
+//! Every figure is read from the engine's own timestamps, not from the bench's clock.
+
+use anyhow::Context;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
+use service_runtime::database::{self, DatabaseUrl};
+
+/// How long a seeded task may run (`timeout_ms`), the engine's default for its types.
+const SEEDED_TIMEOUT_MS: i32 = 300_000;
+
+pub struct EngineDatabase {
+    server: DatabaseUrl,
+    name: String,
+    url: String,
+    conn: PgConnection,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Span {
+    #[diesel(sql_type = Nullable<Double>)]
+    seconds: Option<f64>,
+}
+
+#[derive(QueryableByName)]
+struct Millis {
+    #[diesel(sql_type = Double)]
+    ms: f64,
+}
+
+#[derive(QueryableByName)]
+struct WorkerShare {
+    #[diesel(sql_type = Text)]
+    worker_id: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl EngineDatabase {
+    /// Creates database `bench_{label}_…` on `server` and applies the engine's migrations.
+    pub fn create(server: &DatabaseUrl, label: &str) -> anyhow::Result<Self> {
+        let name = format!(
+            "bench_{label}_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let url = server.with_database(&name);
+        let db = DatabaseUrl::parse(&url)?;
+        database::ensure_database(&db)?;
+        database::run_migrations(&db, dtp_engine::startup::MIGRATIONS)?;
+        let conn = PgConnection::establish(&url).with_context(|| format!("connect to {name}"))?;
+        Ok(Self {
+            server: server.clone(),
+            name,
+            url,
+            conn,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The highest task id so far: tasks seeded after it are the ones a run measures.
+    pub fn last_task_id(&mut self) -> anyhow::Result<i64> {
+        self.count("SELECT COALESCE(max(id), 0) AS n FROM tasks")
+    }
+
+    /// Inserts `n` due no-op `demo` tasks in one statement; returns the id they follow.
+    pub fn seed_due_tasks(&mut self, n: i64) -> anyhow::Result<i64> {
+        let boundary = self.last_task_id()?;
+        diesel::sql_query(
+            "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms) \
+             SELECT 'demo', jsonb_build_object('n', g), 3, $2 FROM generate_series(1, $1) AS g",
+        )
+        .bind::<BigInt, _>(n)
+        .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
+        .execute(&mut self.conn)
+        .context("seed due tasks")?;
+        self.analyze()?;
+        Ok(boundary)
+    }
+
+    /// A long-lived queue's history: `finished` SUCCEEDED tasks with their attempts, spread
+    /// over the past, and `future` PENDING tasks due in a day or later (never due in a run).
+    pub fn seed_history(&mut self, finished: i64, future: i64) -> anyhow::Result<()> {
+        // Satisfies the table's CHECKs: terminal with completed_at, no lease, attempts within max.
+        diesel::sql_query(
+            "WITH finished AS ( \
+                 INSERT INTO tasks (task_type, payload, status, retry_state, attempt_count, max_attempts, \
+                                    created_at, scheduled_for, processing_started_at, completed_at, \
+                                    updated_at, timeout_ms) \
+                 SELECT 'demo', jsonb_build_object('n', g), 'SUCCEEDED', 'COMPLETED', 1, 3, \
+                        past.at, past.at, past.at + interval '5 ms', past.at + interval '15 ms', \
+                        past.at + interval '15 ms', $2 \
+                 FROM generate_series(1, $1) AS g, \
+                      LATERAL (SELECT now() - ($1 - g + 60) * interval '1 second' AS at) AS past \
+                 RETURNING id, created_at, processing_started_at, completed_at \
+             ) INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, \
+                                          finished_at, outcome, due_at) \
+               SELECT nextval('task_lease_tokens'), id, 1, 'history', processing_started_at, completed_at, \
+                      'SUCCEEDED', created_at FROM finished",
+        )
+        .bind::<BigInt, _>(finished)
+        .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
+        .execute(&mut self.conn)
+        .context("seed finished tasks")?;
+        diesel::sql_query(
+            "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, scheduled_for) \
+             SELECT 'demo', jsonb_build_object('n', g), 3, $2, now() + interval '1 day' + g * interval '1 second' \
+             FROM generate_series(1, $1) AS g",
+        )
+        .bind::<BigInt, _>(future)
+        .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
+        .execute(&mut self.conn)
+        .context("seed future tasks")?;
+        for table in ["tasks", "task_attempts"] {
+            diesel::sql_query(format!("VACUUM ANALYZE {table}"))
+                .execute(&mut self.conn)
+                .with_context(|| format!("vacuum {table}"))?;
+        }
+        Ok(())
+    }
+
+    fn analyze(&mut self) -> anyhow::Result<()> {
+        diesel::sql_query("ANALYZE tasks")
+            .execute(&mut self.conn)
+            .context("analyze tasks")?;
+        Ok(())
+    }
+
+    /// Tasks after `boundary` that are not finished yet (cheap: walks the status index).
+    pub fn unfinished_after(&mut self, boundary: i64) -> anyhow::Result<i64> {
+        let row: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM tasks WHERE status IN ('PENDING', 'RUNNING') AND id > $1",
+        )
+        .bind::<BigInt, _>(boundary)
+        .get_result(&mut self.conn)?;
+        Ok(row.n)
+    }
+
+    /// Seconds from the first claim to the last completion among the attempts of tasks
+    /// after `boundary` (both the database's clock).
+    pub fn drain_seconds(&mut self, boundary: i64) -> anyhow::Result<f64> {
+        let span: Span = diesel::sql_query(
+            "SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at))::float8 AS seconds \
+             FROM task_attempts WHERE task_id > $1",
+        )
+        .bind::<BigInt, _>(boundary)
+        .get_result(&mut self.conn)?;
+        Ok(span.seconds.unwrap_or(0.0))
+    }
+
+    /// Tasks after `boundary` that did not run exactly once to success: not SUCCEEDED, a
+    /// count other than 1, or other than one attempt row, which succeeded.
+    pub fn not_run_exactly_once(&mut self, boundary: i64) -> anyhow::Result<i64> {
+        let row: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM tasks t \
+             LEFT JOIN (SELECT task_id, count(*) AS attempts, bool_and(outcome = 'SUCCEEDED') AS succeeded \
+                        FROM task_attempts WHERE task_id > $1 GROUP BY task_id) a ON a.task_id = t.id \
+             WHERE t.id > $1 AND (t.status <> 'SUCCEEDED' OR t.attempt_count <> 1 \
+                   OR a.attempts IS DISTINCT FROM 1 OR a.succeeded IS NOT TRUE)",
+        )
+        .bind::<BigInt, _>(boundary)
+        .get_result(&mut self.conn)?;
+        Ok(row.n)
+    }
+
+    /// Attempts per worker process for tasks after `boundary`, most first.
+    pub fn attempts_by_worker(&mut self, boundary: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        let shares: Vec<WorkerShare> = diesel::sql_query(
+            "SELECT worker_id, count(*) AS n FROM task_attempts WHERE task_id > $1 \
+             GROUP BY worker_id ORDER BY n DESC",
+        )
+        .bind::<BigInt, _>(boundary)
+        .load(&mut self.conn)?;
+        Ok(shares.into_iter().map(|s| (s.worker_id, s.n)).collect())
+    }
+
+    /// Pickup latency of each task's first attempt: its `started_at` (the claim statement's
+    /// `now()`) minus the task's `created_at` (the insert's `now()`), in milliseconds.
+    pub fn pickup_latencies_ms(&mut self, ids: &[i64]) -> anyhow::Result<Vec<f64>> {
+        let rows: Vec<Millis> = diesel::sql_query(
+            "SELECT (EXTRACT(EPOCH FROM a.started_at - t.created_at) * 1000)::float8 AS ms \
+             FROM tasks t JOIN task_attempts a ON a.task_id = t.id AND a.attempt = 1 \
+             WHERE t.id = ANY($1)",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .load(&mut self.conn)?;
+        Ok(rows.into_iter().map(|r| r.ms).collect())
+    }
+
+    /// Tasks per second from the first insert to the last completion among `ids`: the rate
+    /// at which the engine actually got through them.
+    pub fn completion_rate(&mut self, ids: &[i64]) -> anyhow::Result<f64> {
+        let span: Span = diesel::sql_query(
+            "SELECT EXTRACT(EPOCH FROM max(a.finished_at) - min(t.created_at))::float8 AS seconds \
+             FROM tasks t JOIN task_attempts a ON a.task_id = t.id WHERE t.id = ANY($1)",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .get_result(&mut self.conn)?;
+        let seconds = span.seconds.unwrap_or(0.0);
+        Ok(if seconds > 0.0 {
+            ids.len() as f64 / seconds
+        } else {
+            0.0
+        })
+    }
+
+    /// How many of `ids` are not finished yet.
+    pub fn unfinished_among(&mut self, ids: &[i64]) -> anyhow::Result<i64> {
+        let row: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM tasks WHERE id = ANY($1) AND status IN ('PENDING', 'RUNNING')",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .get_result(&mut self.conn)?;
+        Ok(row.n)
+    }
+
+    /// Rows in `tasks`.
+    pub fn count_tasks(&mut self) -> anyhow::Result<i64> {
+        self.count("SELECT count(*) AS n FROM tasks")
+    }
+
+    fn count(&mut self, sql: &str) -> anyhow::Result<i64> {
+        Ok(diesel::sql_query(sql).get_result::<Count>(&mut self.conn)?.n)
+    }
+}
+
+impl Drop for EngineDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = database::drop_database(&self.server, &self.name) {
+            eprintln!("dtp-bench: could not drop database {}: {e}", self.name);
+        }
+    }
+}

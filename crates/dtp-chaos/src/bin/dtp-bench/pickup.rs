@@ -1,0 +1,208 @@
+//! Pickup latency: how long a task waits between its insert and its claim, from the
+//! engine's own timestamps (first attempt `started_at` − task `created_at`). First tasks
+//! sent one at a time to an idle engine, then a steady open-loop load through `POST /tasks`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::engine_db::EngineDatabase;
+use crate::report::{Latencies, Measurement, Report, Target};
+use crate::services::{Bench, EngineSettings};
+use crate::Plan;
+
+/// A started engine is left alone this long before the first task, so that it is idle.
+const SETTLE: Duration = Duration::from_millis(500);
+/// How long the tasks of a phase may take to finish once all were sent.
+const FINISH_PATIENCE: Duration = Duration::from_secs(120);
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Pickup latencies of both phases.
+#[derive(Debug, Clone, Copy)]
+pub struct PickupResult {
+    pub paced: Latencies,
+    pub load: Latencies,
+    /// Tasks per second actually sent in the load phase.
+    pub sent_per_s: f64,
+    /// Tasks per second the engine got through in the load phase (first insert to last
+    /// completion); below `sent_per_s` means a queue built up.
+    pub completed_per_s: f64,
+    /// Furthest a send fell behind its schedule (the client's own lag), ms.
+    pub max_send_lag_ms: f64,
+    /// Submissions not answered 201.
+    pub errors: u64,
+}
+
+/// Runs both phases against one engine with `settings` on `db`.
+pub async fn measure(
+    bench: &Bench,
+    db: &mut EngineDatabase,
+    settings: &EngineSettings,
+    plan: &Plan,
+) -> anyhow::Result<PickupResult> {
+    let mut engine = [bench.engine("pickup-engine", db, settings)?];
+    bench.start_all(&mut engine).await?;
+    let url = format!("{}/tasks", engine[0].base_url());
+    tokio::time::sleep(SETTLE).await;
+
+    let mut paced_ids = Vec::with_capacity(plan.pickup_tasks);
+    let mut errors = 0;
+    for n in 0..plan.pickup_tasks {
+        match submit(
+            &bench.http,
+            &url,
+            json!({"type": "demo", "payload": {"phase": "paced", "n": n}}),
+        )
+        .await
+        {
+            Some(id) => paced_ids.push(id),
+            None => errors += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(plan.pickup_gap_ms)).await;
+    }
+    wait_until_finished(db, &paced_ids).await?;
+    let paced = Latencies::of_millis(db.pickup_latencies_ms(&paced_ids)?);
+
+    let load = offer_load(bench, &url, plan.load_rate, plan.load_s).await;
+    errors += load.errors;
+    wait_until_finished(db, &load.ids).await?;
+    let load_latencies = Latencies::of_millis(db.pickup_latencies_ms(&load.ids)?);
+    let completed_per_s = db.completion_rate(&load.ids)?;
+    Bench::stop_all(&mut engine);
+    Ok(PickupResult {
+        paced,
+        load: load_latencies,
+        sent_per_s: load.sent_per_s,
+        completed_per_s,
+        max_send_lag_ms: load.max_send_lag.as_secs_f64() * 1_000.0,
+        errors,
+    })
+}
+
+struct OfferedLoad {
+    ids: Vec<i64>,
+    errors: u64,
+    sent_per_s: f64,
+    max_send_lag: Duration,
+}
+
+/// Sends `rate` tasks per second for `seconds` on a fixed schedule, never waiting for answers.
+async fn offer_load(bench: &Bench, url: &str, rate: u64, seconds: u64) -> OfferedLoad {
+    let total = rate * seconds;
+    let every = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let ids = Arc::new(Mutex::new(Vec::with_capacity(
+        usize::try_from(total).unwrap_or(0),
+    )));
+    let mut answers = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut max_send_lag = Duration::ZERO;
+    let start = tokio::time::Instant::now();
+    for n in 0..total {
+        let due = start + every.mul_f64(n as f64);
+        tokio::time::sleep_until(due).await;
+        max_send_lag = max_send_lag.max(tokio::time::Instant::now() - due);
+        let (http, url, ids) = (bench.http.clone(), url.to_owned(), Arc::clone(&ids));
+        answers.push(tokio::spawn(async move {
+            let id = submit(
+                &http,
+                &url,
+                json!({"type": "demo", "payload": {"phase": "load", "n": n}}),
+            )
+            .await;
+            if let Some(id) = id {
+                ids.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+            }
+            id.is_some()
+        }));
+    }
+    let sent_for = start.elapsed();
+    let mut errors = 0;
+    for answer in answers {
+        if !matches!(answer.await, Ok(true)) {
+            errors += 1;
+        }
+    }
+    let ids = std::mem::take(&mut *ids.lock().unwrap_or_else(PoisonError::into_inner));
+    OfferedLoad {
+        ids,
+        errors,
+        sent_per_s: total as f64 / sent_for.as_secs_f64().max(f64::EPSILON),
+        max_send_lag,
+    }
+}
+
+/// `POST /tasks`; the new task's id, or `None` for anything but a 201.
+async fn submit(http: &reqwest::Client, url: &str, body: Value) -> Option<i64> {
+    let response = http.post(url).json(&body).send().await.ok()?;
+    if response.status().as_u16() != 201 {
+        return None;
+    }
+    response.json::<Value>().await.ok()?["id"].as_i64()
+}
+
+async fn wait_until_finished(db: &mut EngineDatabase, ids: &[i64]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + FINISH_PATIENCE;
+    while db.unfinished_among(ids).context("count unfinished tasks")? > 0 {
+        if Instant::now() > deadline {
+            bail!("{} tasks were not finished after {FINISH_PATIENCE:?}", ids.len());
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    Ok(())
+}
+
+/// The `pickup` scenario on a fresh database.
+pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+    let settings = plan.tuned();
+    let mut db = EngineDatabase::create(&bench.server, "pickup")?;
+    let result = measure(bench, &mut db, &settings, plan).await?;
+    record_pickup(report, "pickup", &settings.label(), plan, &result);
+    Ok(())
+}
+
+/// The label of the paced phase's figures.
+pub fn paced_config(config: &str, plan: &Plan) -> String {
+    format!("{config} paced {}ms", plan.pickup_gap_ms)
+}
+
+/// The label of the load phase's figures.
+pub fn load_config(config: &str, plan: &Plan) -> String {
+    format!("{config} load {}/s", plan.load_rate)
+}
+
+/// The figures every pickup run reports.
+pub fn record_pickup(
+    report: &mut Report,
+    scenario: &'static str,
+    config: &str,
+    plan: &Plan,
+    result: &PickupResult,
+) {
+    let paced = paced_config(config, plan);
+    for (metric, value) in [
+        ("pickup_p50", result.paced.p50_ms),
+        ("pickup_p99", result.paced.p99_ms),
+        ("pickup_max", result.paced.max_ms),
+    ] {
+        report.record(Measurement::new(scenario, &paced, metric, value).unit("ms"));
+    }
+    let load = load_config(config, plan);
+    for (metric, value) in [
+        ("pickup_p50", result.load.p50_ms),
+        ("pickup_p99", result.load.p99_ms),
+        ("pickup_max", result.load.max_ms),
+    ] {
+        report.record(Measurement::new(scenario, &load, metric, value).unit("ms"));
+    }
+    report.record(Measurement::new(scenario, &load, "sent_per_s", result.sent_per_s).unit("tasks/s"));
+    report
+        .record(Measurement::new(scenario, &load, "completed_per_s", result.completed_per_s).unit("tasks/s"));
+    report
+        .record(Measurement::new(scenario, &load, "client_max_send_lag", result.max_send_lag_ms).unit("ms"));
+    report.record(
+        Measurement::new(scenario, &load, "submit_errors", result.errors as f64)
+            .unit("requests")
+            .check(Target::AtMost(0.0)),
+    );
+}

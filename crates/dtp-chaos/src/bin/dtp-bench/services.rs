@@ -1,0 +1,148 @@
+//! The services under measurement: release (or debug) `dtp-engine` and `taskpilot-api`
+//! processes on loopback ports, configured only through their documented environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
+use service_runtime::database::DatabaseUrl;
+
+use crate::engine_db::EngineDatabase;
+
+/// How long a stopping engine may finish its attempts before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What every scenario works with: the Postgres server, the binaries, a client, a log folder.
+pub struct Bench {
+    pub server: DatabaseUrl,
+    pub http: reqwest::Client,
+    pub run_dir: PathBuf,
+    pub engine_log: String,
+    engine_bin: PathBuf,
+    taskpilot_bin: PathBuf,
+}
+
+/// The engine settings a scenario chooses; everything else keeps the engine's defaults.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// `DTP_WORKER_CONCURRENCY`.
+    pub concurrency: usize,
+    /// `DTP_DB_POOL_SIZE`; the engine's default (slots + 4, 8 to 20) when `None`.
+    pub pool_size: Option<usize>,
+    /// `DTP_WORKER_ENABLED`.
+    pub worker_enabled: bool,
+}
+
+impl EngineSettings {
+    pub fn worker(concurrency: usize, pool_size: Option<usize>) -> Self {
+        Self {
+            concurrency,
+            pool_size,
+            worker_enabled: true,
+        }
+    }
+
+    pub fn api_only() -> Self {
+        Self {
+            concurrency: 1,
+            pool_size: None,
+            worker_enabled: false,
+        }
+    }
+
+    /// A short label for tables, e.g. `c=256 pool=40`.
+    pub fn label(&self) -> String {
+        if !self.worker_enabled {
+            return "worker off".into();
+        }
+        match self.pool_size {
+            Some(pool) => format!("c={} pool={pool}", self.concurrency),
+            None => format!("c={}", self.concurrency),
+        }
+    }
+}
+
+impl Bench {
+    pub fn new(server: DatabaseUrl, engine_log: String) -> anyhow::Result<Self> {
+        let run_dir = std::env::temp_dir().join(format!(
+            "dtp-bench-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&run_dir)?;
+        Ok(Self {
+            server,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(1024)
+                .build()?,
+            run_dir,
+            engine_log,
+            engine_bin: sibling_binary("dtp-engine")?,
+            taskpilot_bin: sibling_binary("taskpilot-api")?,
+        })
+    }
+
+    /// An engine process on `db` (not started yet).
+    pub fn engine(
+        &self,
+        name: &str,
+        db: &EngineDatabase,
+        settings: &EngineSettings,
+    ) -> anyhow::Result<ServiceProcess> {
+        let port = free_port()?;
+        let mut env = vec![
+            ("DTP_DATABASE_URL", db.url().to_owned()),
+            ("DTP_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("DTP_WORKER_CONCURRENCY", settings.concurrency.to_string()),
+            ("DTP_WORKER_ENABLED", settings.worker_enabled.to_string()),
+            ("RUST_LOG", self.engine_log.clone()),
+        ];
+        if let Some(pool) = settings.pool_size {
+            env.push(("DTP_DB_POOL_SIZE", pool.to_string()));
+        }
+        Ok(ServiceProcess::new(
+            name,
+            &self.engine_bin,
+            env_vars(&env),
+            port,
+            &self.run_dir,
+        ))
+    }
+
+    /// A TaskPilot process on a database of its own, calling `engine` (not started yet).
+    pub fn taskpilot(&self, web_db: &str, engine: &ServiceProcess) -> anyhow::Result<ServiceProcess> {
+        let port = free_port()?;
+        let env = [
+            ("TASKPILOT_DATABASE_URL", self.server.with_database(web_db)),
+            ("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("TASKPILOT_SCHEDULER_URL", engine.base_url()),
+            ("RUST_LOG", self.engine_log.clone()),
+        ];
+        Ok(ServiceProcess::new(
+            "taskpilot",
+            &self.taskpilot_bin,
+            env_vars(&env),
+            port,
+            &self.run_dir,
+        ))
+    }
+
+    /// Starts every process at the same moment and waits until all of them answer.
+    pub async fn start_all(&self, processes: &mut [ServiceProcess]) -> anyhow::Result<()> {
+        for process in processes.iter_mut() {
+            process.spawn()?;
+        }
+        for process in processes.iter_mut() {
+            process.wait_until_healthy(&self.http).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops processes as SIGTERM would, each given its grace.
+    pub fn stop_all(processes: &mut [ServiceProcess]) {
+        for process in processes {
+            process.terminate(STOP_GRACE);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! What the `dtp-chaos` and `dtp-bench` binaries share: real service processes on loopback
+//! ports (start, kill, restart, memory) and the invariants read back from the engine's tables.
+
+pub mod invariants;
+pub mod processes;
