@@ -8,6 +8,7 @@ use crate::api::EngineApi;
 use crate::PATIENCE;
 use dtp_contract::TaskStatus;
 use dtp_engine::domain::new_task::{IDEMPOTENCY_KEY_MAX_CHARS, MAX_ATTEMPTS_RANGE, TIMEOUT_MS_RANGE};
+use dtp_engine::domain::task_batch::MAX_BATCH_TASKS;
 use dtp_engine::testing::TestEngine;
 use service_runtime::page_cursor::CURSOR_PATTERN;
 use service_runtime::testing::api_spec;
@@ -182,6 +183,9 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
     assert_eq!(request["timeoutMs"]["minimum"], *TIMEOUT_MS_RANGE.start());
     assert_eq!(request["timeoutMs"]["maximum"], *TIMEOUT_MS_RANGE.end());
     assert_eq!(request["idempotencyKey"]["maxLength"], IDEMPOTENCY_KEY_MAX_CHARS);
+    let batch = &spec["components"]["schemas"]["CreateTaskBatchRequest"]["properties"]["tasks"];
+    assert_eq!(batch["maxItems"], MAX_BATCH_TASKS);
+    assert_eq!(batch["minItems"], 1);
 
     // Each described operation is routed (not a 404 for the route or a 405), and every
     // status it answers is one the spec lists for it.
