@@ -80,10 +80,18 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     );
     let pairs = Latencies::of(&tally.create_and_bind);
     report.record(Measurement::new(scenario, &config, "create_and_bind_p50", pairs.p50_ms).unit("ms"));
-    report.record(Measurement::new(scenario, &config, "create_and_bind_p99", pairs.p99_ms).unit("ms"));
+    report.record(
+        Measurement::new(scenario, &config, "create_and_bind_p99", pairs.p99_ms)
+            .unit("ms")
+            .goal(Target::AtMost(25.0)),
+    );
     let reads = Latencies::of(&tally.execution_reads);
     report.record(Measurement::new(scenario, &config, "execution_read_p50", reads.p50_ms).unit("ms"));
-    report.record(Measurement::new(scenario, &config, "execution_read_p99", reads.p99_ms).unit("ms"));
+    report.record(
+        Measurement::new(scenario, &config, "execution_read_p99", reads.p99_ms)
+            .unit("ms")
+            .goal(Target::AtMost(10.0)),
+    );
     report.record(
         Measurement::new(scenario, &config, "errors", tally.errors as f64)
             .unit("requests")

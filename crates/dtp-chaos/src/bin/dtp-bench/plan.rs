@@ -11,10 +11,10 @@ pub struct PlanArgs {
     /// Tasks each drain pre-inserts [20000; smoke 500].
     #[arg(long)]
     drain_tasks: Option<i64>,
-    /// Worker slots of the tuned engine (drain, pickup, history, two engines, control plane) [256].
+    /// Worker slots of the tuned engine (drain, pickup, history, two engines, control plane) [1000].
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Database connections of the tuned engine [32].
+    /// Database connections of the tuned engine [16].
     #[arg(long)]
     pool_size: Option<usize>,
     /// Worker slots of the second drain, at the engine's default pool [10].
@@ -76,8 +76,8 @@ impl Plan {
     pub fn full() -> Self {
         Self {
             drain_tasks: 20_000,
-            concurrency: 256,
-            pool_size: 32,
+            concurrency: 1_000,
+            pool_size: 16,
             baseline_concurrency: 10,
             enqueue_tasks: 100_000,
             batch_size: 1_000,
@@ -154,7 +154,7 @@ mod tests {
         let full = Plan::resolve(&PlanArgs::default(), false);
         assert_eq!(
             (full.concurrency, full.drain_tasks, full.batch_size),
-            (256, 20_000, 1_000)
+            (1_000, 20_000, 1_000)
         );
     }
 }
