@@ -7,6 +7,7 @@ pub mod http;
 pub mod metrics;
 pub mod startup;
 pub mod store;
+pub mod submission;
 pub mod task_types;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -17,6 +17,7 @@ use crate::domain::new_task::TaskTypes;
 use crate::http::operations::{EngineApiDoc, Operations};
 use crate::http::{self, AppState};
 use crate::metrics::EngineMetrics;
+use crate::submission::TaskSubmitter;
 use crate::task_types::HandlerRegistry;
 use crate::worker::{TaskEventListener, TaskRescuer, Worker};
 
@@ -86,6 +87,7 @@ impl Application {
             pool: pool.clone(),
             registry,
             worker: worker.clone(),
+            submitter: TaskSubmitter::start(pool.clone()),
         });
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {

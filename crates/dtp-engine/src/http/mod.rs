@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
+use crate::submission::TaskSubmitter;
 use crate::task_types::HandlerRegistry;
 use crate::worker::Worker;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub registry: Arc<HandlerRegistry>,
     pub worker: Worker,
+    /// Inserts single submissions, grouped with those arriving at the same time.
+    pub submitter: TaskSubmitter,
 }
 
 /// Registers every route of the engine.

@@ -37,8 +37,7 @@ pub async fn create_task(
     body: web::Json<CreateTaskRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let task = NewTask::validate(body.into_inner(), state.registry.as_ref())?;
-    let to_insert = task.clone();
-    let inserted = store::run(&state.pool, move |conn| task_store::insert_task(conn, &to_insert)).await?;
+    let inserted = state.submitter.submit(task.clone()).await?;
     match inserted {
         Inserted::Created(row) => {
             state.worker.notify_work_available();

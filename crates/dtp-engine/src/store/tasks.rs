@@ -75,43 +75,6 @@ pub enum Inserted {
     Existing(TaskRow),
 }
 
-/// Inserts a task; with an idempotency key already taken, returns the existing task instead.
-pub fn insert_task(conn: &mut PgConnection, task: &NewTask) -> QueryResult<Inserted> {
-    let values = (
-        tasks::task_type.eq(&task.task_type),
-        tasks::payload.eq(&task.payload),
-        tasks::max_attempts.eq(task.max_attempts),
-        tasks::idempotency_key.eq(&task.idempotency_key),
-        tasks::timeout_ms.eq(task.timeout_ms),
-        tasks::status.eq(TaskState::NEW.status.as_str()),
-        tasks::retry_state.eq(TaskState::NEW.retry_state.as_str()),
-    );
-    let inserted = match task.run_at {
-        Some(run_at) => diesel::insert_into(tasks::table)
-            .values((values, tasks::scheduled_for.eq(run_at)))
-            .on_conflict_do_nothing()
-            .returning(TaskRow::as_returning())
-            .get_result(conn)
-            .optional()?,
-        None => diesel::insert_into(tasks::table)
-            .values(values)
-            .on_conflict_do_nothing()
-            .returning(TaskRow::as_returning())
-            .get_result(conn)
-            .optional()?,
-    };
-    if let Some(row) = inserted {
-        return Ok(Inserted::Created(row));
-    }
-    // ON CONFLICT DO NOTHING waited for the competing insert to commit, so it is visible now.
-    let key = task.idempotency_key.as_deref().unwrap_or_default();
-    let existing = tasks::table
-        .filter(tasks::idempotency_key.eq(key))
-        .select(TaskRow::as_select())
-        .first(conn)?;
-    Ok(Inserted::Existing(existing))
-}
-
 /// A batch's idempotency key names an existing task with another type, payload or
 /// maxAttempts; the whole batch was rolled back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,52 +103,16 @@ pub fn insert_tasks(
     tasks: &[NewTask],
 ) -> QueryResult<Result<Vec<Inserted>, KeyNamesAnotherTask>> {
     let outcome = conn.transaction(|conn| {
-        let mut created_by_key = HashMap::new();
-        let mut created_without_key = VecDeque::new();
-        for row in insert_rows_skipping_taken_keys(conn, tasks)? {
-            match row.idempotency_key.clone() {
-                Some(key) => {
-                    created_by_key.insert(key, row);
+        let answers = insert_or_find(conn, tasks)?;
+        for (slot, (task, answer)) in tasks.iter().zip(&answers).enumerate() {
+            if let Inserted::Existing(row) = answer {
+                if !task.matches(&row.task_type, &row.payload, row.max_attempts) {
+                    return Err(BatchAbort::KeyNamesAnotherTask(KeyNamesAnotherTask {
+                        slot,
+                        existing_id: row.id,
+                    }));
                 }
-                None => created_without_key.push_back(row),
             }
-        }
-        let taken: Vec<&str> = tasks
-            .iter()
-            .filter_map(|t| t.idempotency_key.as_deref())
-            .filter(|key| !created_by_key.contains_key(*key))
-            .collect();
-        let mut existing_by_key: HashMap<String, TaskRow> = HashMap::new();
-        if !taken.is_empty() {
-            // Conflicting inserts were waited for, so the rows they made are visible now.
-            let rows: Vec<TaskRow> = tasks::table
-                .filter(tasks::idempotency_key.eq_any(&taken))
-                .select(TaskRow::as_select())
-                .load(conn)?;
-            existing_by_key.extend(
-                rows.into_iter()
-                    .filter_map(|r| Some((r.idempotency_key.clone()?, r))),
-            );
-        }
-        let mut answers = Vec::with_capacity(tasks.len());
-        for (slot, task) in tasks.iter().enumerate() {
-            let answer = match &task.idempotency_key {
-                None => Inserted::Created(created_without_key.pop_front().ok_or(diesel::NotFound)?),
-                Some(key) => match created_by_key.remove(key) {
-                    Some(row) => Inserted::Created(row),
-                    None => {
-                        let row = existing_by_key.remove(key).ok_or(diesel::NotFound)?;
-                        if !task.matches(&row.task_type, &row.payload, row.max_attempts) {
-                            return Err(BatchAbort::KeyNamesAnotherTask(KeyNamesAnotherTask {
-                                slot,
-                                existing_id: row.id,
-                            }));
-                        }
-                        Inserted::Existing(row)
-                    }
-                },
-            };
-            answers.push(answer);
         }
         Ok(answers)
     });
@@ -194,6 +121,57 @@ pub fn insert_tasks(
         Err(BatchAbort::KeyNamesAnotherTask(reused)) => Ok(Err(reused)),
         Err(BatchAbort::Query(e)) => Err(e),
     }
+}
+
+/// Inserts independent submissions (idempotency keys distinct) in one transaction; each
+/// is answered on its own, an existing task for a taken key whatever it holds.
+pub fn insert_each_task(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
+    conn.transaction(|conn| insert_or_find(conn, tasks))
+}
+
+/// For each task, in order: the row inserted for it, or the existing row its taken key names.
+fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
+    let mut created_by_key = HashMap::new();
+    let mut created_without_key = VecDeque::new();
+    for row in insert_rows_skipping_taken_keys(conn, tasks)? {
+        match row.idempotency_key.clone() {
+            Some(key) => {
+                created_by_key.insert(key, row);
+            }
+            None => created_without_key.push_back(row),
+        }
+    }
+    let taken: Vec<&str> = tasks
+        .iter()
+        .filter_map(|t| t.idempotency_key.as_deref())
+        .filter(|key| !created_by_key.contains_key(*key))
+        .collect();
+    let mut existing_by_key: HashMap<String, TaskRow> = HashMap::new();
+    if !taken.is_empty() {
+        // Conflicting inserts were waited for, so the rows they made are visible now.
+        let rows: Vec<TaskRow> = tasks::table
+            .filter(tasks::idempotency_key.eq_any(&taken))
+            .select(TaskRow::as_select())
+            .load(conn)?;
+        existing_by_key.extend(
+            rows.into_iter()
+                .filter_map(|r| Some((r.idempotency_key.clone()?, r))),
+        );
+    }
+    tasks
+        .iter()
+        .map(|task| match &task.idempotency_key {
+            None => Ok(Inserted::Created(
+                created_without_key.pop_front().ok_or(diesel::NotFound)?,
+            )),
+            Some(key) => match created_by_key.remove(key) {
+                Some(row) => Ok(Inserted::Created(row)),
+                None => Ok(Inserted::Existing(
+                    existing_by_key.remove(key).ok_or(diesel::NotFound)?,
+                )),
+            },
+        })
+        .collect()
 }
 
 /// The rows of `tasks` that were inserted, in id order.

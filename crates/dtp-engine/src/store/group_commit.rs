@@ -1,0 +1,105 @@
+//! Group commit: callers hand one item each to a writer task and wait for its result; the
+//! writer takes everything waiting (at least one item, at most a group) and writes it in
+//! one go. Under load one round trip and one WAL flush serve many callers, and groups grow
+//! by themselves while a write is under way; an idle caller waits for no timer.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// What a group write returns: one result per item, in the items' order.
+pub type GroupWrite<O> = Pin<Box<dyn Future<Output = Vec<Result<O, StoreError>>> + Send>>;
+
+struct Waiting<I, O> {
+    item: I,
+    answer: oneshot::Sender<Result<O, StoreError>>,
+}
+
+/// The callers' handle. Cheap to clone; the writer stops with the last clone.
+pub struct GroupCommit<I, O> {
+    queue: mpsc::UnboundedSender<Waiting<I, O>>,
+    name: &'static str,
+}
+
+impl<I, O> Clone for GroupCommit<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            name: self.name,
+        }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
+    /// Starts the writer on the current runtime; `write` gets each group and must answer
+    /// every item of it.
+    pub fn start<W>(name: &'static str, max_group: usize, write: W) -> Self
+    where
+        W: Fn(Vec<I>) -> GroupWrite<O> + Send + 'static,
+    {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(write_groups(waiting, max_group.max(1), write));
+        Self { queue, name }
+    }
+
+    /// Writes `item` with the next group and returns its result.
+    pub async fn submit(&self, item: I) -> Result<O, StoreError> {
+        let (answer, result) = oneshot::channel();
+        let stopped = || StoreError::Unavailable(format!("the {} writer has stopped", self.name));
+        self.queue.send(Waiting { item, answer }).map_err(|_| stopped())?;
+        result.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn write_groups<I, O, W>(
+    mut waiting: mpsc::UnboundedReceiver<Waiting<I, O>>,
+    max_group: usize,
+    write: W,
+) where
+    W: Fn(Vec<I>) -> GroupWrite<O>,
+{
+    let mut group = Vec::with_capacity(max_group);
+    while waiting.recv_many(&mut group, max_group).await > 0 {
+        let (items, answers): (Vec<I>, Vec<_>) = group.drain(..).map(|w| (w.item, w.answer)).unzip();
+        let expected = items.len();
+        let mut results = write(items).await.into_iter();
+        for answer in answers {
+            let result = results.next().unwrap_or_else(|| {
+                Err(StoreError::CorruptRow(format!(
+                    "a group write answered fewer than its {expected} items"
+                )))
+            });
+            let _ = answer.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_caller_gets_the_answer_to_its_own_item() {
+        let doubler = GroupCommit::start("doubler", 3, |items: Vec<i32>| -> GroupWrite<i32> {
+            Box::pin(async move { items.into_iter().map(|i| Ok(i * 2)).collect() })
+        });
+        let calls = (0..10).map(|i| {
+            let doubler = doubler.clone();
+            tokio::spawn(async move { doubler.submit(i).await })
+        });
+        for (i, call) in calls.enumerate() {
+            assert_eq!(call.await.unwrap().unwrap(), i as i32 * 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_answer_is_an_error_for_the_unanswered_not_a_hang() {
+        let short = GroupCommit::start("short", 10, |items: Vec<i32>| -> GroupWrite<i32> {
+            Box::pin(async move { items.into_iter().skip(1).map(Ok).collect() })
+        });
+        assert!(short.submit(1).await.is_err());
+    }
+}
