@@ -2,7 +2,10 @@
 //! lease token and the RUNNING status, so a superseded attempt's late write changes nothing.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::row::NamedRow;
 use diesel::sql_types::{Array, BigInt, Int4, Jsonb, Nullable, Text, Timestamptz};
 use dtp_contract::{RetryState, TaskResponse, TaskStatus};
 use std::collections::{HashMap, VecDeque};
@@ -304,8 +307,19 @@ pub fn claim_due_tasks(
     lease: Duration,
     running: TaskStatus,
 ) -> QueryResult<Vec<ClaimedTask>> {
-    diesel::sql_query(
-        "WITH due AS ( \
+    claim_statement(Planning::Run, worker_id, limit, lease, running).load(conn)
+}
+
+fn claim_statement(
+    planning: Planning,
+    worker_id: &str,
+    limit: i64,
+    lease: Duration,
+    running: TaskStatus,
+) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
+    planning
+        .statement(
+            "WITH due AS ( \
              SELECT id FROM tasks WHERE status = 'PENDING' AND scheduled_for <= now() \
              ORDER BY scheduled_for, id LIMIT $1 FOR UPDATE SKIP LOCKED \
          ), claimed AS ( \
@@ -324,12 +338,11 @@ pub fn claim_due_tasks(
          ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
                   GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
            FROM claimed ORDER BY id",
-    )
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(millis(lease))
-    .bind::<Text, _>(worker_id)
-    .bind::<Text, _>(running.as_str())
-    .load(conn)
+        )
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(millis(lease))
+        .bind::<Text, _>(worker_id)
+        .bind::<Text, _>(running.as_str())
 }
 
 /// How a finished attempt's write is guarded.
@@ -369,47 +382,139 @@ pub fn finish_attempts(
     if ends.is_empty() {
         return Ok(Vec::new());
     }
+    let columns = AttemptEndColumns::of(ends);
+    let rows: Vec<LeaseTokenRow> = finish_attempts_statement(Planning::Run, &columns, guard).load(conn)?;
+    Ok(rows.into_iter().map(|r| r.lease_token).collect())
+}
+
+/// The attempt ends of one batch as the statement's array parameters.
+struct AttemptEndColumns<'a> {
+    task_ids: Vec<i64>,
+    lease_tokens: Vec<i64>,
+    statuses: Vec<&'a str>,
+    retry_states: Vec<&'a str>,
+    errors: Vec<Option<&'a str>>,
+    retry_in_ms: Vec<Option<i64>>,
+    outcomes: Vec<&'a str>,
+}
+
+impl<'a> AttemptEndColumns<'a> {
+    fn of(ends: &'a [AttemptEnd]) -> Self {
+        Self {
+            task_ids: ends.iter().map(|e| e.task_id).collect(),
+            lease_tokens: ends.iter().map(|e| e.lease_token).collect(),
+            statuses: ends.iter().map(|e| e.next.status.as_str()).collect(),
+            retry_states: ends.iter().map(|e| e.next.retry_state.as_str()).collect(),
+            errors: ends.iter().map(|e| e.error.as_deref()).collect(),
+            retry_in_ms: ends.iter().map(|e| e.retry_in.map(millis)).collect(),
+            outcomes: ends.iter().map(|e| e.outcome.as_str()).collect(),
+        }
+    }
+}
+
+fn finish_attempts_statement<'a>(
+    planning: Planning,
+    columns: &'a AttemptEndColumns<'a>,
+    guard: LeaseGuard,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let guard_sql = match guard {
         LeaseGuard::Held => "",
         LeaseGuard::Expired => "AND t.lease_expires_at < now()",
     };
-    let column = |f: fn(&AttemptEnd) -> i64| ends.iter().map(f).collect::<Vec<i64>>();
-    let task_ids = column(|e| e.task_id);
-    let lease_tokens = column(|e| e.lease_token);
-    let statuses: Vec<&str> = ends.iter().map(|e| e.next.status.as_str()).collect();
-    let retry_states: Vec<&str> = ends.iter().map(|e| e.next.retry_state.as_str()).collect();
-    let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error.as_deref()).collect();
-    let retry_in_ms: Vec<Option<i64>> = ends.iter().map(|e| e.retry_in.map(millis)).collect();
-    let outcomes: Vec<&str> = ends.iter().map(|e| e.outcome.as_str()).collect();
-    let rows: Vec<LeaseTokenRow> = diesel::sql_query(format!(
-        "WITH ended AS ( \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                                  $6::bigint[], $7::text[]) \
-                 AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome) \
-         ), finished AS ( \
-             UPDATE tasks t SET status = e.status, retry_state = e.retry_state, \
-                 last_error = COALESCE(e.error, t.last_error), \
-                 scheduled_for = CASE WHEN e.retry_in_ms IS NULL THEN t.scheduled_for \
-                                      ELSE now() + e.retry_in_ms * interval '1 millisecond' END, \
-                 completed_at = CASE WHEN e.status IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
-                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
-             FROM ended e \
-             WHERE t.id = e.task_id AND t.status = 'RUNNING' AND t.lease_token = e.lease_token {guard_sql} \
-             RETURNING e.lease_token, e.task_id, e.outcome, e.error \
-         ), closed AS ( \
-             UPDATE task_attempts a SET finished_at = now(), outcome = f.outcome, error = f.error \
-             FROM finished f WHERE a.lease_token = f.lease_token AND a.task_id = f.task_id \
-         ) SELECT lease_token FROM finished"
-    ))
-    .bind::<Array<BigInt>, _>(&task_ids)
-    .bind::<Array<BigInt>, _>(&lease_tokens)
-    .bind::<Array<Text>, _>(&statuses)
-    .bind::<Array<Text>, _>(&retry_states)
-    .bind::<Array<Nullable<Text>>, _>(&errors)
-    .bind::<Array<Nullable<BigInt>>, _>(&retry_in_ms)
-    .bind::<Array<Text>, _>(&outcomes)
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.lease_token).collect())
+    planning
+        .statement(&format!(
+            "WITH ended AS ( \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                                      $6::bigint[], $7::text[]) \
+                     AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome) \
+             ), finished AS ( \
+                 UPDATE tasks t SET status = e.status, retry_state = e.retry_state, \
+                     last_error = COALESCE(e.error, t.last_error), \
+                     scheduled_for = CASE WHEN e.retry_in_ms IS NULL THEN t.scheduled_for \
+                                          ELSE now() + e.retry_in_ms * interval '1 millisecond' END, \
+                     completed_at = CASE WHEN e.status IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
+                     lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+                 FROM ended e \
+                 WHERE t.id = e.task_id AND t.status = 'RUNNING' AND t.lease_token = e.lease_token {guard_sql} \
+                 RETURNING e.lease_token, e.task_id, e.outcome, e.error \
+             ), closed AS ( \
+                 UPDATE task_attempts a SET finished_at = now(), outcome = f.outcome, error = f.error \
+                 FROM finished f WHERE a.lease_token = f.lease_token AND a.task_id = f.task_id \
+             ) SELECT lease_token FROM finished"
+        ))
+        .bind::<Array<BigInt>, _>(&columns.task_ids)
+        .bind::<Array<BigInt>, _>(&columns.lease_tokens)
+        .bind::<Array<Text>, _>(&columns.statuses)
+        .bind::<Array<Text>, _>(&columns.retry_states)
+        .bind::<Array<Nullable<Text>>, _>(&columns.errors)
+        .bind::<Array<Nullable<BigInt>>, _>(&columns.retry_in_ms)
+        .bind::<Array<Text>, _>(&columns.outcomes)
+}
+
+/// Whether a hot-path statement is run, or only planned by `EXPLAIN` (the plan checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planning {
+    Run,
+    Explain,
+}
+
+impl Planning {
+    fn statement(self, sql: &str) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+        let prefix = match self {
+            Planning::Run => "",
+            Planning::Explain => "EXPLAIN ",
+        };
+        diesel::sql_query(format!("{prefix}{sql}")).into_boxed()
+    }
+}
+
+/// One line of an `EXPLAIN` answer.
+struct PlanLine(String);
+
+impl QueryableByName<Pg> for PlanLine {
+    fn build<'a>(row: &impl NamedRow<'a, Pg>) -> diesel::deserialize::Result<Self> {
+        Ok(Self(NamedRow::get::<Text, String>(row, "QUERY PLAN")?))
+    }
+}
+
+/// The plans Postgres picks for the statements every task goes through (claim, completion,
+/// lease extension, rescue), by name: what the "no sequential scan on the hot path" check reads.
+pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static str, String)>> {
+    let plan = |lines: Vec<PlanLine>| lines.into_iter().map(|l| l.0).collect::<Vec<_>>().join("\n");
+    let ends: Vec<AttemptEnd> = (1..=100)
+        .map(|i| AttemptEnd {
+            task_id: i,
+            lease_token: i,
+            next: TaskState::new(TaskStatus::Succeeded, RetryState::Completed),
+            outcome: AttemptOutcome::Succeeded,
+            error: None,
+            retry_in: None,
+        })
+        .collect();
+    let columns = AttemptEndColumns::of(&ends);
+    let tokens: Vec<i64> = (1..=100).collect();
+    let lease = Duration::from_secs(30);
+    Ok(vec![
+        (
+            "claim_due_tasks",
+            plan(
+                claim_statement(Planning::Explain, "plan-check", 100, lease, TaskStatus::Running)
+                    .load(conn)?,
+            ),
+        ),
+        (
+            "finish_attempts",
+            plan(finish_attempts_statement(Planning::Explain, &columns, LeaseGuard::Held).load(conn)?),
+        ),
+        (
+            "extend_leases",
+            plan(extend_leases_statement(Planning::Explain, &tokens, lease).load(conn)?),
+        ),
+        (
+            "find_expired_leases",
+            plan(expired_leases_statement(Planning::Explain, 100).load(conn)?),
+        ),
+    ])
 }
 
 #[derive(QueryableByName)]
@@ -423,14 +528,22 @@ pub fn extend_leases(conn: &mut PgConnection, tokens: &[i64], lease: Duration) -
     if tokens.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<LeaseTokenRow> = diesel::sql_query(
-        "UPDATE tasks SET lease_expires_at = now() + $2 * interval '1 millisecond' \
-         WHERE status = 'RUNNING' AND lease_token = ANY($1) RETURNING lease_token",
-    )
-    .bind::<Array<BigInt>, _>(tokens)
-    .bind::<BigInt, _>(millis(lease))
-    .load(conn)?;
+    let rows: Vec<LeaseTokenRow> = extend_leases_statement(Planning::Run, tokens, lease).load(conn)?;
     Ok(rows.into_iter().map(|r| r.lease_token).collect())
+}
+
+fn extend_leases_statement(
+    planning: Planning,
+    tokens: &[i64],
+    lease: Duration,
+) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
+    planning
+        .statement(
+            "UPDATE tasks SET lease_expires_at = now() + $2 * interval '1 millisecond' \
+             WHERE status = 'RUNNING' AND lease_token = ANY($1) RETURNING lease_token",
+        )
+        .bind::<Array<BigInt>, _>(tokens)
+        .bind::<BigInt, _>(millis(lease))
 }
 
 /// Gives unfinished attempts back at shutdown: PENDING again, due now, the attempt not counted.
@@ -467,13 +580,17 @@ pub struct ExpiredLease {
 
 /// Finds up to `limit` running tasks whose lease expired.
 pub fn find_expired_leases(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<ExpiredLease>> {
-    diesel::sql_query(
-        "SELECT id, attempt_count, max_attempts, lease_token, worker_id FROM tasks \
-         WHERE status = 'RUNNING' AND lease_expires_at < now() \
-         ORDER BY lease_expires_at LIMIT $1",
-    )
-    .bind::<BigInt, _>(limit)
-    .load(conn)
+    expired_leases_statement(Planning::Run, limit).load(conn)
+}
+
+fn expired_leases_statement(planning: Planning, limit: i64) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    planning
+        .statement(
+            "SELECT id, attempt_count, max_attempts, lease_token, worker_id FROM tasks \
+             WHERE status = 'RUNNING' AND lease_expires_at < now() \
+             ORDER BY lease_expires_at LIMIT $1",
+        )
+        .bind::<BigInt, _>(limit)
 }
 
 /// Counts tasks per status (for tests and diagnostics).

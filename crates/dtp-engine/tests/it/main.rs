@@ -10,6 +10,7 @@ mod idempotency;
 mod listing;
 mod operations;
 mod outage;
+mod plans;
 mod rescuer;
 mod retries;
 mod shutdown;
