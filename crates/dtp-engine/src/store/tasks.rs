@@ -345,6 +345,23 @@ fn claim_statement(
         .bind::<Text, _>(running.as_str())
 }
 
+#[derive(QueryableByName)]
+struct DueIn {
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    millis: Option<f64>,
+}
+
+/// Milliseconds until the next PENDING task falls due (negative when one is due now), or
+/// `None` when nothing is pending; the first row of the claim's own partial index.
+pub fn next_due_in(conn: &mut PgConnection) -> QueryResult<Option<f64>> {
+    let due: DueIn = diesel::sql_query(
+        "SELECT (EXTRACT(EPOCH FROM min(scheduled_for) - now()) * 1000)::float8 AS millis \
+         FROM tasks WHERE status = 'PENDING'",
+    )
+    .get_result(conn)?;
+    Ok(due.millis)
+}
+
 /// How a finished attempt's write is guarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseGuard {

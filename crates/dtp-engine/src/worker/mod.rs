@@ -32,6 +32,9 @@ use crate::task_types::HandlerRegistry;
 /// How long a busy worker lets more slots free up before claiming for only a few of them.
 const CLAIM_GATHER: Duration = Duration::from_millis(1);
 
+/// Pause before looking again at a task that is due but was claimed elsewhere, ms.
+const DUE_NOW_RECHECK_MS: f64 = 2.0;
+
 /// Longest pause after the database failed a claim; the loop resumes by itself.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -169,9 +172,14 @@ impl Worker {
                     if started.len() == free {
                         continue; // Slots were the limit: more may be due right now.
                     }
+                    let wait = if started.is_empty() {
+                        self.until_next_due().await
+                    } else {
+                        self.inner.config.poll_interval
+                    };
                     tokio::select! {
                         () = self.inner.work_available.notified() => {}
-                        () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = shutdown.cancelled() => {}
                     }
                 }
@@ -187,6 +195,20 @@ impl Worker {
         }
         heartbeat.abort();
         self.release_after_grace().await;
+    }
+
+    /// How long an idle claim loop may sleep: until the next pending task (a retry, a `runAt`)
+    /// falls due, and never longer than the poll interval. Inserts wake it by notification.
+    async fn until_next_due(&self) -> Duration {
+        let poll = self.inner.config.poll_interval;
+        match store::run(&self.inner.pool, task_store::next_due_in).await {
+            // A task due now that the claim did not get is held by another engine's claim
+            // for a moment: look again shortly rather than spin.
+            Ok(Some(millis)) => Duration::try_from_secs_f64(millis.max(DUE_NOW_RECHECK_MS) / 1_000.0)
+                .unwrap_or(poll)
+                .min(poll),
+            Ok(None) | Err(_) => poll,
+        }
     }
 
     /// Claims up to `limit` due tasks and starts an attempt for each; returns their handles.

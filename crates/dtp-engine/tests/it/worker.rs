@@ -264,3 +264,35 @@ async fn submit_demo_tasks(api: &EngineApi, n: usize) -> Vec<i64> {
     }
     ids
 }
+
+/// A poll interval no test waits for: whatever runs in time was woken by something else.
+const NEVER_POLL: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_when_a_retry_or_run_at_falls_due_not_at_its_next_poll() {
+    let dtp = TestEngine::spawn_with(|c: &mut EngineConfig| {
+        c.worker.poll_interval = NEVER_POLL;
+        c.worker.retry.base = Duration::from_millis(200);
+        c.worker.retry.max = Duration::from_millis(400);
+    })
+    .await;
+    let api = EngineApi::new(&dtp);
+    let later = api
+        .create_task(&json!({"type": "demo", "runAt": Utc::now() + chrono::Duration::milliseconds(400)}))
+        .await;
+    let retried = api
+        .create_task(&json!({"type": "demo-fail", "payload": {"failTimes": 1}, "maxAttempts": 2}))
+        .await;
+
+    let started = Instant::now();
+    let later = api
+        .wait_for_status(later.id, TaskStatus::Succeeded, PATIENCE)
+        .await;
+    let retried = api
+        .wait_for_status(retried.id, TaskStatus::Succeeded, PATIENCE)
+        .await;
+    assert!(started.elapsed() < NEVER_POLL / 4, "took {:?}", started.elapsed());
+    assert_eq!(retried.attempt_count, 2);
+    let attempts = api.attempts(later.id).await;
+    assert!(attempts[0].started_at >= later.scheduled_for, "{attempts:?}");
+}
