@@ -154,6 +154,10 @@ pub struct CreateTaskRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", schema(example = json!({"tasks": [
+    {"type": "demo", "payload": {"n": 1}},
+    {"type": "demo-slow", "payload": {"sleepMs": 50}, "idempotencyKey": "nightly-2026-11-23"}
+]})))]
 pub struct CreateTaskBatchRequest {
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub tasks: Vec<CreateTaskRequest>,
@@ -215,6 +219,11 @@ pub struct TaskPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "attempt": 1, "workerId": "dtp-4242-1a2b", "dueAt": "2026-11-23T10:00:00.120Z",
+    "startedAt": "2026-11-23T10:00:00.122Z", "finishedAt": "2026-11-23T10:00:00.145Z",
+    "outcome": "SUCCEEDED", "error": null
+})))]
 pub struct AttemptResponse {
     /// 1-based attempt number (an attempt released at shutdown is repeated under the same number).
     pub attempt: i32,
