@@ -66,6 +66,8 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
         match report(&worker.completer, end).await {
             Ok(true) if next.status.is_terminal() => worker.metrics.task_finished(&task.task_type, next.status.as_str()),
             Ok(true) => {
+                // The claim loop may be asleep until a later due time: let it see this retry's.
+                worker.work_available.notify_one();
                 worker
                     .metrics
                     .retries_scheduled

@@ -60,6 +60,13 @@ struct WorkerShared {
     slot_freed: Notify,
 }
 
+/// What one claim started, and when the next pending task falls due (ms from now, negative
+/// when due already; `None` when nothing is pending or the claim filled every slot).
+pub struct ClaimRound {
+    pub started: Vec<JoinHandle<()>>,
+    pub next_due_in_ms: Option<f64>,
+}
+
 struct InFlightAttempt {
     task_id: i64,
     cancel: CancellationToken,
@@ -167,16 +174,12 @@ impl Worker {
                 free
             };
             match self.claim_and_start(free).await {
-                Ok(started) => {
+                Ok(round) => {
                     error_backoff = self.inner.config.poll_interval;
-                    if started.len() == free {
+                    if round.started.len() == free {
                         continue; // Slots were the limit: more may be due right now.
                     }
-                    let wait = if started.is_empty() {
-                        self.until_next_due().await
-                    } else {
-                        self.inner.config.poll_interval
-                    };
+                    let wait = self.idle_wait(round.next_due_in_ms);
                     tokio::select! {
                         () = self.inner.work_available.notified() => {}
                         () = tokio::time::sleep(wait) => {}
@@ -197,27 +200,36 @@ impl Worker {
         self.release_after_grace().await;
     }
 
-    /// How long an idle claim loop may sleep: until the next pending task (a retry, a `runAt`)
-    /// falls due, and never longer than the poll interval. Inserts wake it by notification.
-    async fn until_next_due(&self) -> Duration {
+    /// How long a claim loop that found less than it could take may sleep: until the next
+    /// pending task (a retry, a `runAt`) falls due, and never longer than the poll interval.
+    /// New tasks and newly scheduled retries wake it earlier.
+    fn idle_wait(&self, next_due_in_ms: Option<f64>) -> Duration {
         let poll = self.inner.config.poll_interval;
-        match store::run(&self.inner.pool, task_store::next_due_in).await {
+        match next_due_in_ms {
             // A task due now that the claim did not get is held by another engine's claim
             // for a moment: look again shortly rather than spin.
-            Ok(Some(millis)) => Duration::try_from_secs_f64(millis.max(DUE_NOW_RECHECK_MS) / 1_000.0)
+            Some(millis) => Duration::try_from_secs_f64(millis.max(DUE_NOW_RECHECK_MS) / 1_000.0)
                 .unwrap_or(poll)
                 .min(poll),
-            Ok(None) | Err(_) => poll,
+            None => poll,
         }
     }
 
-    /// Claims up to `limit` due tasks and starts an attempt for each; returns their handles.
-    pub async fn claim_and_start(&self, limit: usize) -> Result<Vec<JoinHandle<()>>, StoreError> {
+    /// Claims up to `limit` due tasks and starts an attempt for each. When fewer than `limit`
+    /// were due, also reads (on the same connection) when the next pending task falls due.
+    pub async fn claim_and_start(&self, limit: usize) -> Result<ClaimRound, StoreError> {
         let worker_id = self.inner.worker_id.clone();
         let lease = self.inner.config.lease;
         let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
-        let claimed = store::run(&self.inner.pool, move |conn| {
-            task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)
+        let (claimed, next_due_in_ms) = store::run(&self.inner.pool, move |conn| {
+            let claimed =
+                task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)?;
+            let next_due = if claimed.len() < limit {
+                task_store::next_due_in(conn)?
+            } else {
+                None
+            };
+            Ok((claimed, next_due))
         })
         .await?;
         self.inner.metrics.claims_per_poll.observe(claimed.len() as f64);
@@ -233,7 +245,10 @@ impl Worker {
                 .map_err(|_| StoreError::Unavailable("worker slots closed".into()))?;
             started.push(self.start_attempt(task, permit));
         }
-        Ok(started)
+        Ok(ClaimRound {
+            started,
+            next_due_in_ms,
+        })
     }
 
     /// Runs every task that is due now to its end, returning how many attempts ran.
@@ -242,7 +257,7 @@ impl Worker {
         let mut ran = 0;
         loop {
             let free = self.inner.slots.available_permits().max(1);
-            let started = self.claim_and_start(free).await?;
+            let started = self.claim_and_start(free).await?.started;
             if started.is_empty() {
                 return Ok(ran);
             }
