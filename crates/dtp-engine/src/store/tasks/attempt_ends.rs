@@ -1,0 +1,118 @@
+//! Ending attempts: many ends in one statement, each row guarded by its attempt's lease
+//! token and the RUNNING status ("set state if running"), so fenced-off attempts change nothing.
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use std::time::Duration;
+
+use super::plans::Planning;
+use super::{millis, LeaseTokenRow};
+use crate::domain::{AttemptOutcome, TaskState};
+
+/// How a finished attempt's write is guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseGuard {
+    /// The attempt itself reports: its lease token must still hold the task.
+    Held,
+    /// The rescuer reports for a lost worker: the lease must also have expired.
+    Expired,
+}
+
+/// The end of one attempt as decided by the state machine.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub task_id: i64,
+    pub lease_token: i64,
+    pub next: TaskState,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+    /// For a retry: how long from now until the next attempt is due.
+    pub retry_in: Option<Duration>,
+}
+
+/// Writes the end of an attempt if the attempt still holds the task ("set state if running").
+/// Returns false when the attempt was fenced off (canceled, rescued, superseded).
+pub fn finish_attempt(conn: &mut PgConnection, end: &AttemptEnd, guard: LeaseGuard) -> QueryResult<bool> {
+    Ok(!finish_attempts(conn, std::slice::from_ref(end), guard)?.is_empty())
+}
+
+/// Writes the ends of many attempts in one statement, each guarded as `finish_attempt`
+/// guards one; returns the lease tokens of the attempts that still held their task.
+pub fn finish_attempts(
+    conn: &mut PgConnection,
+    ends: &[AttemptEnd],
+    guard: LeaseGuard,
+) -> QueryResult<Vec<i64>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = AttemptEndColumns::of(ends);
+    let rows: Vec<LeaseTokenRow> = finish_attempts_statement(Planning::Run, &columns, guard).load(conn)?;
+    Ok(rows.into_iter().map(|r| r.lease_token).collect())
+}
+
+/// The attempt ends of one batch as the statement's array parameters.
+pub(super) struct AttemptEndColumns<'a> {
+    task_ids: Vec<i64>,
+    lease_tokens: Vec<i64>,
+    statuses: Vec<&'a str>,
+    retry_states: Vec<&'a str>,
+    errors: Vec<Option<&'a str>>,
+    retry_in_ms: Vec<Option<i64>>,
+    outcomes: Vec<&'a str>,
+}
+
+impl<'a> AttemptEndColumns<'a> {
+    pub(super) fn of(ends: &'a [AttemptEnd]) -> Self {
+        Self {
+            task_ids: ends.iter().map(|e| e.task_id).collect(),
+            lease_tokens: ends.iter().map(|e| e.lease_token).collect(),
+            statuses: ends.iter().map(|e| e.next.status.as_str()).collect(),
+            retry_states: ends.iter().map(|e| e.next.retry_state.as_str()).collect(),
+            errors: ends.iter().map(|e| e.error.as_deref()).collect(),
+            retry_in_ms: ends.iter().map(|e| e.retry_in.map(millis)).collect(),
+            outcomes: ends.iter().map(|e| e.outcome.as_str()).collect(),
+        }
+    }
+}
+
+pub(super) fn finish_attempts_statement<'a>(
+    planning: Planning,
+    columns: &'a AttemptEndColumns<'a>,
+    guard: LeaseGuard,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    let guard_sql = match guard {
+        LeaseGuard::Held => "",
+        LeaseGuard::Expired => "AND t.lease_expires_at < now()",
+    };
+    planning
+        .statement(&format!(
+            "WITH ended AS ( \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                                      $6::bigint[], $7::text[]) \
+                     AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome) \
+             ), finished AS ( \
+                 UPDATE tasks t SET status = e.status, retry_state = e.retry_state, \
+                     last_error = COALESCE(e.error, t.last_error), \
+                     scheduled_for = CASE WHEN e.retry_in_ms IS NULL THEN t.scheduled_for \
+                                          ELSE now() + e.retry_in_ms * interval '1 millisecond' END, \
+                     completed_at = CASE WHEN e.status IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
+                     lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+                 FROM ended e \
+                 WHERE t.id = e.task_id AND t.status = 'RUNNING' AND t.lease_token = e.lease_token {guard_sql} \
+                 RETURNING e.lease_token, e.task_id, e.outcome, e.error \
+             ), closed AS ( \
+                 UPDATE task_attempts a SET finished_at = now(), outcome = f.outcome, error = f.error \
+                 FROM finished f WHERE a.lease_token = f.lease_token AND a.task_id = f.task_id \
+             ) SELECT lease_token FROM finished"
+        ))
+        .bind::<Array<BigInt>, _>(&columns.task_ids)
+        .bind::<Array<BigInt>, _>(&columns.lease_tokens)
+        .bind::<Array<Text>, _>(&columns.statuses)
+        .bind::<Array<Text>, _>(&columns.retry_states)
+        .bind::<Array<Nullable<Text>>, _>(&columns.errors)
+        .bind::<Array<Nullable<BigInt>>, _>(&columns.retry_in_ms)
+        .bind::<Array<Text>, _>(&columns.outcomes)
+}

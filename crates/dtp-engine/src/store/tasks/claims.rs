@@ -1,0 +1,167 @@
+//! Claiming due tasks (one statement for a whole batch, attempt rows included), the
+//! leases that fence their attempts, and what the rescuer and the shutdown path read and write.
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use dtp_contract::TaskStatus;
+use std::time::Duration;
+
+use super::plans::Planning;
+use super::{millis, tasks, LeaseTokenRow};
+use crate::domain::AttemptOutcome;
+
+/// A task a worker has just claimed, with the lease that fences its attempt.
+#[derive(Debug, Clone, QueryableByName)]
+#[diesel(table_name = tasks)]
+pub struct ClaimedTask {
+    pub id: i64,
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub timeout_ms: i32,
+    pub retry_state: String,
+    #[diesel(sql_type = BigInt)]
+    pub lease_token: i64,
+    /// Milliseconds from the task being due to this claim (the pickup latency).
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub pickup_ms: f64,
+}
+
+/// Claims up to `limit` due PENDING tasks for `worker_id` in one statement and opens their attempts.
+pub fn claim_due_tasks(
+    conn: &mut PgConnection,
+    worker_id: &str,
+    limit: i64,
+    lease: Duration,
+    running: TaskStatus,
+) -> QueryResult<Vec<ClaimedTask>> {
+    claim_statement(Planning::Run, worker_id, limit, lease, running).load(conn)
+}
+
+pub(super) fn claim_statement(
+    planning: Planning,
+    worker_id: &str,
+    limit: i64,
+    lease: Duration,
+    running: TaskStatus,
+) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
+    planning
+        .statement(
+            "WITH due AS ( \
+             SELECT id FROM tasks WHERE status = 'PENDING' AND scheduled_for <= now() \
+             ORDER BY scheduled_for, id LIMIT $1 FOR UPDATE SKIP LOCKED \
+         ), claimed AS ( \
+             UPDATE tasks t SET status = $4, attempt_count = t.attempt_count + 1, \
+                 processing_started_at = now(), completed_at = NULL, \
+                 lease_token = nextval('task_lease_tokens'), \
+                 lease_expires_at = now() + $2 * interval '1 millisecond', \
+                 worker_id = $3, updated_at = now() \
+             FROM due WHERE t.id = due.id \
+             RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
+                       t.retry_state, t.lease_token, t.worker_id, t.processing_started_at, t.scheduled_for \
+         ), opened AS ( \
+             INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
+             SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
+             FROM claimed \
+         ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
+                  GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
+           FROM claimed ORDER BY id",
+        )
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(millis(lease))
+        .bind::<Text, _>(worker_id)
+        .bind::<Text, _>(running.as_str())
+}
+
+#[derive(QueryableByName)]
+struct DueIn {
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    millis: Option<f64>,
+}
+
+/// Milliseconds until the next PENDING task falls due (negative when one is due now), or
+/// `None` when nothing is pending; the first row of the claim's own partial index.
+pub fn next_due_in(conn: &mut PgConnection) -> QueryResult<Option<f64>> {
+    let due: DueIn = diesel::sql_query(
+        "SELECT (EXTRACT(EPOCH FROM min(scheduled_for) - now()) * 1000)::float8 AS millis \
+         FROM tasks WHERE status = 'PENDING'",
+    )
+    .get_result(conn)?;
+    Ok(due.millis)
+}
+
+/// Extends the leases that are still held; returns the tokens that still hold their task.
+pub fn extend_leases(conn: &mut PgConnection, tokens: &[i64], lease: Duration) -> QueryResult<Vec<i64>> {
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<LeaseTokenRow> = extend_leases_statement(Planning::Run, tokens, lease).load(conn)?;
+    Ok(rows.into_iter().map(|r| r.lease_token).collect())
+}
+
+pub(super) fn extend_leases_statement(
+    planning: Planning,
+    tokens: &[i64],
+    lease: Duration,
+) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
+    planning
+        .statement(
+            "UPDATE tasks SET lease_expires_at = now() + $2 * interval '1 millisecond' \
+             WHERE status = 'RUNNING' AND lease_token = ANY($1) RETURNING lease_token",
+        )
+        .bind::<Array<BigInt>, _>(tokens)
+        .bind::<BigInt, _>(millis(lease))
+}
+
+/// Gives unfinished attempts back at shutdown: PENDING again, due now, the attempt not counted.
+pub fn release_attempts(conn: &mut PgConnection, tokens: &[i64], next: TaskStatus) -> QueryResult<usize> {
+    if tokens.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "WITH released AS ( \
+             UPDATE tasks SET status = $2, attempt_count = attempt_count - 1, \
+                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+             WHERE status = 'RUNNING' AND lease_token = ANY($1) RETURNING id \
+         ) UPDATE task_attempts SET finished_at = now(), outcome = $3, error = 'released at shutdown' \
+           WHERE lease_token = ANY($1) AND task_id IN (SELECT id FROM released)",
+    )
+    .bind::<Array<BigInt>, _>(tokens)
+    .bind::<Text, _>(next.as_str())
+    .bind::<Text, _>(AttemptOutcome::Released.as_str())
+    .execute(conn)
+}
+
+/// A RUNNING task whose lease ran out: its worker is presumed dead.
+#[derive(Debug, Clone, QueryableByName)]
+#[diesel(table_name = tasks)]
+pub struct ExpiredLease {
+    pub id: i64,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    pub lease_token: i64,
+    #[diesel(sql_type = Text)]
+    pub worker_id: String,
+}
+
+/// Finds up to `limit` running tasks whose lease expired.
+pub fn find_expired_leases(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<ExpiredLease>> {
+    expired_leases_statement(Planning::Run, limit).load(conn)
+}
+
+pub(super) fn expired_leases_statement(
+    planning: Planning,
+    limit: i64,
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    planning
+        .statement(
+            "SELECT id, attempt_count, max_attempts, lease_token, worker_id FROM tasks \
+             WHERE status = 'RUNNING' AND lease_expires_at < now() \
+             ORDER BY lease_expires_at LIMIT $1",
+        )
+        .bind::<BigInt, _>(limit)
+}

@@ -1,0 +1,152 @@
+//! Inserting tasks: a batch accepted or refused as a whole, or independent submissions
+//! sharing one transaction; either way one multi-row insert that skips taken idempotency keys.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
+use std::collections::{HashMap, VecDeque};
+
+use super::{tasks, TaskRow};
+use crate::domain::{NewTask, TaskState};
+
+/// The result of an insert that may have hit an existing idempotency key.
+pub enum Inserted {
+    Created(TaskRow),
+    Existing(TaskRow),
+}
+
+/// A batch's idempotency key names an existing task with another type, payload or
+/// maxAttempts; the whole batch was rolled back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyNamesAnotherTask {
+    /// Position of the offending task in the inserted slice.
+    pub slot: usize,
+    pub existing_id: i64,
+}
+
+/// Why a batch transaction ended without committing.
+enum BatchAbort {
+    KeyNamesAnotherTask(KeyNamesAnotherTask),
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for BatchAbort {
+    fn from(err: diesel::result::Error) -> Self {
+        BatchAbort::Query(err)
+    }
+}
+
+/// Inserts `tasks` (idempotency keys distinct) in one transaction: one multi-row insert that
+/// skips taken keys, then one read of the tasks those keys name; rolls back on a mismatch.
+pub fn insert_tasks(
+    conn: &mut PgConnection,
+    tasks: &[NewTask],
+) -> QueryResult<Result<Vec<Inserted>, KeyNamesAnotherTask>> {
+    let outcome = conn.transaction(|conn| {
+        let answers = insert_or_find(conn, tasks)?;
+        for (slot, (task, answer)) in tasks.iter().zip(&answers).enumerate() {
+            if let Inserted::Existing(row) = answer {
+                if !task.matches(&row.task_type, &row.payload, row.max_attempts) {
+                    return Err(BatchAbort::KeyNamesAnotherTask(KeyNamesAnotherTask {
+                        slot,
+                        existing_id: row.id,
+                    }));
+                }
+            }
+        }
+        Ok(answers)
+    });
+    match outcome {
+        Ok(answers) => Ok(Ok(answers)),
+        Err(BatchAbort::KeyNamesAnotherTask(reused)) => Ok(Err(reused)),
+        Err(BatchAbort::Query(e)) => Err(e),
+    }
+}
+
+/// Inserts independent submissions (idempotency keys distinct) in one transaction; each
+/// is answered on its own, an existing task for a taken key whatever it holds.
+pub fn insert_each_task(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
+    conn.transaction(|conn| insert_or_find(conn, tasks))
+}
+
+/// For each task, in order: the row inserted for it, or the existing row its taken key names.
+fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
+    let mut created_by_key = HashMap::new();
+    let mut created_without_key = VecDeque::new();
+    for row in insert_rows_skipping_taken_keys(conn, tasks)? {
+        match row.idempotency_key.clone() {
+            Some(key) => {
+                created_by_key.insert(key, row);
+            }
+            None => created_without_key.push_back(row),
+        }
+    }
+    let taken: Vec<&str> = tasks
+        .iter()
+        .filter_map(|t| t.idempotency_key.as_deref())
+        .filter(|key| !created_by_key.contains_key(*key))
+        .collect();
+    let mut existing_by_key: HashMap<String, TaskRow> = HashMap::new();
+    if !taken.is_empty() {
+        // Conflicting inserts were waited for, so the rows they made are visible now.
+        let rows: Vec<TaskRow> = tasks::table
+            .filter(tasks::idempotency_key.eq_any(&taken))
+            .select(TaskRow::as_select())
+            .load(conn)?;
+        existing_by_key.extend(
+            rows.into_iter()
+                .filter_map(|r| Some((r.idempotency_key.clone()?, r))),
+        );
+    }
+    tasks
+        .iter()
+        .map(|task| match &task.idempotency_key {
+            None => Ok(Inserted::Created(
+                created_without_key.pop_front().ok_or(diesel::NotFound)?,
+            )),
+            Some(key) => match created_by_key.remove(key) {
+                Some(row) => Ok(Inserted::Created(row)),
+                None => Ok(Inserted::Existing(
+                    existing_by_key.remove(key).ok_or(diesel::NotFound)?,
+                )),
+            },
+        })
+        .collect()
+}
+
+/// The rows of `tasks` that were inserted, in id order.
+fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<TaskRow>> {
+    // One statement whatever the batch size: columns travel as arrays, so the text (and
+    // its plan) stays the same, and the statement-level NOTIFY trigger fires once. Keyed
+    // rows go in key order, so concurrent batches sharing keys take their locks in one
+    // order and cannot deadlock; rows without a key follow in request order.
+    let mut rows: Vec<TaskRow> = diesel::sql_query(
+        "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
+                            scheduled_for, status, retry_state) \
+         SELECT item.task_type, item.payload, item.max_attempts, item.idempotency_key, item.timeout_ms, \
+                COALESCE(item.run_at, now()), $7, $8 \
+         FROM unnest($1::text[], $2::jsonb[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[]) \
+              WITH ORDINALITY AS item(task_type, payload, max_attempts, idempotency_key, timeout_ms, \
+                                      run_at, position) \
+         ORDER BY item.idempotency_key NULLS LAST, item.position \
+         ON CONFLICT (idempotency_key) DO NOTHING \
+         RETURNING *",
+    )
+    .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        tasks
+            .iter()
+            .map(|t| t.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.timeout_ms).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
+    .bind::<Text, _>(TaskState::NEW.status.as_str())
+    .bind::<Text, _>(TaskState::NEW.retry_state.as_str())
+    .load(conn)?;
+    // Rows draw their ids from the sequence in the order they are inserted, so sorting by
+    // id puts the keyless rows back in request order whatever order RETURNING used.
+    rows.sort_unstable_by_key(|row| row.id);
+    Ok(rows)
+}

@@ -1,0 +1,167 @@
+//! Queries on `tasks`. Every write that follows a claim is guarded by the attempt's
+//! lease token and the RUNNING status, so a superseded attempt's late write changes nothing.
+//! Inserts, claims and leases, attempt ends, and the hot path's plan check each have a file.
+
+mod attempt_ends;
+mod claims;
+mod insert;
+mod plans;
+
+pub use attempt_ends::{finish_attempt, finish_attempts, AttemptEnd, LeaseGuard};
+pub use claims::{
+    claim_due_tasks, extend_leases, find_expired_leases, next_due_in, release_attempts, ClaimedTask,
+    ExpiredLease,
+};
+pub use insert::{insert_each_task, insert_tasks, Inserted, KeyNamesAnotherTask};
+pub use plans::explain_hot_path;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use dtp_contract::{RetryState, TaskResponse, TaskStatus};
+use std::time::Duration;
+
+use super::schema::tasks;
+use super::StoreError;
+use crate::domain::{AttemptOutcome, TaskState};
+
+/// One row of `tasks`.
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = tasks)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct TaskRow {
+    pub id: i64,
+    pub task_type: String,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub retry_state: String,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub scheduled_for: DateTime<Utc>,
+    pub processing_started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub lease_token: Option<i64>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub worker_id: Option<String>,
+    pub timeout_ms: i32,
+}
+
+impl TaskRow {
+    pub fn state(&self) -> Result<TaskState, StoreError> {
+        let status = TaskStatus::parse(&self.status).ok_or_else(|| {
+            StoreError::CorruptRow(format!("task {} has status {:?}", self.id, self.status))
+        })?;
+        let retry_state = RetryState::parse(&self.retry_state).ok_or_else(|| {
+            StoreError::CorruptRow(format!("task {} has retry state {:?}", self.id, self.retry_state))
+        })?;
+        Ok(TaskState { status, retry_state })
+    }
+
+    pub fn into_response(self) -> Result<TaskResponse, StoreError> {
+        let state = self.state()?;
+        Ok(TaskResponse {
+            id: self.id,
+            task_type: self.task_type,
+            payload: self.payload,
+            status: state.status,
+            attempt_count: self.attempt_count,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            retry_state: state.retry_state,
+            last_error: self.last_error,
+            created_at: self.created_at,
+            scheduled_for: self.scheduled_for,
+            processing_started_at: self.processing_started_at,
+            completed_at: self.completed_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Reads one task.
+pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow>> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Which tasks a listing returns: all filters are optional and combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<String>,
+    /// Only tasks with a smaller id (the last id of the previous page).
+    pub before_id: Option<i64>,
+}
+
+/// Up to `limit` tasks matching `filter`, newest (highest id) first.
+pub fn list_tasks(conn: &mut PgConnection, filter: &TaskFilter, limit: i64) -> QueryResult<Vec<TaskRow>> {
+    let mut query = tasks::table
+        .select(TaskRow::as_select())
+        .order(tasks::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(tasks::status.eq(status.as_str()));
+    }
+    if let Some(task_type) = &filter.task_type {
+        query = query.filter(tasks::task_type.eq(task_type.clone()));
+    }
+    if let Some(before) = filter.before_id {
+        query = query.filter(tasks::id.lt(before));
+    }
+    query.load(conn)
+}
+
+/// Moves a task to `next` (CANCELED) if it is still in `expected`; closes its open attempt.
+pub fn cancel_task_if_in(
+    conn: &mut PgConnection,
+    id: i64,
+    expected: TaskStatus,
+    next: TaskState,
+) -> QueryResult<bool> {
+    let canceled = diesel::sql_query(
+        "WITH old AS ( \
+             SELECT id, lease_token FROM tasks WHERE id = $1 AND status = $2 FOR UPDATE \
+         ), canceled AS ( \
+             UPDATE tasks t SET status = $3, retry_state = $4, completed_at = now(), \
+                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
+             FROM old WHERE t.id = old.id RETURNING t.id \
+         ), closed AS ( \
+             UPDATE task_attempts a SET finished_at = now(), outcome = $5, error = 'canceled by request' \
+             FROM old WHERE a.lease_token = old.lease_token AND a.finished_at IS NULL \
+               AND EXISTS (SELECT 1 FROM canceled) \
+         ) SELECT id FROM canceled",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(expected.as_str())
+    .bind::<Text, _>(next.status.as_str())
+    .bind::<Text, _>(next.retry_state.as_str())
+    .bind::<Text, _>(AttemptOutcome::Canceled.as_str())
+    .execute(conn)?;
+    Ok(canceled == 1)
+}
+
+#[derive(QueryableByName)]
+struct LeaseTokenRow {
+    #[diesel(sql_type = BigInt)]
+    lease_token: i64,
+}
+
+/// Counts tasks per status (for tests and diagnostics).
+pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
+    tasks::table
+        .group_by(tasks::status)
+        .select((tasks::status, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

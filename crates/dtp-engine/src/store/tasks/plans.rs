@@ -1,0 +1,81 @@
+//! The hot path's statements planned by `EXPLAIN` instead of run, so that a test can check
+//! they read indexes, not whole tables, however much history the tables hold.
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::row::NamedRow;
+use diesel::sql_types::Text;
+use dtp_contract::{RetryState, TaskStatus};
+use std::time::Duration;
+
+use super::attempt_ends::{finish_attempts_statement, AttemptEndColumns};
+use super::claims::{claim_statement, expired_leases_statement, extend_leases_statement};
+use super::{AttemptEnd, LeaseGuard};
+use crate::domain::{AttemptOutcome, TaskState};
+
+/// Whether a hot-path statement is run, or only planned by `EXPLAIN` (the plan checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Planning {
+    Run,
+    Explain,
+}
+
+impl Planning {
+    pub(super) fn statement(self, sql: &str) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+        let prefix = match self {
+            Planning::Run => "",
+            Planning::Explain => "EXPLAIN ",
+        };
+        diesel::sql_query(format!("{prefix}{sql}")).into_boxed()
+    }
+}
+
+/// One line of an `EXPLAIN` answer.
+struct PlanLine(String);
+
+impl QueryableByName<Pg> for PlanLine {
+    fn build<'a>(row: &impl NamedRow<'a, Pg>) -> diesel::deserialize::Result<Self> {
+        Ok(Self(NamedRow::get::<Text, String>(row, "QUERY PLAN")?))
+    }
+}
+
+/// The plans Postgres picks for the statements every task goes through (claim, completion,
+/// lease extension, rescue), by name: what the "no sequential scan on the hot path" check reads.
+pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static str, String)>> {
+    let plan = |lines: Vec<PlanLine>| lines.into_iter().map(|l| l.0).collect::<Vec<_>>().join("\n");
+    let ends: Vec<AttemptEnd> = (1..=100)
+        .map(|i| AttemptEnd {
+            task_id: i,
+            lease_token: i,
+            next: TaskState::new(TaskStatus::Succeeded, RetryState::Completed),
+            outcome: AttemptOutcome::Succeeded,
+            error: None,
+            retry_in: None,
+        })
+        .collect();
+    let columns = AttemptEndColumns::of(&ends);
+    let tokens: Vec<i64> = (1..=100).collect();
+    let lease = Duration::from_secs(30);
+    Ok(vec![
+        (
+            "claim_due_tasks",
+            plan(
+                claim_statement(Planning::Explain, "plan-check", 100, lease, TaskStatus::Running)
+                    .load(conn)?,
+            ),
+        ),
+        (
+            "finish_attempts",
+            plan(finish_attempts_statement(Planning::Explain, &columns, LeaseGuard::Held).load(conn)?),
+        ),
+        (
+            "extend_leases",
+            plan(extend_leases_statement(Planning::Explain, &tokens, lease).load(conn)?),
+        ),
+        (
+            "find_expired_leases",
+            plan(expired_leases_statement(Planning::Explain, 100).load(conn)?),
+        ),
+    ])
+}
