@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use service_runtime::PgPool;
 
 use crate::domain::NewTask;
-use crate::store::group_commit::{GroupCommit, GroupWrite};
+use crate::store::group_commit::{write_together_or_one_by_one, GroupCommit, GroupWrite};
 use crate::store::tasks::{self as task_store, Inserted};
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
 
 /// Most submissions inserted in one transaction.
 pub const MAX_SUBMISSION_GROUP: usize = 500;
@@ -62,36 +62,12 @@ fn write_submissions(pool: PgPool, tasks: Vec<NewTask>) -> GroupWrite<Inserted> 
     })
 }
 
-/// Inserts the submissions at `indexes` in one transaction; on an unexpected error, one by
-/// one, so that a bad submission fails alone.
+/// Inserts the submissions at `indexes` in one transaction.
 async fn insert_round(
     pool: &PgPool,
     tasks: &[NewTask],
     indexes: &[usize],
 ) -> Vec<Result<Inserted, StoreError>> {
-    let batch: Vec<NewTask> = indexes.iter().map(|&i| tasks[i].clone()).collect();
-    let together = batch.clone();
-    match store::run(pool, move |conn| task_store::insert_each_task(conn, &together)).await {
-        Ok(rows) => rows.into_iter().map(Ok).collect(),
-        Err(StoreError::Unavailable(reason)) => batch
-            .iter()
-            .map(|_| Err(StoreError::Unavailable(reason.clone())))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, tasks = batch.len(), "grouped submission failed; inserting one by one");
-            let mut answers = Vec::with_capacity(batch.len());
-            for task in batch {
-                let one = store::run(pool, move |conn| {
-                    task_store::insert_each_task(conn, std::slice::from_ref(&task))
-                })
-                .await
-                .and_then(|mut rows| {
-                    rows.pop()
-                        .ok_or_else(|| StoreError::CorruptRow("no row answered".into()))
-                });
-                answers.push(one);
-            }
-            answers
-        }
-    }
+    let round: Vec<NewTask> = indexes.iter().map(|&i| tasks[i].clone()).collect();
+    write_together_or_one_by_one(pool, round, task_store::insert_each_task).await
 }

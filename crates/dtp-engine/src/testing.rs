@@ -1,10 +1,13 @@
 //! Test harness: `TestEngine` runs a real engine on a loopback port against a fresh
 //! throwaway database, for black-box tests of the engine and of its clients (TaskPilot).
 //! Tests bring their own HTTP client; the worker and rescuer can be stepped directly.
+//! `seed_history` fills a database with a long queue history for plan checks and benchmarks.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Int4};
 use service_runtime::env_config::FixedSettings;
 use service_runtime::testing::TestDatabase;
 use tokio::task::JoinHandle;
@@ -156,4 +159,46 @@ fn test_config(database_url: String) -> EngineConfig {
     config.worker.retry = TEST_RETRY_POLICY;
     config.worker.shutdown_grace = TEST_SHUTDOWN_GRACE;
     config
+}
+
+/// `timeout_ms` of seeded tasks: the built-in types' default.
+const SEEDED_TIMEOUT_MS: i32 = 300_000;
+
+/// Fills a migrated engine database with a long-lived queue's history, straight through
+/// SQL: `finished` SUCCEEDED tasks with their attempt rows, spread over the past, and
+/// `future` PENDING tasks due in a day or later; then `VACUUM ANALYZE`, as a live database
+/// would have been by autovacuum.
+pub fn seed_history(conn: &mut PgConnection, finished: i64, future: i64) -> QueryResult<()> {
+    // Satisfies the table's CHECKs: terminal with completed_at, no lease, attempts within max.
+    diesel::sql_query(
+        "WITH finished AS ( \
+             INSERT INTO tasks (task_type, payload, status, retry_state, attempt_count, max_attempts, \
+                                created_at, scheduled_for, processing_started_at, completed_at, \
+                                updated_at, timeout_ms) \
+             SELECT 'demo', jsonb_build_object('n', g), 'SUCCEEDED', 'COMPLETED', 1, 3, \
+                    past.at, past.at, past.at + interval '5 ms', past.at + interval '15 ms', \
+                    past.at + interval '15 ms', $2 \
+             FROM generate_series(1, $1) AS g, \
+                  LATERAL (SELECT now() - ($1 - g + 60) * interval '1 second' AS at) AS past \
+             RETURNING id, created_at, processing_started_at, completed_at \
+         ) INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, \
+                                      finished_at, outcome, due_at) \
+           SELECT nextval('task_lease_tokens'), id, 1, 'history', processing_started_at, completed_at, \
+                  'SUCCEEDED', created_at FROM finished",
+    )
+    .bind::<BigInt, _>(finished)
+    .bind::<Int4, _>(SEEDED_TIMEOUT_MS)
+    .execute(conn)?;
+    diesel::sql_query(
+        "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, scheduled_for) \
+         SELECT 'demo', jsonb_build_object('n', g), 3, $2, now() + interval '1 day' + g * interval '1 second' \
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind::<BigInt, _>(future)
+    .bind::<Int4, _>(SEEDED_TIMEOUT_MS)
+    .execute(conn)?;
+    for table in ["tasks", "task_attempts"] {
+        diesel::sql_query(format!("VACUUM ANALYZE {table}")).execute(conn)?;
+    }
+    Ok(())
 }

@@ -385,6 +385,33 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_server_is_told_from_a_failed_statement() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let error = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        for lost in [
+            "SSL connection has been closed unexpectedly",
+            "SSL SYSCALL error: EOF detected",
+            "no connection to the server",
+            "FATAL: terminating connection due to administrator command",
+            "could not receive data from server: Connection reset by peer",
+        ] {
+            assert!(
+                is_connection_loss(&error(DatabaseErrorKind::Unknown, lost)),
+                "{lost}"
+            );
+        }
+        assert!(is_connection_loss(&error(
+            DatabaseErrorKind::ClosedConnection,
+            ""
+        )));
+        assert!(!is_connection_loss(&error(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key value violates unique constraint"
+        )));
+        assert!(!is_connection_loss(&Error::NotFound));
+    }
+
+    #[test]
     fn quotes_identifiers_and_literals() {
         assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
         assert_eq!(quote_literal("it's"), "'it''s'");

@@ -99,11 +99,12 @@ impl NewTask {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    struct Demo;
+    /// Task types with only `demo` (5 s timeout), for the validators' tests.
+    pub(crate) struct Demo;
     impl TaskTypes for Demo {
         fn default_timeout_ms(&self, task_type: &str) -> Option<i32> {
             (task_type == "demo").then_some(5_000)

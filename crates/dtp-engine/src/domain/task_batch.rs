@@ -94,17 +94,8 @@ impl NewTaskBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::new_task::tests::Demo;
     use serde_json::json;
-
-    struct Demo;
-    impl TaskTypes for Demo {
-        fn default_timeout_ms(&self, task_type: &str) -> Option<i32> {
-            (task_type == "demo").then_some(5_000)
-        }
-        fn names(&self) -> Vec<String> {
-            vec!["demo".into()]
-        }
-    }
 
     fn item(key: Option<&str>, payload: serde_json::Value) -> CreateTaskRequest {
         CreateTaskRequest {

@@ -6,6 +6,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
+use diesel::{PgConnection, QueryResult};
+use service_runtime::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -73,6 +77,45 @@ async fn write_groups<I, O, W>(
                 )))
             });
             let _ = answer.send(result);
+        }
+    }
+}
+
+/// Writes `items` in one go with `write`, which answers each item in order. When that fails
+/// for a reason other than the database being unavailable (which every item shares), the
+/// items are written one by one, so that one bad item fails alone.
+pub async fn write_together_or_one_by_one<I, O>(
+    pool: &PgPool,
+    items: Vec<I>,
+    write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
+) -> Vec<Result<O, StoreError>>
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let items = Arc::new(items);
+    let together = Arc::clone(&items);
+    match super::run(pool, move |conn| write(conn, &together)).await {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Err(StoreError::Unavailable(reason)) => items
+            .iter()
+            .map(|_| Err(StoreError::Unavailable(reason.clone())))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, items = items.len(), "group write failed; writing one by one");
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                let alone = vec![item.clone()];
+                let one = super::run(pool, move |conn| write(conn, &alone))
+                    .await
+                    .and_then(|mut answer| {
+                        answer
+                            .pop()
+                            .ok_or_else(|| StoreError::CorruptRow("a single write answered nothing".into()))
+                    });
+                answers.push(one);
+            }
+            answers
         }
     }
 }

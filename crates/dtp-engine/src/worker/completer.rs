@@ -4,11 +4,12 @@
 
 use std::collections::HashSet;
 
+use diesel::{PgConnection, QueryResult};
 use service_runtime::PgPool;
 
-use crate::store::group_commit::{GroupCommit, GroupWrite};
+use crate::store::group_commit::{write_together_or_one_by_one, GroupCommit, GroupWrite};
 use crate::store::tasks::{self as task_store, AttemptEnd, LeaseGuard};
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
 
 /// Most attempt ends written in one statement.
 pub const MAX_COMPLETION_BATCH: usize = 1_000;
@@ -36,36 +37,14 @@ impl AttemptCompleter {
 }
 
 fn write_ends(pool: PgPool, ends: Vec<AttemptEnd>) -> GroupWrite<bool> {
-    Box::pin(async move {
-        let tokens: Vec<i64> = ends.iter().map(|e| e.lease_token).collect();
-        let batch = ends.clone();
-        let written = store::run(&pool, move |conn| {
-            task_store::finish_attempts(conn, &batch, LeaseGuard::Held)
-        })
-        .await;
-        match written {
-            Ok(held) => {
-                let held: HashSet<i64> = held.into_iter().collect();
-                tokens.iter().map(|t| Ok(held.contains(t))).collect()
-            }
-            Err(StoreError::Unavailable(reason)) => tokens
-                .iter()
-                .map(|_| Err(StoreError::Unavailable(reason.clone())))
-                .collect(),
-            // Not expected of a guarded update; write one by one so that one bad end cannot
-            // hold back the others.
-            Err(e) => {
-                tracing::warn!(error = %e, ends = ends.len(), "batched completion failed; writing one by one");
-                let mut results = Vec::with_capacity(ends.len());
-                for end in ends {
-                    let one = store::run(&pool, move |conn| {
-                        task_store::finish_attempt(conn, &end, LeaseGuard::Held)
-                    })
-                    .await;
-                    results.push(one);
-                }
-                results
-            }
-        }
-    })
+    Box::pin(async move { write_together_or_one_by_one(&pool, ends, finish_each).await })
+}
+
+/// Ends every attempt of `ends` in one statement; answers, for each in order, whether it
+/// still held its task.
+fn finish_each(conn: &mut PgConnection, ends: &[AttemptEnd]) -> QueryResult<Vec<bool>> {
+    let held: HashSet<i64> = task_store::finish_attempts(conn, ends, LeaseGuard::Held)?
+        .into_iter()
+        .collect();
+    Ok(ends.iter().map(|e| held.contains(&e.lease_token)).collect())
 }

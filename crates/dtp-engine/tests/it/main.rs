@@ -6,6 +6,7 @@
 mod api;
 mod bad_input;
 mod batch;
+mod group_commit;
 mod idempotency;
 mod listing;
 mod operations;

@@ -88,45 +88,9 @@ impl EngineDatabase {
         Ok(boundary)
     }
 
-    /// A long-lived queue's history: `finished` SUCCEEDED tasks with their attempts, spread
-    /// over the past, and `future` PENDING tasks due in a day or later (never due in a run).
+    /// A long-lived queue's history (see `dtp_engine::testing::seed_history`).
     pub fn seed_history(&mut self, finished: i64, future: i64) -> anyhow::Result<()> {
-        // Satisfies the table's CHECKs: terminal with completed_at, no lease, attempts within max.
-        diesel::sql_query(
-            "WITH finished AS ( \
-                 INSERT INTO tasks (task_type, payload, status, retry_state, attempt_count, max_attempts, \
-                                    created_at, scheduled_for, processing_started_at, completed_at, \
-                                    updated_at, timeout_ms) \
-                 SELECT 'demo', jsonb_build_object('n', g), 'SUCCEEDED', 'COMPLETED', 1, 3, \
-                        past.at, past.at, past.at + interval '5 ms', past.at + interval '15 ms', \
-                        past.at + interval '15 ms', $2 \
-                 FROM generate_series(1, $1) AS g, \
-                      LATERAL (SELECT now() - ($1 - g + 60) * interval '1 second' AS at) AS past \
-                 RETURNING id, created_at, processing_started_at, completed_at \
-             ) INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, \
-                                          finished_at, outcome, due_at) \
-               SELECT nextval('task_lease_tokens'), id, 1, 'history', processing_started_at, completed_at, \
-                      'SUCCEEDED', created_at FROM finished",
-        )
-        .bind::<BigInt, _>(finished)
-        .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
-        .execute(&mut self.conn)
-        .context("seed finished tasks")?;
-        diesel::sql_query(
-            "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, scheduled_for) \
-             SELECT 'demo', jsonb_build_object('n', g), 3, $2, now() + interval '1 day' + g * interval '1 second' \
-             FROM generate_series(1, $1) AS g",
-        )
-        .bind::<BigInt, _>(future)
-        .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
-        .execute(&mut self.conn)
-        .context("seed future tasks")?;
-        for table in ["tasks", "task_attempts"] {
-            diesel::sql_query(format!("VACUUM ANALYZE {table}"))
-                .execute(&mut self.conn)
-                .with_context(|| format!("vacuum {table}"))?;
-        }
-        Ok(())
+        dtp_engine::testing::seed_history(&mut self.conn, finished, future).context("seed history")
     }
 
     fn analyze(&mut self) -> anyhow::Result<()> {
