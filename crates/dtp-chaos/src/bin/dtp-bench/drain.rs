@@ -55,7 +55,7 @@ pub async fn drain(
     let patience = Duration::from_secs(60 + u64::try_from(tasks).unwrap_or(0) / SLOWEST_PLAUSIBLE_RATE);
     let started = Instant::now();
     bench.start_all(&mut processes).await?;
-    while db.unfinished_after(boundary)? > 0 {
+    while db.any_unfinished_after(boundary)? {
         if started.elapsed() > patience {
             bail!(
                 "drain of {tasks} tasks not finished after {patience:?}; logs in {}",
