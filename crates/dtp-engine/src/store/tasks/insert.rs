@@ -41,6 +41,10 @@ pub fn insert_tasks(
     conn: &mut PgConnection,
     tasks: &[NewTask],
 ) -> QueryResult<Result<Vec<Inserted>, KeyNamesAnotherTask>> {
+    if without_keys(tasks) {
+        // One statement, atomic on its own: no BEGIN and COMMIT round trips.
+        return insert_or_find(conn, tasks).map(Ok);
+    }
     let outcome = conn.transaction(|conn| {
         let answers = insert_or_find(conn, tasks)?;
         for (slot, (task, answer)) in tasks.iter().zip(&answers).enumerate() {
@@ -65,7 +69,18 @@ pub fn insert_tasks(
 /// Inserts independent submissions (idempotency keys distinct) in one transaction; each
 /// is answered on its own, an existing task for a taken key whatever it holds.
 pub fn insert_each_task(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
+    if without_keys(tasks) {
+        return insert_or_find(conn, tasks);
+    }
     conn.transaction(|conn| insert_or_find(conn, tasks))
+}
+
+/// Without idempotency keys an insert is one statement that reads nothing back, atomic on
+/// its own. With keys, a batch must roll back when a key names another task, and
+/// submissions must not stay committed when the read of the tasks their keys name fails:
+/// the writer then retries them one by one, which would insert their unkeyed neighbours twice.
+fn without_keys(tasks: &[NewTask]) -> bool {
+    tasks.iter().all(|t| t.idempotency_key.is_none())
 }
 
 /// For each task, in order: the row inserted for it, or the existing row its taken key names.
