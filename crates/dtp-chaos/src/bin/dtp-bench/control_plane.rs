@@ -37,7 +37,7 @@ struct ClientTally {
 
 pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     let settings = plan.tuned();
-    let dtp_db = EngineDatabase::create(&bench.server, "cp_dtp")?;
+    let mut dtp_db = EngineDatabase::create(&bench.server, "cp_dtp")?;
     let web_db = WebDatabase {
         server: bench.server.clone(),
         name: format!(
@@ -53,6 +53,7 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     bench.start_all(&mut services[1..]).await?;
     let base = Arc::new(services[1].base_url());
 
+    dtp_db.checkpoint()?;
     let duration = Duration::from_secs(plan.control_plane_s);
     let end = Instant::now() + duration;
     let clients: Vec<_> = (0..plan.clients)

@@ -49,6 +49,7 @@ pub async fn drain(
     tasks: i64,
 ) -> anyhow::Result<DrainResult> {
     let boundary = db.seed_due_tasks(tasks)?;
+    db.checkpoint()?;
     let mut processes = (0..engines)
         .map(|n| bench.engine(&format!("drain-engine{n}"), db, settings))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -99,6 +99,16 @@ impl EngineDatabase {
         dtp_engine::testing::seed_history(&mut self.conn, finished, future).context("seed history")
     }
 
+    /// Writes every dirty buffer out (server-wide) before a measurement starts, so that a
+    /// checkpoint owed to the seeding or to an earlier scenario's writes does not land
+    /// inside this one's figures. The scenario's own writes still trigger theirs.
+    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
+        diesel::sql_query("CHECKPOINT")
+            .execute(&mut self.conn)
+            .context("checkpoint")?;
+        Ok(())
+    }
+
     fn analyze(&mut self) -> anyhow::Result<()> {
         diesel::sql_query("ANALYZE tasks")
             .execute(&mut self.conn)

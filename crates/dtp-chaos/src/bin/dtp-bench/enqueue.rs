@@ -33,6 +33,7 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
         })
         .collect::<Result<_, _>>()?;
     let mut round_trips: Vec<Duration> = Vec::with_capacity(batches.len());
+    db.checkpoint()?;
     let started = Instant::now();
     for body in batches {
         let sent = Instant::now();

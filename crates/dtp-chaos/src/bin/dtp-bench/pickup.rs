@@ -42,6 +42,7 @@ pub async fn measure(
     settings: &EngineSettings,
     plan: &Plan,
 ) -> anyhow::Result<PickupResult> {
+    db.checkpoint()?;
     let mut engine = [bench.engine("pickup-engine", db, settings)?];
     bench.start_all(&mut engine).await?;
     let url = format!("{}/tasks", engine[0].base_url());

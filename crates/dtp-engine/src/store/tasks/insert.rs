@@ -133,8 +133,15 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
     // One statement whatever the batch size: columns travel as arrays, so the text (and
     // its plan) stays the same, and the statement-level NOTIFY trigger fires once. Keyed
     // rows go in key order, so concurrent batches sharing keys take their locks in one
-    // order and cannot deadlock; rows without a key follow in request order.
-    let mut rows: Vec<TaskRow> = diesel::sql_query(
+    // order and cannot deadlock; rows without a key follow in request order. Without keys
+    // there is nothing to conflict on, and ON CONFLICT would still make every row a
+    // speculative insertion (a pre-check, and one more WAL record per row).
+    let on_conflict = if without_keys(tasks) {
+        ""
+    } else {
+        "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    };
+    let mut rows: Vec<TaskRow> = diesel::sql_query(format!(
         "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
                             scheduled_for, status, retry_state) \
          SELECT item.task_type, item.payload, item.max_attempts, item.idempotency_key, item.timeout_ms, \
@@ -143,9 +150,8 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
               WITH ORDINALITY AS item(task_type, payload, max_attempts, idempotency_key, timeout_ms, \
                                       run_at, position) \
          ORDER BY item.idempotency_key NULLS LAST, item.position \
-         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING *",
-    )
+         {on_conflict} RETURNING *"
+    ))
     .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
     .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
     .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
