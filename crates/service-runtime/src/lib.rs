@@ -7,6 +7,7 @@ pub mod env_config;
 pub mod http_errors;
 pub mod metrics;
 pub mod page_cursor;
+pub mod prepared;
 pub mod request_trace;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use service_runtime::prepared::Prepared;
 
 use super::schema::web_tasks;
 use super::StoreError;
@@ -41,14 +42,16 @@ impl WebTaskRow {
 
 /// Inserts a new, unbound web task.
 pub fn insert_web_task(conn: &mut PgConnection, task: &NewWebTask) -> QueryResult<WebTaskRow> {
-    diesel::insert_into(web_tasks::table)
-        .values((
-            web_tasks::task_type.eq(&task.task_type),
-            web_tasks::payload.eq(&task.payload),
-            web_tasks::status.eq(WebTaskStatus::Pending.as_str()),
-        ))
-        .returning(WebTaskRow::as_returning())
-        .get_result(conn)
+    Prepared(
+        diesel::insert_into(web_tasks::table)
+            .values((
+                web_tasks::task_type.eq(&task.task_type),
+                web_tasks::payload.eq(&task.payload),
+                web_tasks::status.eq(WebTaskStatus::Pending.as_str()),
+            ))
+            .returning(WebTaskRow::as_returning()),
+    )
+    .get_result(conn)
 }
 
 /// Reads one web task.
@@ -109,17 +112,19 @@ pub fn bind_if_unbound(
     id: i64,
     binding: &Binding,
 ) -> QueryResult<Option<WebTaskRow>> {
-    diesel::update(web_tasks::table)
-        .filter(web_tasks::id.eq(id))
-        .filter(web_tasks::scheduler_task_id.is_null())
-        .set((
-            web_tasks::scheduler_task_id.eq(binding.scheduler_task_id),
-            web_tasks::scheduler_type.eq(&binding.scheduler_type),
-            web_tasks::status.eq(WebTaskStatus::Submitted.as_str()),
-            web_tasks::bound_at.eq(diesel::dsl::now),
-            web_tasks::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(WebTaskRow::as_returning())
-        .get_result(conn)
-        .optional()
+    Prepared(
+        diesel::update(web_tasks::table)
+            .filter(web_tasks::id.eq(id))
+            .filter(web_tasks::scheduler_task_id.is_null())
+            .set((
+                web_tasks::scheduler_task_id.eq(binding.scheduler_task_id),
+                web_tasks::scheduler_type.eq(&binding.scheduler_type),
+                web_tasks::status.eq(WebTaskStatus::Submitted.as_str()),
+                web_tasks::bound_at.eq(diesel::dsl::now),
+                web_tasks::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(WebTaskRow::as_returning()),
+    )
+    .get_result(conn)
+    .optional()
 }

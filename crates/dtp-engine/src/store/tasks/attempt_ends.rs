@@ -5,6 +5,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use service_runtime::prepared::Prepared;
 use std::time::Duration;
 
 use super::plans::Planning;
@@ -49,7 +50,8 @@ pub fn finish_attempts(
         return Ok(Vec::new());
     }
     let columns = AttemptEndColumns::of(ends);
-    let rows: Vec<LeaseTokenRow> = finish_attempts_statement(Planning::Run, &columns, guard).load(conn)?;
+    let rows: Vec<LeaseTokenRow> =
+        Prepared(finish_attempts_statement(Planning::Run, &columns, guard)).load(conn)?;
     Ok(rows.into_iter().map(|r| r.lease_token).collect())
 }
 

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use dtp_contract::TaskStatus;
+use service_runtime::prepared::Prepared;
 use std::time::Duration;
 
 use super::plans::Planning;
@@ -38,7 +39,7 @@ pub fn claim_due_tasks(
     lease: Duration,
     running: TaskStatus,
 ) -> QueryResult<Vec<ClaimedTask>> {
-    claim_statement(Planning::Run, worker_id, limit, lease, running).load(conn)
+    Prepared(claim_statement(Planning::Run, worker_id, limit, lease, running)).load(conn)
 }
 
 pub(super) fn claim_statement(
@@ -85,10 +86,10 @@ struct DueIn {
 /// Milliseconds until the next PENDING task falls due (negative when one is due now), or
 /// `None` when nothing is pending; the first row of the claim's own partial index.
 pub fn next_due_in(conn: &mut PgConnection) -> QueryResult<Option<f64>> {
-    let due: DueIn = diesel::sql_query(
+    let due: DueIn = Prepared(diesel::sql_query(
         "SELECT (EXTRACT(EPOCH FROM min(scheduled_for) - now()) * 1000)::float8 AS millis \
          FROM tasks WHERE status = 'PENDING'",
-    )
+    ))
     .get_result(conn)?;
     Ok(due.millis)
 }
@@ -98,7 +99,8 @@ pub fn extend_leases(conn: &mut PgConnection, tokens: &[i64], lease: Duration) -
     if tokens.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<LeaseTokenRow> = extend_leases_statement(Planning::Run, tokens, lease).load(conn)?;
+    let rows: Vec<LeaseTokenRow> =
+        Prepared(extend_leases_statement(Planning::Run, tokens, lease)).load(conn)?;
     Ok(rows.into_iter().map(|r| r.lease_token).collect())
 }
 
@@ -150,7 +152,7 @@ pub struct ExpiredLease {
 
 /// Finds up to `limit` running tasks whose lease expired.
 pub fn find_expired_leases(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<ExpiredLease>> {
-    expired_leases_statement(Planning::Run, limit).load(conn)
+    Prepared(expired_leases_statement(Planning::Run, limit)).load(conn)
 }
 
 pub(super) fn expired_leases_statement(

@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
+use service_runtime::prepared::Prepared;
 use std::collections::{HashMap, VecDeque};
 
 use super::{tasks, TaskRow};
@@ -128,6 +129,12 @@ fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec
         .collect()
 }
 
+/// `TaskRow`'s columns, named: a kept prepared statement must not change its result's shape
+/// when a later migration adds a column, as `RETURNING *` would.
+const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, attempt_count, max_attempts, \
+     last_error, idempotency_key, created_at, scheduled_for, processing_started_at, completed_at, \
+     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms";
+
 /// The rows of `tasks` that were inserted, in id order.
 fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<TaskRow>> {
     // One statement whatever the batch size: columns travel as arrays, so the text (and
@@ -141,8 +148,9 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
     } else {
         "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     };
-    let mut rows: Vec<TaskRow> = diesel::sql_query(format!(
-        "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
+    let mut rows: Vec<TaskRow> = Prepared(
+        diesel::sql_query(format!(
+            "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
                             scheduled_for, status, retry_state) \
          SELECT item.task_type, item.payload, item.max_attempts, item.idempotency_key, item.timeout_ms, \
                 COALESCE(item.run_at, now()), $7, $8 \
@@ -150,21 +158,22 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
               WITH ORDINALITY AS item(task_type, payload, max_attempts, idempotency_key, timeout_ms, \
                                       run_at, position) \
          ORDER BY item.idempotency_key NULLS LAST, item.position \
-         {on_conflict} RETURNING *"
-    ))
-    .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
-    .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(
-        tasks
-            .iter()
-            .map(|t| t.idempotency_key.as_deref())
-            .collect::<Vec<_>>(),
+         {on_conflict} RETURNING {TASK_ROW_COLUMNS}"
+        ))
+        .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            tasks
+                .iter()
+                .map(|t| t.idempotency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.timeout_ms).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
+        .bind::<Text, _>(TaskState::NEW.status.as_str())
+        .bind::<Text, _>(TaskState::NEW.retry_state.as_str()),
     )
-    .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.timeout_ms).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
-    .bind::<Text, _>(TaskState::NEW.status.as_str())
-    .bind::<Text, _>(TaskState::NEW.retry_state.as_str())
     .load(conn)?;
     // Rows draw their ids from the sequence in the order they are inserted, so sorting by
     // id puts the keyless rows back in request order whatever order RETURNING used.

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use dtp_contract::{RetryState, TaskResponse, TaskStatus};
+use service_runtime::prepared::Prepared;
 use std::time::Duration;
 
 use super::schema::tasks;
@@ -126,8 +127,9 @@ pub fn cancel_task_if_in(
     expected: TaskStatus,
     next: TaskState,
 ) -> QueryResult<bool> {
-    let canceled = diesel::sql_query(
-        "WITH old AS ( \
+    let canceled = Prepared(
+        diesel::sql_query(
+            "WITH old AS ( \
              SELECT id, lease_token FROM tasks WHERE id = $1 AND status = $2 FOR UPDATE \
          ), canceled AS ( \
              UPDATE tasks t SET status = $3, retry_state = $4, completed_at = now(), \
@@ -138,12 +140,13 @@ pub fn cancel_task_if_in(
              FROM old WHERE a.lease_token = old.lease_token AND a.finished_at IS NULL \
                AND EXISTS (SELECT 1 FROM canceled) \
          ) SELECT id FROM canceled",
+        )
+        .bind::<BigInt, _>(id)
+        .bind::<Text, _>(expected.as_str())
+        .bind::<Text, _>(next.status.as_str())
+        .bind::<Text, _>(next.retry_state.as_str())
+        .bind::<Text, _>(AttemptOutcome::Canceled.as_str()),
     )
-    .bind::<BigInt, _>(id)
-    .bind::<Text, _>(expected.as_str())
-    .bind::<Text, _>(next.status.as_str())
-    .bind::<Text, _>(next.retry_state.as_str())
-    .bind::<Text, _>(AttemptOutcome::Canceled.as_str())
     .execute(conn)?;
     Ok(canceled == 1)
 }
