@@ -62,7 +62,8 @@ impl ServiceProcess {
         Ok(())
     }
 
-    fn log_path(&self) -> PathBuf {
+    /// The log file of the latest start.
+    pub fn log_path(&self) -> PathBuf {
         self.log_dir.join(format!("{}-{}.log", self.name, self.starts))
     }
 

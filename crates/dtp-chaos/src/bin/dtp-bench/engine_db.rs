@@ -3,6 +3,7 @@
 //! Every figure is read from the engine's own timestamps, not from the bench's clock.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
 use service_runtime::database::{self, DatabaseUrl};
@@ -27,6 +28,14 @@ struct Count {
 struct Exists {
     #[diesel(sql_type = diesel::sql_types::Bool)]
     found: bool,
+}
+
+#[derive(QueryableByName)]
+struct Created {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
 }
 
 #[derive(QueryableByName)]
@@ -167,9 +176,9 @@ impl EngineDatabase {
         Ok(shares.into_iter().map(|s| (s.worker_id, s.n)).collect())
     }
 
-    /// Pickup latency of each task's first attempt: its `started_at` (the claim statement's
-    /// `now()`) minus the task's `created_at` (the insert's `now()`), in milliseconds.
-    pub fn pickup_latencies_ms(&mut self, ids: &[i64]) -> anyhow::Result<Vec<f64>> {
+    /// Per task among `ids`: its first attempt's `started_at` (the claim's `now()`) minus the
+    /// task's `created_at` (the insert's `now()`), in milliseconds.
+    pub fn claim_latencies_ms(&mut self, ids: &[i64]) -> anyhow::Result<Vec<f64>> {
         let rows: Vec<Millis> = diesel::sql_query(
             "SELECT (EXTRACT(EPOCH FROM a.started_at - t.created_at) * 1000)::float8 AS ms \
              FROM tasks t JOIN task_attempts a ON a.task_id = t.id AND a.attempt = 1 \
@@ -178,6 +187,14 @@ impl EngineDatabase {
         .bind::<Array<BigInt>, _>(ids)
         .load(&mut self.conn)?;
         Ok(rows.into_iter().map(|r| r.ms).collect())
+    }
+
+    /// Each of `ids` with its `created_at` (the insert's `now()`).
+    pub fn created_at(&mut self, ids: &[i64]) -> anyhow::Result<Vec<(i64, DateTime<Utc>)>> {
+        let rows: Vec<Created> = diesel::sql_query("SELECT id, created_at FROM tasks WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(ids)
+            .load(&mut self.conn)?;
+        Ok(rows.into_iter().map(|r| (r.id, r.created_at)).collect())
     }
 
     /// Tasks per second from the first insert to the last completion among `ids`: the rate

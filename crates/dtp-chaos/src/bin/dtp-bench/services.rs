@@ -31,7 +31,13 @@ pub struct EngineSettings {
     pub pool_size: Option<usize>,
     /// `DTP_WORKER_ENABLED`.
     pub worker_enabled: bool,
+    /// Log each handler's start (JSON lines, `dtp_engine::worker::attempt` at debug), so
+    /// that pickup can be measured to the moment the handler starts.
+    pub log_handler_starts: bool,
 }
+
+/// Where the engine logs "attempt started", as a handler is about to run.
+const HANDLER_START_TARGET: &str = "dtp_engine::worker::attempt";
 
 impl EngineSettings {
     pub fn worker(concurrency: usize, pool_size: Option<usize>) -> Self {
@@ -39,6 +45,7 @@ impl EngineSettings {
             concurrency,
             pool_size,
             worker_enabled: true,
+            log_handler_starts: false,
         }
     }
 
@@ -47,6 +54,7 @@ impl EngineSettings {
             concurrency: 1,
             pool_size: None,
             worker_enabled: false,
+            log_handler_starts: false,
         }
     }
 
@@ -91,13 +99,21 @@ impl Bench {
         settings: &EngineSettings,
     ) -> anyhow::Result<ServiceProcess> {
         let port = free_port()?;
+        let rust_log = if settings.log_handler_starts {
+            format!("{},{HANDLER_START_TARGET}=debug", self.engine_log)
+        } else {
+            self.engine_log.clone()
+        };
         let mut env = vec![
             ("DTP_DATABASE_URL", db.url().to_owned()),
             ("DTP_HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("DTP_WORKER_CONCURRENCY", settings.concurrency.to_string()),
             ("DTP_WORKER_ENABLED", settings.worker_enabled.to_string()),
-            ("RUST_LOG", self.engine_log.clone()),
+            ("RUST_LOG", rust_log),
         ];
+        if settings.log_handler_starts {
+            env.push(("LOG_FORMAT", "json".to_owned()));
+        }
         if let Some(pool) = settings.pool_size {
             env.push(("DTP_DB_POOL_SIZE", pool.to_string()));
         }
