@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool::managed::{Metrics, RecycleResult};
 use deadpool_diesel::{ManagerConfig, RecyclingMethod, Runtime, Timeouts};
-use diesel::connection::TransactionManager;
+use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
@@ -14,6 +14,11 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 /// The pool every service queries its database through.
 pub type Pool = deadpool::managed::Pool<PgManager>;
 pub use Pool as PgPool;
+
+/// Statements stay prepared per connection (`prepared::Prepared`), but each run is planned
+/// for its own parameters: a generic plan, built once from the statistics of the moment,
+/// chose to walk the whole primary key for every claim once the table held a long history.
+const PER_CONNECTION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
 
 /// A pooled connection unused for longer than this is checked with a query before reuse.
 const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -298,7 +303,16 @@ impl deadpool::managed::Manager for PgManager {
     type Error = deadpool_diesel::Error;
 
     async fn create(&self) -> Result<Self::Type, Self::Error> {
-        self.connections.create().await
+        let conn = self.connections.create().await?;
+        conn.interact(|conn| conn.batch_execute(PER_CONNECTION_SETTINGS))
+            .await
+            .map_err(|e| {
+                deadpool_diesel::Error::Connection(diesel::ConnectionError::BadConnection(e.to_string()))
+            })?
+            .map_err(|e| {
+                deadpool_diesel::Error::Connection(diesel::ConnectionError::CouldntSetupConfiguration(e))
+            })?;
+        Ok(conn)
     }
 
     async fn recycle(&self, conn: &mut Self::Type, metrics: &Metrics) -> RecycleResult<Self::Error> {
@@ -490,6 +504,24 @@ mod tests {
             assert!(matches!(first, Err(DbError::Unavailable(_))), "{first:?}");
             let second = interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
             assert_eq!(second.unwrap(), 1);
+        }
+
+        #[derive(QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            plan_cache_mode: String,
+        }
+
+        #[tokio::test]
+        async fn pooled_connections_plan_each_run_for_its_parameters() {
+            let db = TestDatabase::new("pool");
+            let pool = one_connection_pool(&db).await;
+            let setting = interact(&pool, |conn| {
+                diesel::sql_query("SHOW plan_cache_mode").get_result::<Setting>(conn)
+            })
+            .await
+            .unwrap();
+            assert_eq!(setting.plan_cache_mode, "force_custom_plan");
         }
 
         #[tokio::test]

@@ -7,8 +7,9 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
 /// A statement whose SQL text is fixed (or takes a handful of shapes), marked safe to keep
-/// prepared: each connection parses it once, keyed by its text, and Postgres may then reuse
-/// its plan. Wrap only statements whose text does not grow with their input.
+/// prepared: each connection parses it once, keyed by its text. (Pooled connections still
+/// plan each run for its parameters; see `database::PgManager`.) Wrap only statements whose
+/// text does not grow with their input.
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(pub Q);
 
