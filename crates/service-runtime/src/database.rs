@@ -290,10 +290,11 @@ pub fn build_pool(db: &DatabaseUrl, max_connections: usize) -> Result<Pool, Boot
         .map_err(|e| BootstrapError::Pool(e.to_string()))
 }
 
-/// Creates connections, and checks an idle one (`SELECT 1`) before handing it out again.
-/// A connection back from use within the last second skips that round trip (and the
-/// blocking-thread hop it takes): on a busy service the check doubled the statements and
-/// sat on every pickup's path. One that fails in use is dropped at once (`interact`).
+/// Creates connections (with `PER_CONNECTION_SETTINGS`), and checks an idle one
+/// (`SELECT 1`) before handing it out again. A connection back from use within the last
+/// second skips that round trip (and the blocking-thread hop it takes): on a busy service the
+/// check doubled the statements and sat on every pickup's path. One that fails in use is
+/// dropped at once (`interact`).
 pub struct PgManager {
     connections: deadpool_diesel::postgres::Manager,
 }
@@ -472,8 +473,8 @@ mod tests {
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
 
-    /// Pool behaviour against a real server: a connection whose server went away while it
-    /// sat in the pool.
+    /// Pool behaviour against a real server: the settings of a new connection, and a
+    /// connection whose server went away while it sat in the pool.
     #[cfg(feature = "testing")]
     mod pool {
         use super::*;

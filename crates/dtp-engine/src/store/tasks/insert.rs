@@ -137,8 +137,8 @@ const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, att
 
 /// The rows of `tasks` that were inserted, in id order.
 fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<TaskRow>> {
-    // One statement whatever the batch size: columns travel as arrays, so the text (and
-    // its plan) stays the same, and the statement-level NOTIFY trigger fires once. Keyed
+    // One statement whatever the batch size: columns travel as arrays, so the text stays
+    // the same (and is kept prepared), and the statement-level NOTIFY trigger fires once. Keyed
     // rows go in key order, so concurrent batches sharing keys take their locks in one
     // order and cannot deadlock; rows without a key follow in request order. Without keys
     // there is nothing to conflict on, and ON CONFLICT would still make every row a
