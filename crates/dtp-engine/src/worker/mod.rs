@@ -67,6 +67,20 @@ pub struct ClaimRound {
     pub next_due_in_ms: Option<f64>,
 }
 
+/// How long a claim loop that found less than it could take may sleep: until the next
+/// pending task (a retry, a `runAt`) falls due, and never longer than the poll interval.
+/// New tasks and newly scheduled retries wake it earlier.
+fn idle_wait(poll: Duration, next_due_in_ms: Option<f64>) -> Duration {
+    match next_due_in_ms {
+        // A task due now that the claim did not get is held by another engine's claim
+        // for a moment: look again shortly rather than spin.
+        Some(millis) => Duration::try_from_secs_f64(millis.max(DUE_NOW_RECHECK_MS) / 1_000.0)
+            .unwrap_or(poll)
+            .min(poll),
+        None => poll,
+    }
+}
+
 struct InFlightAttempt {
     task_id: i64,
     cancel: CancellationToken,
@@ -179,7 +193,7 @@ impl Worker {
                     if round.started.len() == free {
                         continue; // Slots were the limit: more may be due right now.
                     }
-                    let wait = self.idle_wait(round.next_due_in_ms);
+                    let wait = idle_wait(self.inner.config.poll_interval, round.next_due_in_ms);
                     tokio::select! {
                         () = self.inner.work_available.notified() => {}
                         () = tokio::time::sleep(wait) => {}
@@ -198,21 +212,6 @@ impl Worker {
         }
         heartbeat.abort();
         self.release_after_grace().await;
-    }
-
-    /// How long a claim loop that found less than it could take may sleep: until the next
-    /// pending task (a retry, a `runAt`) falls due, and never longer than the poll interval.
-    /// New tasks and newly scheduled retries wake it earlier.
-    fn idle_wait(&self, next_due_in_ms: Option<f64>) -> Duration {
-        let poll = self.inner.config.poll_interval;
-        match next_due_in_ms {
-            // A task due now that the claim did not get is held by another engine's claim
-            // for a moment: look again shortly rather than spin.
-            Some(millis) => Duration::try_from_secs_f64(millis.max(DUE_NOW_RECHECK_MS) / 1_000.0)
-                .unwrap_or(poll)
-                .min(poll),
-            None => poll,
-        }
     }
 
     /// Claims up to `limit` due tasks and starts an attempt for each. When fewer than `limit`
@@ -364,5 +363,30 @@ impl Worker {
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_millis(250);
+
+    #[test]
+    fn an_idle_loop_sleeps_until_the_next_task_falls_due_within_the_poll_interval() {
+        assert_eq!(idle_wait(POLL, None), POLL, "nothing pending: the fallback poll");
+        assert_eq!(idle_wait(POLL, Some(40.0)), Duration::from_millis(40));
+        assert_eq!(
+            idle_wait(POLL, Some(60_000.0)),
+            POLL,
+            "a later task: never past the poll"
+        );
+    }
+
+    #[test]
+    fn a_task_due_now_but_held_elsewhere_is_looked_at_again_shortly() {
+        let recheck = Duration::from_secs_f64(DUE_NOW_RECHECK_MS / 1_000.0);
+        assert_eq!(idle_wait(POLL, Some(-5.0)), recheck);
+        assert_eq!(idle_wait(POLL, Some(0.0)), recheck);
     }
 }

@@ -232,34 +232,26 @@ pub fn record_pickup(
     plan: &Plan,
     result: &PickupResult,
 ) {
-    let paced = paced_config(config, plan);
     // Issue targets (insert to handler start): idle workers p50 <= 1.5 ms and p99 <= 5 ms;
     // under load p99 <= 20 ms.
-    for (metric, value, goal) in [
-        ("pickup_p50", result.paced.p50_ms, Some(1.5)),
-        ("pickup_p99", result.paced.p99_ms, Some(5.0)),
-        ("pickup_max", result.paced.max_ms, None),
-        ("to_claim_p50", result.paced_claim.p50_ms, None),
-        ("to_claim_p99", result.paced_claim.p99_ms, None),
-    ] {
-        report.record(with_goal(
-            Measurement::new(scenario, &paced, metric, value).unit("ms"),
-            goal,
-        ));
-    }
+    let paced = paced_config(config, plan);
+    record_phase(
+        report,
+        scenario,
+        &paced,
+        &result.paced,
+        &result.paced_claim,
+        [Some(1.5), Some(5.0)],
+    );
     let load = load_config(config, plan);
-    for (metric, value, goal) in [
-        ("pickup_p50", result.load.p50_ms, None),
-        ("pickup_p99", result.load.p99_ms, Some(20.0)),
-        ("pickup_max", result.load.max_ms, None),
-        ("to_claim_p50", result.load_claim.p50_ms, None),
-        ("to_claim_p99", result.load_claim.p99_ms, None),
-    ] {
-        report.record(with_goal(
-            Measurement::new(scenario, &load, metric, value).unit("ms"),
-            goal,
-        ));
-    }
+    record_phase(
+        report,
+        scenario,
+        &load,
+        &result.load,
+        &result.load_claim,
+        [None, Some(20.0)],
+    );
     report.record(Measurement::new(scenario, &load, "sent_per_s", result.sent_per_s).unit("tasks/s"));
     report
         .record(Measurement::new(scenario, &load, "completed_per_s", result.completed_per_s).unit("tasks/s"));
@@ -270,6 +262,30 @@ pub fn record_pickup(
             .unit("requests")
             .check(Target::AtMost(0.0)),
     );
+}
+
+/// One phase's latencies: to the handler's start (with the p50 and p99 ceilings the issue
+/// sets, if any) and to the claim's start.
+fn record_phase(
+    report: &mut Report,
+    scenario: &'static str,
+    config: &str,
+    to_handler: &Latencies,
+    to_claim: &Latencies,
+    [p50_goal, p99_goal]: [Option<f64>; 2],
+) {
+    for (metric, value, goal) in [
+        ("pickup_p50", to_handler.p50_ms, p50_goal),
+        ("pickup_p99", to_handler.p99_ms, p99_goal),
+        ("pickup_max", to_handler.max_ms, None),
+        ("to_claim_p50", to_claim.p50_ms, None),
+        ("to_claim_p99", to_claim.p99_ms, None),
+    ] {
+        report.record(with_goal(
+            Measurement::new(scenario, config, metric, value).unit("ms"),
+            goal,
+        ));
+    }
 }
 
 /// A latency figure with its ceiling, when the issue sets one.
