@@ -215,7 +215,8 @@ impl Worker {
     }
 
     /// Claims up to `limit` due tasks and starts an attempt for each. When fewer than `limit`
-    /// were due, also reads (on the same connection) when the next pending task falls due.
+    /// were due, also reads (on the same connection) when the next pending task falls due;
+    /// if that read fails, the claimed tasks still start.
     pub async fn claim_and_start(&self, limit: usize) -> Result<ClaimRound, StoreError> {
         let worker_id = self.inner.worker_id.clone();
         let lease = self.inner.config.lease;
@@ -223,8 +224,13 @@ impl Worker {
         let (claimed, next_due_in_ms) = store::run(&self.inner.pool, move |conn| {
             let claimed =
                 task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)?;
+            // The claim has committed: a failed read must not keep its tasks from starting
+            // (they would wait for their leases to run out). Unknown means "sleep the poll".
             let next_due = if claimed.len() < limit {
-                task_store::next_due_in(conn)?
+                task_store::next_due_in(conn).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read when the next task falls due");
+                    None
+                })
             } else {
                 None
             };
