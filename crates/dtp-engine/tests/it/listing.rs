@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use service_runtime::page_cursor::encode_cursor;
 
 use crate::api::{assert_wire_timestamp, expect_error, EngineApi};
+use crate::sql::claim_as_lost_worker;
 use crate::{stepped, PATIENCE};
 
 /// A task that stays PENDING for the whole test.
@@ -64,24 +65,32 @@ async fn filters_by_status_and_type_newest_first() {
         .await;
     assert_eq!(api.cancel(canceled.id).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(dtp.worker().run_due_tasks().await.unwrap(), 2);
+    // Running rows are kept out of the listing indexes, so each filter must still find them.
+    let running = api.create_task(&json!({"type": "demo", "runAt": LATER})).await;
+    claim_as_lost_worker(dtp.database(), running.id, "busy-worker", 60_000);
 
     let all = list(&api, "").await;
-    assert_eq!(ids(&all), [canceled.id, failed.id, pending.id, succeeded.id]);
+    assert_eq!(
+        ids(&all),
+        [running.id, canceled.id, failed.id, pending.id, succeeded.id]
+    );
     assert_eq!(all.next_cursor, None);
     // Items are the tasks exactly as `GET /tasks/{id}` reports them.
     for item in &all.items {
         assert_eq!(item, &api.task(item.id).await);
     }
 
-    let cases: [(&str, Vec<i64>); 9] = [
+    let cases: [(&str, Vec<i64>); 11] = [
         ("?status=SUCCEEDED", vec![succeeded.id]),
         ("?status=PENDING", vec![pending.id]),
         ("?status=FAILED", vec![failed.id]),
         ("?status=CANCELED", vec![canceled.id]),
-        ("?status=RUNNING", vec![]),
-        ("?type=demo", vec![pending.id, succeeded.id]),
+        ("?status=RUNNING", vec![running.id]),
+        ("?type=demo", vec![running.id, pending.id, succeeded.id]),
         ("?type=demo-fail", vec![failed.id]),
         ("?type=demo&status=PENDING", vec![pending.id]),
+        ("?type=demo&status=RUNNING", vec![running.id]),
+        ("?type=demo-fail&status=RUNNING", vec![]),
         ("?type=no-such-type", vec![]),
     ];
     for (query, expected) in cases {
@@ -162,12 +171,20 @@ async fn pages_neither_repeat_nor_skip_while_tasks_are_inserted() {
         api.create_task(&json!({"type": "demo-slow", "runAt": LATER}))
             .await;
     }
-    // Half of the demo tasks run; the others stay PENDING.
+    // Half of the demo tasks run; of the others, two stay PENDING and two are RUNNING
+    // between them, so that a type's pages cross both kinds of rows.
+    let mut later = Vec::new();
     for n in 0..4 {
-        api.create_task(&json!({"type": "demo", "payload": n, "runAt": LATER}))
-            .await;
+        later.push(
+            api.create_task(&json!({"type": "demo", "payload": n, "runAt": LATER}))
+                .await
+                .id,
+        );
     }
     dtp.worker().run_due_tasks().await.unwrap();
+    for id in [later[0], later[2]] {
+        claim_as_lost_worker(dtp.database(), id, "busy-worker", 60_000);
+    }
 
     // Each walk must give exactly what one big page gave before it started: tasks inserted
     // while paging are newer than any cursor, so they belong to a first page only.
@@ -178,6 +195,8 @@ async fn pages_neither_repeat_nor_skip_while_tasks_are_inserted() {
         ("status=PENDING&", 4, "demo"),
         ("status=SUCCEEDED&type=demo&", 2, "demo"),
         ("status=PENDING&type=demo&", 1, "demo"),
+        ("status=RUNNING&", 1, "demo"),
+        ("status=RUNNING&type=demo&", 1, "demo"),
     ] {
         let before = list(&api, &format!("?{filter}limit={MAX_PAGE}")).await;
         assert!(before.items.len() > limit, "{filter}: more than one page");

@@ -8,6 +8,7 @@ mod bad_input;
 mod batch;
 mod group_commit;
 mod idempotency;
+mod integrity;
 mod listing;
 mod operations;
 mod outage;

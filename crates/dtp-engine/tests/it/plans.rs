@@ -1,8 +1,9 @@
-//! The statements every task goes through read indexes, not whole tables, however much
-//! history the tables hold: checked on the plans Postgres picks after `ANALYZE`.
+//! The statements every task goes through, and every kind of listing, read indexes, not
+//! whole tables, however much history the tables hold: checked on the plans Postgres picks
+//! after `ANALYZE`.
 
 use diesel::connection::SimpleConnection;
-use dtp_engine::store::tasks::explain_hot_path;
+use dtp_engine::store::tasks::{explain_hot_path, explain_listings};
 use dtp_engine::testing::{seed_history, TestEngine};
 
 use crate::stepped;
@@ -14,7 +15,7 @@ const DUE: i64 = 2_000;
 const RUNNING: i64 = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hot_path_does_not_scan_history() {
+async fn the_hot_path_and_listings_do_not_scan_history() {
     let dtp = TestEngine::spawn_with(stepped).await;
     let mut conn = dtp.database().connect();
     seed_history(&mut conn, FINISHED, FUTURE).unwrap();
@@ -30,8 +31,27 @@ async fn the_hot_path_does_not_scan_history() {
     ))
     .unwrap();
 
-    let plans = explain_hot_path(&mut conn).unwrap();
+    let mut plans: Vec<(String, String)> = explain_hot_path(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|(statement, plan)| (statement.to_owned(), plan))
+        .collect();
     assert_eq!(plans.len(), 4);
+    let listings = explain_listings(&mut conn, "demo").unwrap();
+    assert_eq!(listings.len(), 10);
+    // The running tasks of a type come from the running rows, not from the type's history.
+    let (_, running_of_type) = listings.iter().find(|(q, _)| q == "status=- type=demo").unwrap();
+    assert!(
+        running_of_type.contains("tasks_running_lease"),
+        "{running_of_type}"
+    );
+    // A rare status is found through the listing index that leaves running rows out.
+    let (_, failed) = listings
+        .iter()
+        .find(|(q, _)| q == "status=FAILED type=-")
+        .unwrap();
+    assert!(failed.contains("tasks_status_id"), "{failed}");
+    plans.extend(listings);
     for (statement, plan) in &plans {
         for table in ["tasks", "task_attempts"] {
             assert!(

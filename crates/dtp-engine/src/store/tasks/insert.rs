@@ -6,7 +6,7 @@ use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
 use service_runtime::prepared::Prepared;
 use std::collections::{HashMap, VecDeque};
 
-use super::{tasks, TaskRow};
+use super::{tasks, TaskRow, TASK_ROW_COLUMNS};
 use crate::domain::{NewTask, TaskState};
 
 /// The result of an insert that may have hit an existing idempotency key.
@@ -128,12 +128,6 @@ fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec
         })
         .collect()
 }
-
-/// `TaskRow`'s columns, named: a kept prepared statement must not change its result's shape
-/// when a later migration adds a column, as `RETURNING *` would.
-const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, attempt_count, max_attempts, \
-     last_error, idempotency_key, created_at, scheduled_for, processing_started_at, completed_at, \
-     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms";
 
 /// The rows of `tasks` that were inserted, in id order.
 fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<TaskRow>> {

@@ -5,6 +5,7 @@
 mod attempt_ends;
 mod claims;
 mod insert;
+mod listing;
 mod plans;
 
 pub use attempt_ends::{finish_attempt, finish_attempts, AttemptEnd, LeaseGuard};
@@ -13,7 +14,8 @@ pub use claims::{
     ExpiredLease,
 };
 pub use insert::{insert_each_task, insert_tasks, Inserted, KeyNamesAnotherTask};
-pub use plans::explain_hot_path;
+pub use listing::{list_tasks, TaskFilter};
+pub use plans::{explain_hot_path, explain_listings};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -83,6 +85,12 @@ impl TaskRow {
     }
 }
 
+/// `TaskRow`'s columns, named: a kept prepared statement must not change its result's shape
+/// when a later migration adds a column, as `RETURNING *` would.
+const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, attempt_count, max_attempts, \
+     last_error, idempotency_key, created_at, scheduled_for, processing_started_at, completed_at, \
+     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms";
+
 /// Reads one task.
 pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow>> {
     tasks::table
@@ -90,34 +98,6 @@ pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow
         .select(TaskRow::as_select())
         .first(conn)
         .optional()
-}
-
-/// Which tasks a listing returns: all filters are optional and combine with AND.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskFilter {
-    pub status: Option<TaskStatus>,
-    pub task_type: Option<String>,
-    /// Only tasks with a smaller id (the last id of the previous page).
-    pub before_id: Option<i64>,
-}
-
-/// Up to `limit` tasks matching `filter`, newest (highest id) first.
-pub fn list_tasks(conn: &mut PgConnection, filter: &TaskFilter, limit: i64) -> QueryResult<Vec<TaskRow>> {
-    let mut query = tasks::table
-        .select(TaskRow::as_select())
-        .order(tasks::id.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(status) = filter.status {
-        query = query.filter(tasks::status.eq(status.as_str()));
-    }
-    if let Some(task_type) = &filter.task_type {
-        query = query.filter(tasks::task_type.eq(task_type.clone()));
-    }
-    if let Some(before) = filter.before_id {
-        query = query.filter(tasks::id.lt(before));
-    }
-    query.load(conn)
 }
 
 /// Moves a task to `next` (CANCELED) if it is still in `expected`; closes its open attempt.

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use super::attempt_ends::{finish_attempts_statement, AttemptEndColumns};
 use super::claims::{claim_statement, expired_leases_statement, extend_leases_statement};
-use super::{AttemptEnd, LeaseGuard};
+use super::listing::listing_statement;
+use super::{AttemptEnd, LeaseGuard, TaskFilter};
 use crate::domain::{AttemptOutcome, TaskState};
 
 /// Whether a hot-path statement is run, or only planned by `EXPLAIN` (the plan checks).
@@ -34,6 +35,10 @@ impl Planning {
 /// One line of an `EXPLAIN` answer.
 struct PlanLine(String);
 
+fn plan(lines: Vec<PlanLine>) -> String {
+    lines.into_iter().map(|l| l.0).collect::<Vec<_>>().join("\n")
+}
+
 impl QueryableByName<Pg> for PlanLine {
     fn build<'a>(row: &impl NamedRow<'a, Pg>) -> diesel::deserialize::Result<Self> {
         Ok(Self(NamedRow::get::<Text, String>(row, "QUERY PLAN")?))
@@ -43,7 +48,6 @@ impl QueryableByName<Pg> for PlanLine {
 /// The plans Postgres picks for the statements every task goes through (claim, completion,
 /// lease extension, rescue), by name: what the "no sequential scan on the hot path" check reads.
 pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static str, String)>> {
-    let plan = |lines: Vec<PlanLine>| lines.into_iter().map(|l| l.0).collect::<Vec<_>>().join("\n");
     let ends: Vec<AttemptEnd> = (1..=100)
         .map(|i| AttemptEnd {
             task_id: i,
@@ -78,4 +82,36 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
             plan(expired_leases_statement(Planning::Explain, 100).load(conn)?),
         ),
     ])
+}
+
+/// The plans of `GET /tasks` for each kind of filter (`task_type` the type filtered on), by
+/// the filter's query string.
+pub fn explain_listings(conn: &mut PgConnection, task_type: &str) -> QueryResult<Vec<(String, String)>> {
+    let statuses = [
+        None,
+        Some(TaskStatus::Pending),
+        Some(TaskStatus::Running),
+        Some(TaskStatus::Succeeded),
+        Some(TaskStatus::Failed),
+    ];
+    let mut plans = Vec::new();
+    for status in statuses {
+        for filtered_type in [None, Some(task_type)] {
+            let filter = TaskFilter {
+                status,
+                task_type: filtered_type.map(str::to_owned),
+                before_id: Some(i64::MAX / 2),
+            };
+            let query = format!(
+                "status={} type={}",
+                status.map_or("-", |s| s.as_str()),
+                filtered_type.unwrap_or("-")
+            );
+            plans.push((
+                query,
+                plan(listing_statement(Planning::Explain, &filter, 21).load(conn)?),
+            ));
+        }
+    }
+    Ok(plans)
 }
