@@ -24,7 +24,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    task_attempts (lease_token) {
+    task_attempts (task_id, lease_token) {
         lease_token -> Int8,
         task_id -> Int8,
         attempt -> Int4,

@@ -117,7 +117,7 @@ pub fn cancel_task_if_in(
              FROM old WHERE t.id = old.id RETURNING t.id \
          ), closed AS ( \
              UPDATE task_attempts a SET finished_at = now(), outcome = $5, error = 'canceled by request' \
-             FROM old WHERE a.lease_token = old.lease_token AND a.finished_at IS NULL \
+             FROM old WHERE a.task_id = old.id AND a.lease_token = old.lease_token AND a.finished_at IS NULL \
                AND EXISTS (SELECT 1 FROM canceled) \
          ) SELECT id FROM canceled",
         )
