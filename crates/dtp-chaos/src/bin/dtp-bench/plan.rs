@@ -11,7 +11,7 @@ pub struct PlanArgs {
     /// Tasks each drain pre-inserts [20000; smoke 500].
     #[arg(long)]
     drain_tasks: Option<i64>,
-    /// Worker slots of the tuned engine (drain, pickup, history, two engines, control plane) [1000].
+    /// Worker slots of the tuned engine (drain, pickup, history, two engines, control plane) [2000].
     #[arg(long)]
     concurrency: Option<usize>,
     /// Database connections of the tuned engine [16].
@@ -76,7 +76,7 @@ impl Plan {
     pub fn full() -> Self {
         Self {
             drain_tasks: 20_000,
-            concurrency: 1_000,
+            concurrency: 2_000,
             pool_size: 16,
             baseline_concurrency: 10,
             enqueue_tasks: 100_000,
