@@ -154,7 +154,7 @@ mod tests {
         let full = Plan::resolve(&PlanArgs::default(), false);
         assert_eq!(
             (full.concurrency, full.drain_tasks, full.batch_size),
-            (1_000, 20_000, 1_000)
+            (2_000, 20_000, 1_000)
         );
     }
 }
