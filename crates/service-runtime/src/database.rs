@@ -71,6 +71,17 @@ pub enum StoreError {
     CorruptRow(String),
 }
 
+impl DbError {
+    /// A failed statement: unavailable when the connection, not the statement, failed.
+    pub fn of_statement(err: diesel::result::Error) -> Self {
+        if is_connection_loss(&err) {
+            DbError::Unavailable(err.to_string())
+        } else {
+            DbError::Query(err)
+        }
+    }
+}
+
 impl From<DbError> for StoreError {
     fn from(err: DbError) -> Self {
         match err {
@@ -82,11 +93,7 @@ impl From<DbError> for StoreError {
 
 impl From<diesel::result::Error> for StoreError {
     fn from(err: diesel::result::Error) -> Self {
-        if is_connection_loss(&err) {
-            StoreError::Unavailable(err.to_string())
-        } else {
-            StoreError::Query(err)
-        }
+        DbError::of_statement(err).into()
     }
 }
 
@@ -349,13 +356,12 @@ where
         .await
         .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?;
     result.map_err(|e| {
-        if is_connection_loss(&e) {
+        let err = DbError::of_statement(e);
+        if matches!(err, DbError::Unavailable(_)) {
             // Never hand this connection out again.
             drop(deadpool::managed::Object::take(conn));
-            DbError::Unavailable(e.to_string())
-        } else {
-            DbError::Query(e)
         }
+        err
     })
 }
 
@@ -481,25 +487,18 @@ mod tests {
         use crate::testing::TestDatabase;
 
         async fn one_connection_pool(db: &TestDatabase) -> Pool {
-            let url = DatabaseUrl::parse(&db.url()).unwrap();
-            ensure_database(&url).unwrap();
-            let pool = build_pool(&url, 1).unwrap();
+            let pool = db.pool(1);
             interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn))
                 .await
                 .unwrap();
             pool
         }
 
-        fn server_ends_its_connections(db: &TestDatabase) {
-            db.refuse_connections();
-            db.accept_connections();
-        }
-
         #[tokio::test]
         async fn a_recently_used_connection_that_lost_its_server_fails_once_and_is_replaced() {
             let db = TestDatabase::new("pool");
             let pool = one_connection_pool(&db).await;
-            server_ends_its_connections(&db);
+            db.end_connections();
 
             let first = interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
             assert!(matches!(first, Err(DbError::Unavailable(_))), "{first:?}");
@@ -529,7 +528,7 @@ mod tests {
         async fn an_idle_connection_is_checked_before_reuse() {
             let db = TestDatabase::new("pool");
             let pool = one_connection_pool(&db).await;
-            server_ends_its_connections(&db);
+            db.end_connections();
             tokio::time::sleep(VERIFY_AFTER_IDLE + Duration::from_millis(200)).await;
 
             let first = interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;

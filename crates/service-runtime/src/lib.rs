@@ -3,6 +3,7 @@
 //! actix answers by itself, telemetry set-up, and typed reading of environment settings.
 
 pub mod database;
+pub mod dedicated_connection;
 pub mod env_config;
 pub mod http_errors;
 pub mod metrics;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use dtp_contract::TaskStatus;
+use service_runtime::dedicated_connection::DedicatedConnection;
 use service_runtime::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -46,6 +47,8 @@ pub struct Worker {
 
 struct WorkerShared {
     pool: PgPool,
+    /// The claim loop's own connection (see `CLAIM_CONNECTION_SETTINGS`).
+    claims: DedicatedConnection,
     registry: Arc<HandlerRegistry>,
     config: WorkerConfig,
     worker_id: String,
@@ -103,6 +106,7 @@ impl Worker {
         let completer = AttemptCompleter::start(pool.clone());
         Self {
             inner: Arc::new(WorkerShared {
+                claims: DedicatedConnection::new(pool.clone(), task_store::CLAIM_CONNECTION_SETTINGS),
                 pool,
                 registry,
                 config,
@@ -221,22 +225,25 @@ impl Worker {
         let worker_id = self.inner.worker_id.clone();
         let lease = self.inner.config.lease;
         let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (claimed, next_due_in_ms) = store::run(&self.inner.pool, move |conn| {
-            let claimed =
-                task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)?;
-            // The claim has committed: a failed read must not keep its tasks from starting
-            // (they would wait for their leases to run out). Unknown means "sleep the poll".
-            let next_due = if claimed.len() < limit {
-                task_store::next_due_in(conn).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "could not read when the next task falls due");
+        let (claimed, next_due_in_ms) = self
+            .inner
+            .claims
+            .run(move |conn| {
+                let claimed =
+                    task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)?;
+                // The claim has committed: a failed read must not keep its tasks from starting
+                // (they would wait for their leases to run out). Unknown means "sleep the poll".
+                let next_due = if claimed.len() < limit {
+                    task_store::next_due_in(conn).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "could not read when the next task falls due");
+                        None
+                    })
+                } else {
                     None
-                })
-            } else {
-                None
-            };
-            Ok((claimed, next_due))
-        })
-        .await?;
+                };
+                Ok((claimed, next_due))
+            })
+            .await?;
         self.inner.metrics.claims_per_poll.observe(claimed.len() as f64);
         let mut started = Vec::with_capacity(claimed.len());
         for task in claimed {

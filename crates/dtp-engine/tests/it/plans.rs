@@ -3,7 +3,7 @@
 //! after `ANALYZE`.
 
 use diesel::connection::SimpleConnection;
-use dtp_engine::store::tasks::{explain_hot_path, explain_listings};
+use dtp_engine::store::tasks::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
 use dtp_engine::testing::{seed_history, TestEngine};
 
 use crate::stepped;
@@ -37,6 +37,14 @@ async fn the_hot_path_and_listings_do_not_scan_history() {
         .map(|(statement, plan)| (statement.to_owned(), plan))
         .collect();
     assert_eq!(plans.len(), 4);
+    // The claim loop runs the claim's generic plan: the claimed ids must still be looked up
+    // through the primary key, not found by walking or hashing the whole table.
+    let generic_claim = explain_claim_as_claim_loop(&mut conn).unwrap();
+    assert!(
+        generic_claim.contains("Index Scan using tasks_pkey on tasks t") && generic_claim.contains("= ANY"),
+        "{generic_claim}"
+    );
+    plans.push(("claim_due_tasks, generic plan".to_owned(), generic_claim));
     let listings = explain_listings(&mut conn, "demo").unwrap();
     assert_eq!(listings.len(), 10);
     // The running tasks of a type come from the running rows, not from the type's history.

@@ -7,7 +7,7 @@ pub mod api_spec;
 use diesel::prelude::*;
 use rand::Rng;
 
-use crate::database::{quote_ident, DatabaseUrl};
+use crate::database::{build_pool, ensure_database, quote_ident, DatabaseUrl, Pool};
 
 /// Where test databases are created when `TEST_DATABASE_URL` is unset.
 pub const DEFAULT_TEST_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -40,6 +40,20 @@ impl TestDatabase {
     /// A direct connection, for assertions that read tables behind the service's back.
     pub fn connect(&self) -> PgConnection {
         PgConnection::establish(&self.url()).unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
+    }
+
+    /// Creates this database (empty) and a pool of up to `max_connections` on it.
+    pub fn pool(&self, max_connections: usize) -> Pool {
+        let url = DatabaseUrl::parse(&self.url()).unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        ensure_database(&url).unwrap_or_else(|e| panic!("create {}: {e}", self.name));
+        build_pool(&url, max_connections).unwrap_or_else(|e| panic!("pool on {}: {e}", self.name))
+    }
+
+    /// Ends every open connection to this database, as a Postgres restart would, and
+    /// accepts new ones at once.
+    pub fn end_connections(&self) {
+        self.refuse_connections();
+        self.accept_connections();
     }
 
     /// Simulates an outage of this database alone: refuses new connections and ends the

@@ -31,6 +31,13 @@ pub struct ClaimedTask {
     pub pickup_ms: f64,
 }
 
+/// Session settings of the connection the claim loop keeps to itself: the claim and the next
+/// due read run on a plan made once. Planning the claim afresh cost about 0.17 ms of every
+/// pickup; its generic plan is the right one because the claimed ids reach the update as one
+/// array, looked up through the primary key whatever their number (a join with the CTE let a
+/// generic plan walk the whole key). The plan check test reads that generic plan.
+pub const CLAIM_CONNECTION_SETTINGS: &str = "SET plan_cache_mode = force_generic_plan";
+
 /// Claims up to `limit` due PENDING tasks for `worker_id` in one statement and opens their attempts.
 pub fn claim_due_tasks(
     conn: &mut PgConnection,
@@ -42,6 +49,28 @@ pub fn claim_due_tasks(
     Prepared(claim_statement(Planning::Run, worker_id, limit, lease, running)).load(conn)
 }
 
+/// The claim: `$1` most tasks, `$2` lease in ms, `$3` worker id, `$4` the RUNNING status.
+pub(super) const CLAIM_SQL: &str = "\
+    WITH due AS ( \
+        SELECT id FROM tasks WHERE status = 'PENDING' AND scheduled_for <= now() \
+        ORDER BY scheduled_for, id LIMIT $1 FOR UPDATE SKIP LOCKED \
+    ), claimed AS ( \
+        UPDATE tasks t SET status = $4, attempt_count = t.attempt_count + 1, \
+            processing_started_at = now(), completed_at = NULL, \
+            lease_token = nextval('task_lease_tokens'), \
+            lease_expires_at = now() + $2 * interval '1 millisecond', \
+            worker_id = $3, updated_at = now() \
+        WHERE t.id = ANY(ARRAY(SELECT id FROM due)) \
+        RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
+                  t.retry_state, t.lease_token, t.worker_id, t.processing_started_at, t.scheduled_for \
+    ), opened AS ( \
+        INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
+        SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
+        FROM claimed \
+    ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
+             GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
+      FROM claimed ORDER BY id";
+
 pub(super) fn claim_statement(
     planning: Planning,
     worker_id: &str,
@@ -50,27 +79,7 @@ pub(super) fn claim_statement(
     running: TaskStatus,
 ) -> BoxedSqlQuery<'_, Pg, SqlQuery> {
     planning
-        .statement(
-            "WITH due AS ( \
-             SELECT id FROM tasks WHERE status = 'PENDING' AND scheduled_for <= now() \
-             ORDER BY scheduled_for, id LIMIT $1 FOR UPDATE SKIP LOCKED \
-         ), claimed AS ( \
-             UPDATE tasks t SET status = $4, attempt_count = t.attempt_count + 1, \
-                 processing_started_at = now(), completed_at = NULL, \
-                 lease_token = nextval('task_lease_tokens'), \
-                 lease_expires_at = now() + $2 * interval '1 millisecond', \
-                 worker_id = $3, updated_at = now() \
-             FROM due WHERE t.id = due.id \
-             RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
-                       t.retry_state, t.lease_token, t.worker_id, t.processing_started_at, t.scheduled_for \
-         ), opened AS ( \
-             INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
-             SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
-             FROM claimed \
-         ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
-                  GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
-           FROM claimed ORDER BY id",
-        )
+        .statement(CLAIM_SQL)
         .bind::<BigInt, _>(limit)
         .bind::<BigInt, _>(millis(lease))
         .bind::<Text, _>(worker_id)

@@ -11,11 +11,11 @@ mod plans;
 pub use attempt_ends::{finish_attempt, finish_attempts, AttemptEnd, LeaseGuard};
 pub use claims::{
     claim_due_tasks, extend_leases, find_expired_leases, next_due_in, release_attempts, ClaimedTask,
-    ExpiredLease,
+    ExpiredLease, CLAIM_CONNECTION_SETTINGS,
 };
 pub use insert::{insert_each_task, insert_tasks, Inserted, KeyNamesAnotherTask};
 pub use listing::{list_tasks, TaskFilter};
-pub use plans::{explain_hot_path, explain_listings};
+pub use plans::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

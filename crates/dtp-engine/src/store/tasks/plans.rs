@@ -1,6 +1,7 @@
 //! The hot path's statements planned by `EXPLAIN` instead of run, so that a test can check
 //! they read indexes, not whole tables, however much history the tables hold.
 
+use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
@@ -10,7 +11,9 @@ use dtp_contract::{RetryState, TaskStatus};
 use std::time::Duration;
 
 use super::attempt_ends::{finish_attempts_statement, AttemptEndColumns};
-use super::claims::{claim_statement, expired_leases_statement, extend_leases_statement};
+use super::claims::{
+    claim_statement, expired_leases_statement, extend_leases_statement, CLAIM_CONNECTION_SETTINGS, CLAIM_SQL,
+};
 use super::listing::listing_statement;
 use super::{AttemptEnd, LeaseGuard, TaskFilter};
 use crate::domain::{AttemptOutcome, TaskState};
@@ -114,4 +117,16 @@ pub fn explain_listings(conn: &mut PgConnection, task_type: &str) -> QueryResult
         }
     }
     Ok(plans)
+}
+
+/// The plan the claim loop's own connection runs the claim with: the generic one, made
+/// without the parameters' values (see `CLAIM_CONNECTION_SETTINGS`). Leaves `conn` as it was.
+pub fn explain_claim_as_claim_loop(conn: &mut PgConnection) -> QueryResult<String> {
+    conn.batch_execute(&format!(
+        "{CLAIM_CONNECTION_SETTINGS}; PREPARE plan_check_claim (bigint, bigint, text, text) AS {CLAIM_SQL}"
+    ))?;
+    let lines = diesel::sql_query("EXPLAIN EXECUTE plan_check_claim (100, 30000, 'plan-check', 'RUNNING')")
+        .load(conn);
+    conn.batch_execute("DEALLOCATE plan_check_claim; RESET plan_cache_mode")?;
+    Ok(plan(lines?))
 }
