@@ -127,6 +127,6 @@ pub fn explain_claim_as_claim_loop(conn: &mut PgConnection) -> QueryResult<Strin
     ))?;
     let lines = diesel::sql_query("EXPLAIN EXECUTE plan_check_claim (100, 30000, 'plan-check', 'RUNNING')")
         .load(conn);
-    conn.batch_execute("DEALLOCATE plan_check_claim; RESET plan_cache_mode")?;
+    conn.batch_execute("DEALLOCATE plan_check_claim; RESET plan_cache_mode; RESET enable_seqscan")?;
     Ok(plan(lines?))
 }
