@@ -1,4 +1,4 @@
-//! Single submissions (`POST /tasks`) share transactions (group commit): every request
+//! Single submissions (`POST /tasks`) share inserts (group commit): every request
 //! still gets its own answer, but requests arriving together share one insert and one WAL
 //! flush, so submission throughput is not capped at one commit per task.
 
@@ -11,7 +11,7 @@ use crate::store::group_commit::{write_together_or_one_by_one, GroupCommit, Grou
 use crate::store::tasks::{self as task_store, Inserted};
 use crate::store::StoreError;
 
-/// Most submissions inserted in one transaction.
+/// Most submissions inserted in one statement.
 pub const MAX_SUBMISSION_GROUP: usize = 500;
 
 /// The handle `POST /tasks` submits through. Cheap to clone.
@@ -62,7 +62,7 @@ fn write_submissions(pool: PgPool, tasks: Vec<NewTask>) -> GroupWrite<Inserted> 
     })
 }
 
-/// Inserts the submissions at `indexes` in one transaction.
+/// Inserts the submissions at `indexes` together (see `insert_each_task`).
 async fn insert_round(
     pool: &PgPool,
     tasks: &[NewTask],

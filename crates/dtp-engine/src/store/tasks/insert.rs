@@ -1,5 +1,5 @@
 //! Inserting tasks: a batch accepted or refused as a whole, or independent submissions
-//! sharing one transaction; either way one multi-row insert that skips taken idempotency keys.
+//! written together; either way one multi-row insert that skips taken idempotency keys.
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
@@ -67,19 +67,23 @@ pub fn insert_tasks(
     }
 }
 
-/// Inserts independent submissions (idempotency keys distinct) in one transaction; each
-/// is answered on its own, an existing task for a taken key whatever it holds.
+/// Inserts independent submissions (idempotency keys distinct) together; each is answered
+/// on its own, an existing task for a taken key whatever it holds.
+///
+/// Only a group that mixes keyed and unkeyed submissions needs a transaction: if the read of
+/// the tasks taken keys name fails, the writer retries the group one by one, and committed
+/// unkeyed rows would be inserted twice. Without keys the insert is one atomic statement
+/// that reads nothing back. With a key on every submission, a retry finds each committed row
+/// under its key and answers it as existing, as a client's own retry with that key would.
 pub fn insert_each_task(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
-    if without_keys(tasks) {
+    if without_keys(tasks) || tasks.iter().all(|t| t.idempotency_key.is_some()) {
         return insert_or_find(conn, tasks);
     }
     conn.transaction(|conn| insert_or_find(conn, tasks))
 }
 
 /// Without idempotency keys an insert is one statement that reads nothing back, atomic on
-/// its own. With keys, a batch must roll back when a key names another task, and
-/// submissions must not stay committed when the read of the tasks their keys name fails:
-/// the writer then retries them one by one, which would insert their unkeyed neighbours twice.
+/// its own. With keys, a batch must roll back when a key names another task.
 fn without_keys(tasks: &[NewTask]) -> bool {
     tasks.iter().all(|t| t.idempotency_key.is_none())
 }
