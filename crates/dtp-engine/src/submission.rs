@@ -2,14 +2,12 @@
 //! still gets its own answer, but requests arriving together share one insert and one WAL
 //! flush, so submission throughput is not capped at one commit per task.
 
-use std::collections::HashSet;
-
 use service_runtime::PgPool;
 
 use crate::domain::NewTask;
-use crate::store::group_commit::{write_together_or_one_by_one, GroupCommit, GroupWrite};
 use crate::store::tasks::{self as task_store, Inserted};
 use crate::store::StoreError;
+use service_runtime::group_commit::{write_in_rounds_by_key, GroupCommit, GroupWrite};
 
 /// Most submissions inserted in one statement.
 pub const MAX_SUBMISSION_GROUP: usize = 500;
@@ -37,37 +35,15 @@ impl TaskSubmitter {
 }
 
 fn write_submissions(pool: PgPool, tasks: Vec<NewTask>) -> GroupWrite<Inserted> {
+    // One insert holds each idempotency key once: a repeat waits for the next round, where it
+    // finds the task the first one made.
     Box::pin(async move {
-        let mut answers: Vec<Option<Result<Inserted, StoreError>>> = tasks.iter().map(|_| None).collect();
-        let mut left: Vec<usize> = (0..tasks.len()).collect();
-        while !left.is_empty() {
-            // One insert holds each idempotency key once: a repeat waits for the next round,
-            // where it finds the task the first one made.
-            let mut keys = HashSet::new();
-            let (round, later): (Vec<usize>, Vec<usize>) = left.into_iter().partition(|&i| {
-                tasks[i]
-                    .idempotency_key
-                    .as_ref()
-                    .is_none_or(|key| keys.insert(key.clone()))
-            });
-            for (i, answer) in round.iter().zip(insert_round(&pool, &tasks, &round).await) {
-                answers[*i] = Some(answer);
-            }
-            left = later;
-        }
-        answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(StoreError::CorruptRow("a submission was not answered".into()))))
-            .collect()
+        write_in_rounds_by_key(
+            &pool,
+            tasks,
+            |t| t.idempotency_key.clone(),
+            task_store::insert_each_task,
+        )
+        .await
     })
-}
-
-/// Inserts the submissions at `indexes` together (see `insert_each_task`).
-async fn insert_round(
-    pool: &PgPool,
-    tasks: &[NewTask],
-    indexes: &[usize],
-) -> Vec<Result<Inserted, StoreError>> {
-    let round: Vec<NewTask> = indexes.iter().map(|&i| tasks[i].clone()).collect();
-    write_together_or_one_by_one(pool, round, task_store::insert_each_task).await
 }

@@ -5,6 +5,7 @@
 pub mod database;
 pub mod dedicated_connection;
 pub mod env_config;
+pub mod group_commit;
 pub mod http_errors;
 pub mod metrics;
 pub mod page_cursor;

@@ -2,7 +2,6 @@
 //! and take a connection; callers run them on the pool through `store::run`.
 
 pub mod attempts;
-pub mod group_commit;
 pub mod schema;
 pub mod task_stats;
 pub mod tasks;

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use diesel::{PgConnection, QueryResult};
 use service_runtime::PgPool;
 
-use crate::store::group_commit::{write_together_or_one_by_one, GroupCommit, GroupWrite};
 use crate::store::tasks::{self as task_store, AttemptEnd, LeaseGuard};
 use crate::store::StoreError;
+use service_runtime::group_commit::{write_together_or_one_by_one, GroupCommit, GroupWrite};
 
 /// Most attempt ends written in one statement.
 pub const MAX_COMPLETION_BATCH: usize = 1_000;

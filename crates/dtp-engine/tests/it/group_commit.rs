@@ -3,9 +3,9 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int4};
-use dtp_engine::store::group_commit::write_together_or_one_by_one;
 use dtp_engine::testing::TestEngine;
 use service_runtime::database::{build_pool, DatabaseUrl};
+use service_runtime::group_commit::write_together_or_one_by_one;
 
 use crate::stepped;
 

@@ -3,16 +3,16 @@
 //! one go. Under load one round trip and one WAL flush serve many callers, and groups grow
 //! by themselves while a write is under way; an idle caller waits for no timer.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
 use std::sync::Arc;
 
 use diesel::{PgConnection, QueryResult};
-use service_runtime::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use crate::database::{run, PgPool, StoreError};
 
 /// What a group write returns: one result per item, in the items' order.
 pub type GroupWrite<O> = Pin<Box<dyn Future<Output = Vec<Result<O, StoreError>>> + Send>>;
@@ -95,7 +95,7 @@ where
 {
     let items = Arc::new(items);
     let together = Arc::clone(&items);
-    match super::run(pool, move |conn| write(conn, &together)).await {
+    match run(pool, move |conn| write(conn, &together)).await {
         Ok(answers) => answers.into_iter().map(Ok).collect(),
         Err(StoreError::Unavailable(reason)) => items
             .iter()
@@ -106,7 +106,7 @@ where
             let mut answers = Vec::with_capacity(items.len());
             for item in items.iter() {
                 let alone = vec![item.clone()];
-                let one = super::run(pool, move |conn| write(conn, &alone))
+                let one = run(pool, move |conn| write(conn, &alone))
                     .await
                     .and_then(|mut answer| {
                         answer
@@ -118,6 +118,49 @@ where
             answers
         }
     }
+}
+
+/// Writes `items` in rounds in which no two items share a key (items without one all go in
+/// the first round), each round with `write_together_or_one_by_one`: one statement writes a
+/// keyed row once, so a repeat waits for the next round, where it finds what the first wrote.
+/// Answers in the items' order.
+pub async fn write_in_rounds_by_key<I, O, K>(
+    pool: &PgPool,
+    items: Vec<I>,
+    key: fn(&I) -> Option<K>,
+    write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
+) -> Vec<Result<O, StoreError>>
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+    K: Eq + std::hash::Hash,
+{
+    let mut answers: Vec<Option<Result<O, StoreError>>> = items.iter().map(|_| None).collect();
+    let mut left: Vec<usize> = (0..items.len()).collect();
+    while !left.is_empty() {
+        let mut keys = HashSet::new();
+        let (round, later): (Vec<usize>, Vec<usize>) = left
+            .into_iter()
+            .partition(|&i| key(&items[i]).is_none_or(|k| keys.insert(k)));
+        let round_items: Vec<I> = round.iter().map(|&i| items[i].clone()).collect();
+        for (i, answer) in round
+            .iter()
+            .zip(write_together_or_one_by_one(pool, round_items, write).await)
+        {
+            answers[*i] = Some(answer);
+        }
+        left = later;
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(StoreError::CorruptRow(
+                    "a group write left an item unanswered".into(),
+                ))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
