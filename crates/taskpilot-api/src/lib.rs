@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod scheduler_client;
 pub mod startup;
 pub mod store;
+pub mod web_task_writer;

@@ -137,10 +137,7 @@ pub async fn bind_to_scheduler(
         scheduler_task_id: created.task.id,
         scheduler_type: requested.clone(),
     };
-    let bound = store::run(&state.pool, move |conn| {
-        web_task_store::bind_if_unbound(conn, id, &binding)
-    })
-    .await?;
+    let bound = state.writer.bind_if_unbound(id, binding).await?;
     match bound {
         Some(row) => {
             tracing::info!(web_task.id = id, task.id = created.task.id, "web task bound");

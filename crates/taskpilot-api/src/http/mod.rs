@@ -10,6 +10,7 @@ use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
 use crate::scheduler_client::SchedulerClient;
+use crate::web_task_writer::WebTaskWriter;
 
 /// The `{id}` of every `/api/tasks/{id}` route, as the API description shows it.
 #[derive(utoipa::IntoParams)]
@@ -27,6 +28,8 @@ pub struct WebTaskIdParam {
 /// What every handler can reach.
 pub struct AppState {
     pub pool: PgPool,
+    /// Creates and binds, grouped with those arriving at the same time.
+    pub writer: WebTaskWriter,
     pub scheduler: SchedulerClient,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     pub crash_after_scheduler_create: bool,

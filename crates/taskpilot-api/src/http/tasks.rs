@@ -147,10 +147,7 @@ pub async fn create_web_task(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let task = NewWebTask::validate(body.task_type, body.payload)?;
-    let row = store::run(&state.pool, move |conn| {
-        web_task_store::insert_web_task(conn, &task)
-    })
-    .await?;
+    let row = state.writer.create(task).await?;
     tracing::info!(web_task.id = row.id, "web task created");
     Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row)?))
 }

@@ -1,16 +1,19 @@
 //! Queries on `web_tasks`. The binding is written once, guarded by "still unbound", so
-//! concurrent binds of one web task cannot both win.
+//! concurrent binds of one web task cannot both win. Creates and binds take many web tasks
+//! in one statement, for the group writer (`web_task_writer`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Jsonb, Text};
 use service_runtime::prepared::Prepared;
+use std::collections::HashMap;
 
 use super::schema::web_tasks;
 use super::StoreError;
 use crate::domain::binding::Binding;
 use crate::domain::{NewWebTask, WebTaskStatus};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = web_tasks)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct WebTaskRow {
@@ -40,18 +43,28 @@ impl WebTaskRow {
     }
 }
 
-/// Inserts a new, unbound web task.
-pub fn insert_web_task(conn: &mut PgConnection, task: &NewWebTask) -> QueryResult<WebTaskRow> {
-    Prepared(
-        diesel::insert_into(web_tasks::table)
-            .values((
-                web_tasks::task_type.eq(&task.task_type),
-                web_tasks::payload.eq(&task.payload),
-                web_tasks::status.eq(WebTaskStatus::Pending.as_str()),
-            ))
-            .returning(WebTaskRow::as_returning()),
+/// `WebTaskRow`'s columns, named: a kept prepared statement must not change its result's
+/// shape when a later migration adds a column, as `RETURNING *` would.
+const WEB_TASK_ROW_COLUMNS: &str =
+    "id, task_type, payload, status, created_at, updated_at, scheduler_task_id, scheduler_type, bound_at";
+
+/// Inserts new, unbound web tasks in one statement; their rows in the order of `tasks`.
+pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryResult<Vec<WebTaskRow>> {
+    let mut rows: Vec<WebTaskRow> = Prepared(
+        diesel::sql_query(format!(
+            "INSERT INTO web_tasks (task_type, payload, status) \
+             SELECT item.task_type, item.payload, $3 \
+             FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS item(task_type, payload, position) \
+             ORDER BY item.position RETURNING {WEB_TASK_ROW_COLUMNS}"
+        ))
+        .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
+        .bind::<Text, _>(WebTaskStatus::Pending.as_str()),
     )
-    .get_result(conn)
+    .load(conn)?;
+    // Ids are drawn in insertion order, which is the request order.
+    rows.sort_unstable_by_key(|row| row.id);
+    Ok(rows)
 }
 
 /// Reads one web task.
@@ -106,25 +119,37 @@ pub fn list_web_tasks(
     query.load(conn)
 }
 
-/// Records the binding if the web task is still unbound; `None` when another bind won.
-pub fn bind_if_unbound(
+/// Records each binding (web task ids distinct) whose web task is still unbound, in one
+/// statement; for each, in order, the row this write bound, or `None` when another bind won
+/// (or the web task is gone).
+pub fn bind_each_if_unbound(
     conn: &mut PgConnection,
-    id: i64,
-    binding: &Binding,
-) -> QueryResult<Option<WebTaskRow>> {
-    Prepared(
-        diesel::update(web_tasks::table)
-            .filter(web_tasks::id.eq(id))
-            .filter(web_tasks::scheduler_task_id.is_null())
-            .set((
-                web_tasks::scheduler_task_id.eq(binding.scheduler_task_id),
-                web_tasks::scheduler_type.eq(&binding.scheduler_type),
-                web_tasks::status.eq(WebTaskStatus::Submitted.as_str()),
-                web_tasks::bound_at.eq(diesel::dsl::now),
-                web_tasks::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(WebTaskRow::as_returning()),
+    bindings: &[(i64, Binding)],
+) -> QueryResult<Vec<Option<WebTaskRow>>> {
+    let rows: Vec<WebTaskRow> = Prepared(
+        diesel::sql_query(format!(
+            "UPDATE web_tasks SET scheduler_task_id = b.new_task_id, scheduler_type = b.new_type, \
+                 status = $4, bound_at = now(), updated_at = now() \
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS b(web_task_id, new_task_id, new_type) \
+             WHERE id = b.web_task_id AND scheduler_task_id IS NULL \
+             RETURNING {WEB_TASK_ROW_COLUMNS}"
+        ))
+        .bind::<Array<BigInt>, _>(bindings.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            bindings
+                .iter()
+                .map(|(_, b)| b.scheduler_task_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            bindings
+                .iter()
+                .map(|(_, b)| b.scheduler_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Text, _>(WebTaskStatus::Submitted.as_str()),
     )
-    .get_result(conn)
-    .optional()
+    .load(conn)?;
+    let mut bound: HashMap<i64, WebTaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
+    Ok(bindings.iter().map(|(id, _)| bound.remove(id)).collect())
 }

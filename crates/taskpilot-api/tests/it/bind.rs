@@ -44,6 +44,40 @@ async fn concurrent_binds_create_exactly_one_scheduler_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_and_binds_of_many_web_tasks_each_get_their_own_answer() {
+    // Creates and binds arriving together share statements; each answer must still be the
+    // caller's own web task, bound to its own scheduler task.
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let creates = (0..24).map(|n| system.create_web_task("demo", json!({ "n": n })));
+    let ids = join_all(creates).await;
+    for (n, id) in ids.iter().enumerate() {
+        let (_, record) = system
+            .send(system.http.get(system.url(&format!("/api/tasks/{id}"))))
+            .await;
+        assert_eq!(record["payload"], json!({ "n": n }), "web task {id}");
+    }
+
+    // Each web task bound twice at once: one bind creates, its twin finds that binding.
+    let binds = ids.iter().chain(&ids).map(|id| system.bind(*id, "demo"));
+    let results = join_all(binds).await;
+    let (first, twin) = results.split_at(ids.len());
+    let mut scheduler_ids = std::collections::HashSet::new();
+    for ((id, a), b) in ids.iter().zip(first).zip(twin) {
+        let mut statuses = [a.0, b.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 201], "web task {id}: {a:?} {b:?}");
+        assert_eq!(a.1["id"], json!(id));
+        assert_eq!(a.1["schedulerTaskId"], b.1["schedulerTaskId"]);
+        let (status, execution) = system.execution(*id).await;
+        assert_eq!(status, 200, "{execution}");
+        assert_eq!(execution["schedulerTaskId"], a.1["schedulerTaskId"]);
+        scheduler_ids.insert(a.1["schedulerTaskId"].as_i64().unwrap());
+    }
+    assert_eq!(scheduler_ids.len(), ids.len());
+    assert_eq!(system.scheduler_task_count(), ids.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_binds_of_different_types_bind_one_and_refuse_the_rest() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", json!(null)).await;
