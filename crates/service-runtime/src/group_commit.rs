@@ -52,7 +52,7 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
     /// Writes `item` with the next group and returns its result.
     pub async fn submit(&self, item: I) -> Result<O, StoreError> {
         let (answer, result) = oneshot::channel();
-        let stopped = || StoreError::Unavailable(format!("the {} writer has stopped", self.name));
+        let stopped = || StoreError::Unavailable(format!("the {} has stopped", self.name));
         self.queue.send(Waiting { item, answer }).map_err(|_| stopped())?;
         result.await.unwrap_or_else(|_| Err(stopped()))
     }
@@ -161,6 +161,13 @@ where
             })
         })
         .collect()
+}
+
+/// One answer per requested id, in the ids' order: the row with that id, if any. For group
+/// statements that read or write rows by id and return them in no particular order.
+pub fn rows_in_order_of<R: Clone>(ids: &[i64], rows: Vec<R>, id_of: fn(&R) -> i64) -> Vec<Option<R>> {
+    let found: std::collections::HashMap<i64, R> = rows.into_iter().map(|row| (id_of(&row), row)).collect();
+    ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 pub mod config;
 pub mod domain;
+pub mod grouped_web_tasks;
 pub mod http;
 pub mod metrics;
 pub mod scheduler_client;
 pub mod startup;
 pub mod store;
-pub mod web_task_writer;

@@ -12,11 +12,11 @@ use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TaskPilotConfig;
+use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::http::operations::Operations;
 use crate::http::{self, AppState};
 use crate::metrics::SchedulerMetrics;
 use crate::scheduler_client::SchedulerClient;
-use crate::web_task_writer::WebTaskWriter;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/webdb");
 
@@ -65,7 +65,7 @@ impl Application {
         let port = listener.local_addr().map_err(listen_error)?.port();
         let state = web::Data::new(AppState {
             pool: pool.clone(),
-            writer: WebTaskWriter::start(pool.clone()),
+            web_tasks: GroupedWebTasks::start(pool.clone()),
             scheduler,
             crash_after_scheduler_create: config.crash_after_scheduler_create,
         });

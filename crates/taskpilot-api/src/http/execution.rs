@@ -14,8 +14,7 @@ use crate::domain::binding::{idempotency_key, Binding};
 use crate::domain::web_task::validate_scheduler_type;
 use crate::domain::ExecutionView;
 use crate::domain::{decide_bind, execution_view, BindDecision};
-use crate::store;
-use crate::store::web_tasks::{self as web_task_store, WebTaskRow};
+use crate::store::web_tasks::WebTaskRow;
 
 /// `POST /api/tasks/{id}/scheduler` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -29,7 +28,9 @@ pub struct BindRequest {
 }
 
 async fn load_web_task(state: &AppState, id: i64) -> Result<WebTaskRow, ApiError> {
-    store::run(&state.pool, move |conn| web_task_store::find_web_task(conn, id))
+    state
+        .web_tasks
+        .find(id)
         .await?
         .ok_or(ApiError::WebTaskNotFound(id))
 }
@@ -137,7 +138,7 @@ pub async fn bind_to_scheduler(
         scheduler_task_id: created.task.id,
         scheduler_type: requested.clone(),
     };
-    let bound = state.writer.bind_if_unbound(id, binding).await?;
+    let bound = state.web_tasks.bind_if_unbound(id, binding).await?;
     match bound {
         Some(row) => {
             tracing::info!(web_task.id = id, task.id = created.task.id, "web task bound");

@@ -9,8 +9,8 @@ mod tasks;
 use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
+use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::scheduler_client::SchedulerClient;
-use crate::web_task_writer::WebTaskWriter;
 
 /// The `{id}` of every `/api/tasks/{id}` route, as the API description shows it.
 #[derive(utoipa::IntoParams)]
@@ -28,8 +28,8 @@ pub struct WebTaskIdParam {
 /// What every handler can reach.
 pub struct AppState {
     pub pool: PgPool,
-    /// Creates and binds, grouped with those arriving at the same time.
-    pub writer: WebTaskWriter,
+    /// Reads, creates and binds of single web tasks, grouped with those arriving at the same time.
+    pub web_tasks: GroupedWebTasks,
     pub scheduler: SchedulerClient,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     pub crash_after_scheduler_create: bool,

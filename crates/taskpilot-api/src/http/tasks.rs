@@ -147,7 +147,7 @@ pub async fn create_web_task(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let task = NewWebTask::validate(body.task_type, body.payload)?;
-    let row = state.writer.create(task).await?;
+    let row = state.web_tasks.create(task).await?;
     tracing::info!(web_task.id = row.id, "web task created");
     Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row)?))
 }
@@ -168,7 +168,9 @@ pub async fn get_web_task(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let row = store::run(&state.pool, move |conn| web_task_store::find_web_task(conn, id))
+    let row = state
+        .web_tasks
+        .find(id)
         .await?
         .ok_or(ApiError::WebTaskNotFound(id))?;
     Ok(HttpResponse::Ok().json(WebTaskResponse::from_row(row)?))

@@ -1,12 +1,12 @@
 //! Queries on `web_tasks`. The binding is written once, guarded by "still unbound", so
 //! concurrent binds of one web task cannot both win. Creates and binds take many web tasks
-//! in one statement, for the group writer (`web_task_writer`).
+//! in one statement, for the grouped access (`grouped_web_tasks`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text};
+use service_runtime::group_commit::rows_in_order_of;
 use service_runtime::prepared::Prepared;
-use std::collections::HashMap;
 
 use super::schema::web_tasks;
 use super::StoreError;
@@ -67,13 +67,13 @@ pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryR
     Ok(rows)
 }
 
-/// Reads one web task.
-pub fn find_web_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<WebTaskRow>> {
-    web_tasks::table
-        .find(id)
+/// Reads many web tasks in one statement; for each id, in order, its row if it exists.
+pub fn find_web_tasks(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<Option<WebTaskRow>>> {
+    let rows: Vec<WebTaskRow> = web_tasks::table
+        .filter(web_tasks::id.eq_any(ids))
         .select(WebTaskRow::as_select())
-        .first(conn)
-        .optional()
+        .load(conn)?;
+    Ok(rows_in_order_of(ids, rows, |row| row.id))
 }
 
 /// Which web tasks a listing returns: all filters are optional and combine with AND.
@@ -150,6 +150,6 @@ pub fn bind_each_if_unbound(
         .bind::<Text, _>(WebTaskStatus::Submitted.as_str()),
     )
     .load(conn)?;
-    let mut bound: HashMap<i64, WebTaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
-    Ok(bindings.iter().map(|(id, _)| bound.remove(id)).collect())
+    let ids: Vec<i64> = bindings.iter().map(|(id, _)| *id).collect();
+    Ok(rows_in_order_of(&ids, rows, |row| row.id))
 }
