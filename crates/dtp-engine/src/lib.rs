@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod submission;
+pub mod task_reader;
 pub mod task_types;
 #[cfg(feature = "testing")]
 pub mod testing;

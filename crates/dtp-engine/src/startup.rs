@@ -18,6 +18,7 @@ use crate::http::operations::{EngineApiDoc, Operations};
 use crate::http::{self, AppState};
 use crate::metrics::EngineMetrics;
 use crate::submission::TaskSubmitter;
+use crate::task_reader::TaskReader;
 use crate::task_types::HandlerRegistry;
 use crate::worker::{TaskEventListener, TaskRescuer, Worker};
 
@@ -88,6 +89,7 @@ impl Application {
             registry,
             worker: worker.clone(),
             submitter: TaskSubmitter::start(pool.clone()),
+            reader: TaskReader::start(pool.clone()),
         });
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {

@@ -11,6 +11,7 @@ use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
 use crate::submission::TaskSubmitter;
+use crate::task_reader::TaskReader;
 use crate::task_types::HandlerRegistry;
 use crate::worker::Worker;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub worker: Worker,
     /// Inserts single submissions, grouped with those arriving at the same time.
     pub submitter: TaskSubmitter,
+    /// Reads single tasks, grouped with the reads arriving at the same time.
+    pub reader: TaskReader,
 }
 
 /// Registers every route of the engine.

@@ -202,9 +202,7 @@ pub async fn list_tasks(
 /// `GET /tasks/{id}`.
 pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_task_id(&id)?;
-    let row = store::run(&state.pool, move |conn| task_store::find_task(conn, id))
-        .await?
-        .ok_or(ApiError::TaskNotFound(id))?;
+    let row = state.reader.find(id).await?.ok_or(ApiError::TaskNotFound(id))?;
     Ok(HttpResponse::Ok().json(row.into_response()?))
 }
 

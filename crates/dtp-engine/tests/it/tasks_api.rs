@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use dtp_contract::{RetryState, TaskStatus};
+use dtp_contract::{RetryState, TaskResponse, TaskStatus};
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -87,6 +87,44 @@ async fn unknown_task_is_404_for_read_and_cancel() {
         .await
         .unwrap();
     expect_error(attempts, StatusCode::NOT_FOUND, "TASK_NOT_FOUND").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_each_get_their_own_task() {
+    // Reads arriving together share one statement; each must still get its own answer,
+    // repeats and unknown ids included.
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let mut created = Vec::new();
+    for n in 0..16 {
+        created.push(
+            api.create_task(&json!({"type": "demo", "payload": {"n": n}}))
+                .await,
+        );
+    }
+    let unknown = created.iter().map(|t| t.id).max().unwrap() + 1_000;
+    let ids: Vec<i64> = created
+        .iter()
+        .chain(&created)
+        .map(|t| t.id)
+        .chain([unknown])
+        .collect();
+    let reads = ids
+        .iter()
+        .map(|id| api.client().get(api.url(&format!("/tasks/{id}"))).send());
+    let answers = futures_util::future::join_all(reads).await;
+
+    for (id, answer) in ids.iter().zip(answers) {
+        let answer = answer.unwrap();
+        if *id == unknown {
+            expect_error(answer, StatusCode::NOT_FOUND, "TASK_NOT_FOUND").await;
+            continue;
+        }
+        assert_eq!(answer.status(), StatusCode::OK);
+        let task: TaskResponse = answer.json().await.unwrap();
+        let expected = created.iter().find(|t| t.id == *id).unwrap();
+        assert_eq!(&task, expected);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

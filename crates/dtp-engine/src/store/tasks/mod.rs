@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use dtp_contract::{RetryState, TaskResponse, TaskStatus};
+use service_runtime::group_commit::rows_in_order_of;
 use service_runtime::prepared::Prepared;
 use std::time::Duration;
 
@@ -98,6 +99,15 @@ pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow
         .select(TaskRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// Reads many tasks in one statement; for each id, in order, its row if it exists.
+pub fn find_tasks(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<Option<TaskRow>>> {
+    let rows: Vec<TaskRow> = tasks::table
+        .filter(tasks::id.eq_any(ids))
+        .select(TaskRow::as_select())
+        .load(conn)?;
+    Ok(rows_in_order_of(ids, rows, |row| row.id))
 }
 
 /// Moves a task to `next` (CANCELED) if it is still in `expected`; closes its open attempt.
