@@ -48,7 +48,7 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     };
     let mut services = vec![bench.engine("cp-engine", &dtp_db, &settings)?];
     bench.start_all(&mut services).await?;
-    let taskpilot = bench.taskpilot(&web_db.name, &services[0])?;
+    let taskpilot = bench.taskpilot(&web_db.name, &services[0], &settings)?;
     services.push(taskpilot);
     bench.start_all(&mut services[1..]).await?;
     let base = Arc::new(services[1].base_url());

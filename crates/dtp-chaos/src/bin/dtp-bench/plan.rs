@@ -17,6 +17,9 @@ pub struct PlanArgs {
     /// Database connections of the tuned engine [16].
     #[arg(long)]
     pool_size: Option<usize>,
+    /// HTTP workers of the tuned engine and of TaskPilot [1: two cores shared with Postgres].
+    #[arg(long)]
+    http_workers: Option<usize>,
     /// Worker slots of the second drain, at the engine's default pool [10].
     #[arg(long)]
     baseline_concurrency: Option<usize>,
@@ -58,6 +61,7 @@ pub struct Plan {
     pub drain_tasks: i64,
     pub concurrency: usize,
     pub pool_size: usize,
+    pub http_workers: usize,
     pub baseline_concurrency: usize,
     pub enqueue_tasks: usize,
     pub batch_size: usize,
@@ -78,6 +82,7 @@ impl Plan {
             drain_tasks: 20_000,
             concurrency: 2_000,
             pool_size: 16,
+            http_workers: 1,
             baseline_concurrency: 10,
             enqueue_tasks: 100_000,
             batch_size: 1_000,
@@ -114,6 +119,7 @@ impl Plan {
             drain_tasks: args.drain_tasks.unwrap_or(base.drain_tasks),
             concurrency: args.concurrency.unwrap_or(base.concurrency),
             pool_size: args.pool_size.unwrap_or(base.pool_size),
+            http_workers: args.http_workers.unwrap_or(base.http_workers),
             baseline_concurrency: args.baseline_concurrency.unwrap_or(base.baseline_concurrency),
             enqueue_tasks: args.enqueue_tasks.unwrap_or(base.enqueue_tasks),
             batch_size: args.batch_size.unwrap_or(base.batch_size),
@@ -130,12 +136,12 @@ impl Plan {
 
     /// The engine as tuned for throughput.
     pub fn tuned(&self) -> EngineSettings {
-        EngineSettings::worker(self.concurrency, Some(self.pool_size))
+        EngineSettings::worker(self.concurrency, Some(self.pool_size), Some(self.http_workers))
     }
 
-    /// The engine with the default concurrency and pool.
+    /// The engine with the default concurrency, pool and HTTP workers.
     pub fn baseline(&self) -> EngineSettings {
-        EngineSettings::worker(self.baseline_concurrency, None)
+        EngineSettings::worker(self.baseline_concurrency, None, None)
     }
 }
 

@@ -31,6 +31,9 @@ pub struct EngineSettings {
     pub pool_size: Option<usize>,
     /// `DTP_WORKER_ENABLED`.
     pub worker_enabled: bool,
+    /// `DTP_HTTP_WORKERS`, and `TASKPILOT_HTTP_WORKERS` of a TaskPilot beside this engine;
+    /// the services' defaults when `None`.
+    pub http_workers: Option<usize>,
     /// Log each handler's start (JSON lines, `dtp_engine::worker::attempt` at debug), so
     /// that pickup can be measured to the moment the handler starts.
     pub log_handler_starts: bool,
@@ -40,11 +43,12 @@ pub struct EngineSettings {
 const HANDLER_START_TARGET: &str = "dtp_engine::worker::attempt";
 
 impl EngineSettings {
-    pub fn worker(concurrency: usize, pool_size: Option<usize>) -> Self {
+    pub fn worker(concurrency: usize, pool_size: Option<usize>, http_workers: Option<usize>) -> Self {
         Self {
             concurrency,
             pool_size,
             worker_enabled: true,
+            http_workers,
             log_handler_starts: false,
         }
     }
@@ -54,6 +58,7 @@ impl EngineSettings {
             concurrency: 1,
             pool_size: None,
             worker_enabled: false,
+            http_workers: None,
             log_handler_starts: false,
         }
     }
@@ -63,10 +68,14 @@ impl EngineSettings {
         if !self.worker_enabled {
             return "worker off".into();
         }
-        match self.pool_size {
-            Some(pool) => format!("c={} pool={pool}", self.concurrency),
-            None => format!("c={}", self.concurrency),
+        let mut label = format!("c={}", self.concurrency);
+        if let Some(pool) = self.pool_size {
+            label.push_str(&format!(" pool={pool}"));
         }
+        if let Some(http) = self.http_workers {
+            label.push_str(&format!(" http={http}"));
+        }
+        label
     }
 }
 
@@ -117,6 +126,9 @@ impl Bench {
         if let Some(pool) = settings.pool_size {
             env.push(("DTP_DB_POOL_SIZE", pool.to_string()));
         }
+        if let Some(http) = settings.http_workers {
+            env.push(("DTP_HTTP_WORKERS", http.to_string()));
+        }
         Ok(ServiceProcess::new(
             name,
             &self.engine_bin,
@@ -126,15 +138,24 @@ impl Bench {
         ))
     }
 
-    /// A TaskPilot process on a database of its own, calling `engine` (not started yet).
-    pub fn taskpilot(&self, web_db: &str, engine: &ServiceProcess) -> anyhow::Result<ServiceProcess> {
+    /// A TaskPilot process on a database of its own, calling `engine` (not started yet), with
+    /// the HTTP workers of `settings` (the engine's).
+    pub fn taskpilot(
+        &self,
+        web_db: &str,
+        engine: &ServiceProcess,
+        settings: &EngineSettings,
+    ) -> anyhow::Result<ServiceProcess> {
         let port = free_port()?;
-        let env = [
+        let mut env = vec![
             ("TASKPILOT_DATABASE_URL", self.server.with_database(web_db)),
             ("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("TASKPILOT_SCHEDULER_URL", engine.base_url()),
             ("RUST_LOG", self.engine_log.clone()),
         ];
+        if let Some(http) = settings.http_workers {
+            env.push(("TASKPILOT_HTTP_WORKERS", http.to_string()));
+        }
         Ok(ServiceProcess::new(
             "taskpilot",
             &self.taskpilot_bin,
