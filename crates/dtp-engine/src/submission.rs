@@ -2,12 +2,12 @@
 //! still gets its own answer, but requests arriving together share one insert and one WAL
 //! flush, so submission throughput is not capped at one commit per task.
 
+use service_runtime::group_commit::{write_in_rounds_by_key, GroupCommit, GroupWrite};
 use service_runtime::PgPool;
 
 use crate::domain::NewTask;
 use crate::store::tasks::{self as task_store, Inserted};
 use crate::store::StoreError;
-use service_runtime::group_commit::{write_in_rounds_by_key, GroupCommit, GroupWrite};
 
 /// Most submissions inserted in one statement.
 pub const MAX_SUBMISSION_GROUP: usize = 500;

@@ -2,7 +2,7 @@
 //! submissions share inserts: under load one round trip serves many requests, and an idle
 //! caller waits for no timer.
 
-use service_runtime::group_commit::{write_together_or_one_by_one, GroupCommit};
+use service_runtime::group_commit::GroupCommit;
 use service_runtime::PgPool;
 
 use crate::store::tasks::{self as task_store, TaskRow};
@@ -20,11 +20,9 @@ pub struct TaskReader {
 impl TaskReader {
     /// Starts the reader on the current runtime.
     pub fn start(pool: PgPool) -> Self {
-        let reads = GroupCommit::start("task reader", MAX_READ_GROUP, move |ids| {
-            let pool = pool.clone();
-            Box::pin(async move { write_together_or_one_by_one(&pool, ids, task_store::find_tasks).await })
-        });
-        Self { reads }
+        Self {
+            reads: GroupCommit::start_statements("task reader", MAX_READ_GROUP, pool, task_store::find_tasks),
+        }
     }
 
     /// Reads task `id`.

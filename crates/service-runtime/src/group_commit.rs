@@ -58,6 +58,22 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
     }
 }
 
+impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
+    /// Starts a writer that runs each group on `pool` as one statement with `write`, item by
+    /// item when that fails (`write_together_or_one_by_one`).
+    pub fn start_statements(
+        name: &'static str,
+        max_group: usize,
+        pool: PgPool,
+        write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
+    ) -> Self {
+        Self::start(name, max_group, move |items| {
+            let pool = pool.clone();
+            Box::pin(async move { write_together_or_one_by_one(&pool, items, write).await })
+        })
+    }
+}
+
 async fn write_groups<I, O, W>(
     mut waiting: mpsc::UnboundedReceiver<Waiting<I, O>>,
     max_group: usize,

@@ -1,9 +1,9 @@
 //! Reads, creates and binds of single web tasks share statements (group commit): requests
 //! arriving together share one select, insert or update (and one WAL flush); each still gets
-//! its own answer, and an idle caller waits for no timer. Under load this cuts TaskPilot's
-//! statements per created, bound and read web task to a fraction.
+//! its own answer, and an idle caller waits for no timer. The control plane's cost under load
+//! was per statement, not in any one of them.
 
-use service_runtime::group_commit::{write_in_rounds_by_key, write_together_or_one_by_one, GroupCommit};
+use service_runtime::group_commit::{write_in_rounds_by_key, GroupCommit};
 use service_runtime::PgPool;
 
 use crate::domain::binding::Binding;
@@ -25,20 +25,18 @@ pub struct GroupedWebTasks {
 impl GroupedWebTasks {
     /// Starts the reader and both writers on the current runtime.
     pub fn start(pool: PgPool) -> Self {
-        let read_pool = pool.clone();
-        let reads = GroupCommit::start("web task reader", MAX_GROUP, move |ids| {
-            let pool = read_pool.clone();
-            Box::pin(
-                async move { write_together_or_one_by_one(&pool, ids, web_task_store::find_web_tasks).await },
-            )
-        });
-        let create_pool = pool.clone();
-        let creates = GroupCommit::start("web task creator", MAX_GROUP, move |tasks| {
-            let pool = create_pool.clone();
-            Box::pin(async move {
-                write_together_or_one_by_one(&pool, tasks, web_task_store::insert_web_tasks).await
-            })
-        });
+        let reads = GroupCommit::start_statements(
+            "web task reader",
+            MAX_GROUP,
+            pool.clone(),
+            web_task_store::find_web_tasks,
+        );
+        let creates = GroupCommit::start_statements(
+            "web task creator",
+            MAX_GROUP,
+            pool.clone(),
+            web_task_store::insert_web_tasks,
+        );
         let binds = GroupCommit::start("web task binder", MAX_GROUP, move |bindings| {
             let pool = pool.clone();
             // One update writes a web task once: a second bind of it waits for the next

@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 
 use diesel::{PgConnection, QueryResult};
+use service_runtime::group_commit::GroupCommit;
 use service_runtime::PgPool;
 
 use crate::store::tasks::{self as task_store, AttemptEnd, LeaseGuard};
 use crate::store::StoreError;
-use service_runtime::group_commit::{write_together_or_one_by_one, GroupCommit, GroupWrite};
 
 /// Most attempt ends written in one statement.
 pub const MAX_COMPLETION_BATCH: usize = 1_000;
@@ -23,10 +23,14 @@ pub struct AttemptCompleter {
 impl AttemptCompleter {
     /// Starts the writer on the current runtime.
     pub fn start(pool: PgPool) -> Self {
-        let writer = GroupCommit::start("attempt completer", MAX_COMPLETION_BATCH, move |ends| {
-            write_ends(pool.clone(), ends)
-        });
-        Self { writer }
+        Self {
+            writer: GroupCommit::start_statements(
+                "attempt completer",
+                MAX_COMPLETION_BATCH,
+                pool,
+                finish_each,
+            ),
+        }
     }
 
     /// Writes `end` with the next batch: `Ok(true)` when the attempt still held its task,
@@ -34,10 +38,6 @@ impl AttemptCompleter {
     pub async fn complete(&self, end: AttemptEnd) -> Result<bool, StoreError> {
         self.writer.submit(end).await
     }
-}
-
-fn write_ends(pool: PgPool, ends: Vec<AttemptEnd>) -> GroupWrite<bool> {
-    Box::pin(async move { write_together_or_one_by_one(&pool, ends, finish_each).await })
 }
 
 /// Ends every attempt of `ends` in one statement; answers, for each in order, whether it
