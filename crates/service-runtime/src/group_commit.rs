@@ -1,12 +1,12 @@
 //! Group commit: callers hand one item each to a writer task and wait for its result; the
 //! writer takes everything waiting (at least one item, at most a group) and writes it in
 //! one go. Under load one round trip and one WAL flush serve many callers, and groups grow
-//! by themselves while a write is under way; an idle caller waits for no timer.
+//! by themselves while a write is under way; an idle caller waits for no timer. Reads of
+//! single rows use the same loop: one select answers every read waiting.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-
 use std::sync::Arc;
 
 use diesel::{PgConnection, QueryResult};
