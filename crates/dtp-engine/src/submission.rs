@@ -2,7 +2,7 @@
 //! still gets its own answer, but requests arriving together share one insert and one WAL
 //! flush, so submission throughput is not capped at one commit per task.
 
-use service_runtime::group_commit::{write_in_rounds_by_key, GroupCommit, GroupWrite};
+use service_runtime::group_commit::GroupCommit;
 use service_runtime::PgPool;
 
 use crate::domain::NewTask;
@@ -21,9 +21,15 @@ pub struct TaskSubmitter {
 impl TaskSubmitter {
     /// Starts the writer on the current runtime.
     pub fn start(pool: PgPool) -> Self {
-        let writer = GroupCommit::start("task submitter", MAX_SUBMISSION_GROUP, move |tasks| {
-            write_submissions(pool.clone(), tasks)
-        });
+        // One insert holds each idempotency key once: a repeat waits for the next round,
+        // where it finds the task the first one made.
+        let writer = GroupCommit::start_keyed_statements(
+            "task submitter",
+            MAX_SUBMISSION_GROUP,
+            pool,
+            |task: &NewTask| task.idempotency_key.clone(),
+            task_store::insert_each_task,
+        );
         Self { writer }
     }
 
@@ -32,18 +38,4 @@ impl TaskSubmitter {
     pub async fn submit(&self, task: NewTask) -> Result<Inserted, StoreError> {
         self.writer.submit(task).await
     }
-}
-
-fn write_submissions(pool: PgPool, tasks: Vec<NewTask>) -> GroupWrite<Inserted> {
-    // One insert holds each idempotency key once: a repeat waits for the next round, where it
-    // finds the task the first one made.
-    Box::pin(async move {
-        write_in_rounds_by_key(
-            &pool,
-            tasks,
-            |t| t.idempotency_key.clone(),
-            task_store::insert_each_task,
-        )
-        .await
-    })
 }

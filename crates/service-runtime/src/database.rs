@@ -351,18 +351,28 @@ where
         .get()
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))?;
-    let result = conn
-        .interact(query)
+    let result = interact_on(&conn, query).await;
+    if matches!(result, Err(DbError::Unavailable(_))) {
+        // Never hand this connection out again.
+        drop(deadpool::managed::Object::take(conn));
+    }
+    result
+}
+
+/// Runs `query` on `conn` on a blocking thread: unavailable when the connection, or the
+/// thread running the query, failed; a query error when the statement did.
+pub(crate) async fn interact_on<T, F>(
+    conn: &deadpool_diesel::Connection<PgConnection>,
+    query: F,
+) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, diesel::result::Error> + Send + 'static,
+{
+    conn.interact(query)
         .await
-        .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?;
-    result.map_err(|e| {
-        let err = DbError::of_statement(e);
-        if matches!(err, DbError::Unavailable(_)) {
-            // Never hand this connection out again.
-            drop(deadpool::managed::Object::take(conn));
-        }
-        err
-    })
+        .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?
+        .map_err(DbError::of_statement)
 }
 
 /// True when the error says the connection, not the statement, failed.

@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::PgConnection;
 use tokio::sync::Mutex;
 
-use crate::database::{DbError, Pool};
+use crate::database::{interact_on, DbError, Pool};
 
 type Held = deadpool_diesel::Connection<PgConnection>;
 
@@ -42,11 +42,7 @@ impl DedicatedConnection {
             Some(conn) => conn,
             None => self.take_from_pool().await?,
         };
-        let result = conn
-            .interact(query)
-            .await
-            .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?;
-        let result = result.map_err(DbError::of_statement);
+        let result = interact_on(&conn, query).await;
         if !matches!(result, Err(DbError::Unavailable(_))) {
             *held = Some(conn);
         }
@@ -61,10 +57,7 @@ impl DedicatedConnection {
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         let conn = Object::take(pooled);
         let settings = self.settings;
-        conn.interact(move |conn| conn.batch_execute(settings))
-            .await
-            .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?
-            .map_err(DbError::of_statement)?;
+        interact_on(&conn, move |conn| conn.batch_execute(settings)).await?;
         Ok(conn)
     }
 }

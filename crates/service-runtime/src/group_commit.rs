@@ -72,6 +72,21 @@ impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
             Box::pin(async move { write_together_or_one_by_one(&pool, items, write).await })
         })
     }
+
+    /// As `start_statements`, for statements that write one row per key: a group runs in
+    /// rounds in which no two items share a key (`write_in_rounds_by_key`).
+    pub fn start_keyed_statements<K: Eq + std::hash::Hash + Send + 'static>(
+        name: &'static str,
+        max_group: usize,
+        pool: PgPool,
+        key: fn(&I) -> Option<K>,
+        write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
+    ) -> Self {
+        Self::start(name, max_group, move |items| {
+            let pool = pool.clone();
+            Box::pin(async move { write_in_rounds_by_key(&pool, items, key, write).await })
+        })
+    }
 }
 
 async fn write_groups<I, O, W>(
@@ -140,7 +155,7 @@ where
 /// the first round), each round with `write_together_or_one_by_one`: one statement writes a
 /// keyed row once, so a repeat waits for the next round, where it finds what the first wrote.
 /// Answers in the items' order.
-pub async fn write_in_rounds_by_key<I, O, K>(
+async fn write_in_rounds_by_key<I, O, K>(
     pool: &PgPool,
     items: Vec<I>,
     key: fn(&I) -> Option<K>,
@@ -149,7 +164,7 @@ pub async fn write_in_rounds_by_key<I, O, K>(
 where
     I: Clone + Send + Sync + 'static,
     O: Send + 'static,
-    K: Eq + std::hash::Hash,
+    K: Eq + std::hash::Hash + Send,
 {
     let mut answers: Vec<Option<Result<O, StoreError>>> = items.iter().map(|_| None).collect();
     let mut left: Vec<usize> = (0..items.len()).collect();

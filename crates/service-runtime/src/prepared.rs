@@ -39,10 +39,9 @@ impl<Q, Conn> RunQueryDsl<Conn> for Prepared<Q> {}
 #[cfg(feature = "testing")]
 mod tests {
     use super::*;
-    use crate::database::{ensure_database, DatabaseUrl};
     use crate::testing::TestDatabase;
     use diesel::sql_types::{BigInt, Integer};
-    use diesel::{Connection, PgConnection, QueryableByName};
+    use diesel::{PgConnection, QueryableByName};
 
     #[derive(QueryableByName)]
     struct Count {
@@ -67,8 +66,8 @@ mod tests {
     #[test]
     fn raw_sql_is_kept_prepared_only_when_wrapped() {
         let db = TestDatabase::new("prepared");
-        ensure_database(&DatabaseUrl::parse(&db.url()).unwrap()).unwrap();
-        let mut conn = PgConnection::establish(&db.url()).unwrap();
+        db.create();
+        let mut conn = db.connect();
         let wrapped = "SELECT $1::int AS v";
         let plain = "SELECT $1::int + 0 AS v";
         for v in 1..=3 {

@@ -3,7 +3,7 @@
 //! its own answer, and an idle caller waits for no timer. The control plane's cost under load
 //! was per statement, not in any one of them.
 
-use service_runtime::group_commit::{write_in_rounds_by_key, GroupCommit};
+use service_runtime::group_commit::GroupCommit;
 use service_runtime::PgPool;
 
 use crate::domain::binding::Binding;
@@ -37,20 +37,15 @@ impl GroupedWebTasks {
             pool.clone(),
             web_task_store::insert_web_tasks,
         );
-        let binds = GroupCommit::start("web task binder", MAX_GROUP, move |bindings| {
-            let pool = pool.clone();
-            // One update writes a web task once: a second bind of it waits for the next
-            // round, where it finds the first one's binding and is told it lost.
-            Box::pin(async move {
-                write_in_rounds_by_key(
-                    &pool,
-                    bindings,
-                    |(id, _)| Some(*id),
-                    web_task_store::bind_each_if_unbound,
-                )
-                .await
-            })
-        });
+        // One update writes a web task once: a second bind of it waits for the next round,
+        // where it finds the first one's binding and is told it lost.
+        let binds = GroupCommit::start_keyed_statements(
+            "web task binder",
+            MAX_GROUP,
+            pool,
+            |(id, _): &(i64, Binding)| Some(*id),
+            web_task_store::bind_each_if_unbound,
+        );
         Self {
             reads,
             creates,

@@ -42,11 +42,16 @@ impl TestDatabase {
         PgConnection::establish(&self.url()).unwrap_or_else(|e| panic!("connect to {}: {e}", self.name))
     }
 
-    /// Creates this database (empty) and a pool of up to `max_connections` on it.
-    pub fn pool(&self, max_connections: usize) -> Pool {
+    /// Creates this database, empty, unless it exists; returns its URL.
+    pub fn create(&self) -> DatabaseUrl {
         let url = DatabaseUrl::parse(&self.url()).unwrap_or_else(|e| panic!("{}: {e}", self.name));
         ensure_database(&url).unwrap_or_else(|e| panic!("create {}: {e}", self.name));
-        build_pool(&url, max_connections).unwrap_or_else(|e| panic!("pool on {}: {e}", self.name))
+        url
+    }
+
+    /// Creates this database (empty) and a pool of up to `max_connections` on it.
+    pub fn pool(&self, max_connections: usize) -> Pool {
+        build_pool(&self.create(), max_connections).unwrap_or_else(|e| panic!("pool on {}: {e}", self.name))
     }
 
     /// Ends every open connection to this database, as a Postgres restart would, and
