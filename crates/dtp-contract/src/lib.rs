@@ -10,8 +10,10 @@ pub mod integral;
 pub mod millis;
 #[cfg(feature = "openapi")]
 pub mod payload_schema;
+pub mod task_types;
 #[cfg(feature = "openapi")]
 pub use payload_schema::StorableJson;
+pub use task_types::{HttpDelivery, HttpTargetInfo, TaskTypeInfo, TaskTypeKind, TaskTypeList};
 
 /// Execution status of a scheduler task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,6 +77,9 @@ pub enum RetryState {
     RetryScheduled,
     /// The task FAILED after using all of its attempts.
     Exhausted,
+    /// The task FAILED at once: its last attempt failed in a way a retry cannot mend (an
+    /// HTTP target's 4xx, a handler's or a worker's "do not retry", a payload of the wrong shape).
+    NotRetryable,
     /// The task SUCCEEDED.
     Completed,
     /// The task was CANCELED.
@@ -82,10 +87,11 @@ pub enum RetryState {
 }
 
 impl RetryState {
-    pub const ALL: [RetryState; 5] = [
+    pub const ALL: [RetryState; 6] = [
         RetryState::None,
         RetryState::RetryScheduled,
         RetryState::Exhausted,
+        RetryState::NotRetryable,
         RetryState::Completed,
         RetryState::Canceled,
     ];
@@ -95,6 +101,7 @@ impl RetryState {
             RetryState::None => "NONE",
             RetryState::RetryScheduled => "RETRY_SCHEDULED",
             RetryState::Exhausted => "EXHAUSTED",
+            RetryState::NotRetryable => "NOT_RETRYABLE",
             RetryState::Completed => "COMPLETED",
             RetryState::Canceled => "CANCELED",
         }
@@ -180,7 +187,7 @@ pub struct TaskBatchResponse {
     "maxAttempts": 3, "timeoutMs": 300000, "retryState": "COMPLETED", "lastError": null,
     "createdAt": "2026-11-23T10:00:00.120Z", "scheduledFor": "2026-11-23T10:00:00.120Z",
     "processingStartedAt": "2026-11-23T10:00:00.122Z", "completedAt": "2026-11-23T10:00:00.145Z",
-    "updatedAt": "2026-11-23T10:00:00.145Z"
+    "updatedAt": "2026-11-23T10:00:00.145Z", "result": {"delivered": true}
 })))]
 pub struct TaskResponse {
     pub id: i64,
@@ -203,7 +210,15 @@ pub struct TaskResponse {
     pub completed_at: Option<DateTime<Utc>>,
     #[serde(with = "millis")]
     pub updated_at: DateTime<Utc>,
+    /// What the task produced when it SUCCEEDED (a handler's value, a worker's result, an
+    /// HTTP target's JSON answer), at most 64 KiB; null otherwise.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = StorableJson))]
+    pub result: Option<serde_json::Value>,
 }
+
+/// Largest result a task may keep, in bytes of compact JSON.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 /// One page of `GET /tasks`, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

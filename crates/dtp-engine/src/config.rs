@@ -21,6 +21,10 @@ pub struct EngineConfig {
     pub worker_enabled: bool,
     pub worker: WorkerConfig,
     pub db_pool_size: usize,
+    /// The operator's task types file (`DTP_TASK_TYPES_FILE`), read once at start-up.
+    pub task_types_file: Option<String>,
+    /// Register `demo`, `demo-slow` and `demo-fail` (`DTP_DEMO_TYPES`, default true).
+    pub demo_types: bool,
 }
 
 impl EngineConfig {
@@ -76,6 +80,10 @@ impl EngineConfig {
                 |n| in_range(*n, 2, 1_000),
             )?,
             worker,
+            task_types_file: source
+                .get("DTP_TASK_TYPES_FILE")
+                .filter(|path| !path.trim().is_empty()),
+            demo_types: env_config::parsed(source, "DTP_DEMO_TYPES", true, |_| Ok(()))?,
         })
     }
 }
@@ -95,6 +103,21 @@ mod tests {
         assert_eq!(config.worker.concurrency, 10);
         assert!(config.worker_enabled);
         assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.task_types_file, None);
+        assert!(config.demo_types);
+    }
+
+    #[test]
+    fn reads_the_task_types_settings() {
+        let source = &FixedSettings(&[
+            ("DTP_TASK_TYPES_FILE", "/etc/dtp/types.toml"),
+            ("DTP_DEMO_TYPES", "false"),
+        ]);
+        let config = EngineConfig::from_source(source).unwrap();
+        assert_eq!(config.task_types_file.as_deref(), Some("/etc/dtp/types.toml"));
+        assert!(!config.demo_types);
+        let err = EngineConfig::from_source(&FixedSettings(&[("DTP_DEMO_TYPES", "nope")])).unwrap_err();
+        assert_eq!(err.name, "DTP_DEMO_TYPES");
     }
 
     #[test]

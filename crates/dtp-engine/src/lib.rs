@@ -1,10 +1,13 @@
 //! DTP, the Distributed Task Platform's execution engine: it owns the task state machine,
 //! retries, leases and outcomes, serves the `/tasks` API and runs the worker loop.
+//! An engine of your own registers typed handlers (`task_types::Task`) on
+//! `startup::Application::builder`, or runs them from `main` with `serve_from_env`.
 
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+mod serve;
 pub mod startup;
 pub mod store;
 pub mod submission;
@@ -13,3 +16,5 @@ pub mod task_types;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
+
+pub use serve::serve_from_env;

@@ -1,5 +1,6 @@
-//! Builds the engine: database (created and migrated), HTTP server on its listener,
-//! worker and rescuer; `run_until_stopped` runs them side by side until shutdown.
+//! Builds the engine: its task types (demo types, the builder's `Task`s, the types file),
+//! database (created and migrated), HTTP server on its listener, worker and rescuer;
+//! `run_until_stopped` runs them side by side until shutdown.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -13,14 +14,21 @@ use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
-use crate::domain::new_task::TaskTypes;
+use crate::domain::new_task::{TaskTypes, DEFAULT_MAX_ATTEMPTS};
+use crate::domain::EngineTypeDefaults;
 use crate::http::operations::{EngineApiDoc, Operations};
 use crate::http::{self, AppState};
 use crate::metrics::EngineMetrics;
+use crate::store::tasks as task_store;
 use crate::submission::TaskSubmitter;
 use crate::task_reader::TaskReader;
-use crate::task_types::HandlerRegistry;
+use crate::task_types::http_target::{self, HttpTarget};
+use crate::task_types::types_file::{self, DeclaredKind, TypesFileError};
+use crate::task_types::{RegistryError, Task, TaskTypeRegistry};
 use crate::worker::{TaskEventListener, TaskRescuer, Worker};
+
+/// Per-attempt time limit of a type that does not choose its own: five minutes.
+pub const DEFAULT_TASK_TIMEOUT_MS: i32 = 300_000;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/dtp");
 
@@ -28,6 +36,14 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/d
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] BootstrapError),
+    #[error(transparent)]
+    TypesFile(#[from] TypesFileError),
+    #[error(transparent)]
+    TaskType(#[from] RegistryError),
+    #[error("cannot build the HTTP client for HTTP targets: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("cannot move pending tasks to the queues of their types: {0}")]
+    AssignQueues(#[source] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -47,16 +63,155 @@ pub struct Application {
     shutdown: CancellationToken,
 }
 
+/// Builds an engine with task types of its own beside those of the types file.
+///
+/// ```no_run
+/// # use dtp_engine::task_types::{Task, TaskContext, TaskError, TaskOutput};
+/// # struct Resize;
+/// # impl Task for Resize {
+/// #     const TYPE: &'static str = "resize";
+/// #     type Payload = serde_json::Value;
+/// #     async fn run(&self, _: TaskContext, _: serde_json::Value) -> Result<TaskOutput, TaskError> { Ok(None) }
+/// # }
+/// # async fn example(config: dtp_engine::config::EngineConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// use dtp_engine::startup::Application;
+/// let app = Application::builder(config).register(Resize).build().await?;
+/// app.run_until_stopped().await?;
+/// # Ok(()) }
+/// ```
+pub struct EngineBuilder {
+    config: EngineConfig,
+    registry: TaskTypeRegistry,
+    /// The first registration that failed; reported by `build`.
+    refused: Option<RegistryError>,
+}
+
+impl EngineBuilder {
+    fn new(config: EngineConfig) -> Self {
+        let defaults = EngineTypeDefaults {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            timeout_ms: DEFAULT_TASK_TIMEOUT_MS,
+            retry: config.worker.retry,
+            lease: config.worker.lease,
+        };
+        let mut builder = Self {
+            registry: TaskTypeRegistry::new(defaults),
+            refused: None,
+            config,
+        };
+        if builder.config.demo_types {
+            let added = builder.registry.add_demo_types();
+            builder.note(added);
+        }
+        builder
+    }
+
+    /// Registers a typed handler under `T::TYPE`, with `T::options()`.
+    pub fn register<T: Task>(mut self, task: T) -> Self {
+        let registered = self.registry.register_task(task);
+        self.note(registered);
+        self
+    }
+
+    fn note(&mut self, registered: Result<(), RegistryError>) {
+        if let Err(e) = registered {
+            self.refused.get_or_insert(e);
+        }
+    }
+
+    /// Reads the types file, prepares the database and binds the listener; nothing runs
+    /// until `run_until_stopped`.
+    pub async fn build(mut self) -> Result<Application, StartupError> {
+        if let Some(refused) = self.refused.take() {
+            return Err(refused.into());
+        }
+        if let Some(path) = self.config.task_types_file.clone() {
+            add_types_file(&mut self.registry, &path)?;
+        }
+        Application::start(self.config, self.registry).await
+    }
+}
+
+/// Registers every type of the types file at `path`.
+fn add_types_file(registry: &mut TaskTypeRegistry, path: &str) -> Result<(), StartupError> {
+    let declared = types_file::read(path, &|name| std::env::var(name).ok())?;
+    let client = declared
+        .iter()
+        .any(|t| matches!(t.kind, DeclaredKind::Http(_)))
+        .then(http_target::shared_client)
+        .transpose()
+        .map_err(StartupError::HttpClient)?;
+    for declared in declared {
+        let registered = match (&declared.kind, &client) {
+            (DeclaredKind::Http(spec), Some(client)) => registry.register_http(
+                &declared.name,
+                HttpTarget::info(spec),
+                declared.options,
+                Arc::new(HttpTarget::new(spec, client.clone())),
+            ),
+            (DeclaredKind::External { lease }, _) => {
+                registry.register_external(&declared.name, declared.options, *lease)
+            }
+            (DeclaredKind::Http(_), None) => unreachable!("a client is built when the file has HTTP types"),
+        };
+        registered.map_err(|e| in_types_file(path, e))?;
+    }
+    Ok(())
+}
+
+/// A refused registration of a file type, told as a problem of the file.
+fn in_types_file(path: &str, refused: RegistryError) -> TypesFileError {
+    let (type_name, field, problem) = match refused {
+        RegistryError::InvalidName { name, source } => (name, None, source.to_string()),
+        RegistryError::InvalidOption { name, source } => {
+            (name, Some(source.field.to_owned()), source.problem)
+        }
+        RegistryError::Duplicate(name) => (
+            name,
+            None,
+            "is registered twice: a demo type or a handler of this engine has this name".to_owned(),
+        ),
+    };
+    TypesFileError {
+        file: path.to_owned(),
+        type_name: Some(type_name),
+        field,
+        problem,
+    }
+}
+
 impl Application {
-    /// Prepares the database and binds the listener; nothing runs until `run_until_stopped`.
+    /// The engine with the demo types (unless `config.demo_types` is off) and the types file.
     pub async fn build(config: EngineConfig) -> Result<Self, StartupError> {
+        Self::builder(config).build().await
+    }
+
+    /// An engine with handlers of its own: `Application::builder(config).register(MyTask).build()`.
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder::new(config)
+    }
+
+    async fn start(config: EngineConfig, registry: TaskTypeRegistry) -> Result<Self, StartupError> {
         let db = DatabaseUrl::parse(&config.database_url)?;
         let db_url_for_listener = db.as_str().to_owned();
         let pool_size = config.db_pool_size;
         let pool = tokio::task::spawn_blocking(move || database::bootstrap(&db, MIGRATIONS, pool_size))
             .await
             .map_err(|e| BootstrapError::Pool(e.to_string()))??;
-        let registry = Arc::new(HandlerRegistry::with_builtin_types());
+        let queues: Vec<(String, bool)> = registry
+            .types()
+            .map(|t| (t.name.clone(), t.queue().is_type_queue()))
+            .collect();
+        let moved = crate::store::run(&pool, move |conn| task_store::assign_queues(conn, &queues))
+            .await
+            .map_err(StartupError::AssignQueues)?;
+        if moved > 0 {
+            tracing::info!(
+                tasks = moved,
+                "moved pending tasks to the queues their types' settings now give them"
+            );
+        }
+        let registry = Arc::new(registry);
         let mut metrics_registry = prometheus_client::registry::Registry::default();
         let http_metrics = web::Data::new(HttpMetrics::register(&mut metrics_registry));
         let engine_metrics = Arc::new(EngineMetrics::register(&mut metrics_registry));

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
 use crate::domain::RetryPolicy;
-use crate::startup::Application;
+use crate::startup::{Application, EngineBuilder};
 use crate::worker::{TaskRescuer, Worker};
 
 /// Prefix of the test databases' names.
@@ -61,23 +61,45 @@ impl TestEngine {
 
     /// An engine on a fresh database; `tweak` adjusts the test defaults before the build.
     pub async fn spawn_with(tweak: impl FnOnce(&mut EngineConfig)) -> Self {
+        Self::spawn_with_types(tweak, |engine| engine).await
+    }
+
+    /// As `spawn_with`, with task types of the test's own: `types` registers them.
+    pub async fn spawn_with_types(
+        tweak: impl FnOnce(&mut EngineConfig),
+        types: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Self {
         let database = Arc::new(TestDatabase::new(TEST_DATABASE_PREFIX));
-        Self::spawn_on(database, tweak).await
+        Self::spawn_on(database, tweak, types).await
     }
 
     /// A second engine process on `other`'s database (another node of the same cluster).
     /// The database lives until every engine sharing it has dropped.
     pub async fn spawn_sharing(other: &TestEngine, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
-        Self::spawn_on(Arc::clone(&other.database), tweak).await
+        Self::spawn_sharing_with_types(other, tweak, |engine| engine).await
     }
 
-    async fn spawn_on(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut EngineConfig)) -> Self {
+    /// As `spawn_sharing`, with task types of the test's own.
+    pub async fn spawn_sharing_with_types(
+        other: &TestEngine,
+        tweak: impl FnOnce(&mut EngineConfig),
+        types: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Self {
+        Self::spawn_on(Arc::clone(&other.database), tweak, types).await
+    }
+
+    async fn spawn_on(
+        database: Arc<TestDatabase>,
+        tweak: impl FnOnce(&mut EngineConfig),
+        types: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             service_runtime::telemetry::init("info");
         }
         let mut config = test_config(database.url());
         tweak(&mut config);
-        let app = Application::build(config.clone())
+        let app = types(Application::builder(config.clone()))
+            .build()
             .await
             .unwrap_or_else(|e| panic!("test engine failed to start: {e}"));
         let port = app.port();
@@ -124,6 +146,11 @@ impl TestEngine {
     /// The database behind the engine, for assertions in SQL (`database().connect()`).
     pub fn database(&self) -> &TestDatabase {
         &self.database
+    }
+
+    /// Starts shutting the engine down as SIGTERM would, without waiting; `stop` waits.
+    pub fn begin_stop(&self) {
+        self.shutdown.cancel();
     }
 
     /// Shuts the engine down as SIGTERM would and waits until it has stopped: the port is

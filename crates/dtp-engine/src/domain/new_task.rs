@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use dtp_contract::CreateTaskRequest;
 use std::ops::RangeInclusive;
 
+use super::task_type::TaskQueue;
+
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
 pub const MAX_ATTEMPTS_RANGE: RangeInclusive<i32> = 1..=100;
 pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
@@ -20,6 +22,8 @@ pub struct NewTask {
     pub idempotency_key: Option<String>,
     pub run_at: Option<DateTime<Utc>>,
     pub timeout_ms: i32,
+    /// Where the task waits to be claimed, from its type's settings.
+    pub queue: TaskQueue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,23 +46,31 @@ pub enum TaskValidationError {
     },
 }
 
-/// What the validator needs to know about a task type.
+/// What a submission takes from its type when it does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmissionDefaults {
+    pub max_attempts: i32,
+    pub timeout_ms: i32,
+    pub queue: TaskQueue,
+}
+
+/// What the validator needs to know about task types.
 pub trait TaskTypes {
-    /// The per-attempt timeout of `task_type`, or `None` when the type is unknown.
-    fn default_timeout_ms(&self, task_type: &str) -> Option<i32>;
+    /// The defaults of `task_type`, or `None` when the type is unknown.
+    fn submission_defaults(&self, task_type: &str) -> Option<SubmissionDefaults>;
     /// Every known type name, sorted.
     fn names(&self) -> Vec<String>;
 }
 
 impl NewTask {
     pub fn validate(request: CreateTaskRequest, types: &dyn TaskTypes) -> Result<Self, TaskValidationError> {
-        let Some(default_timeout_ms) = types.default_timeout_ms(&request.task_type) else {
+        let Some(defaults) = types.submission_defaults(&request.task_type) else {
             return Err(TaskValidationError::UnknownType {
                 given: request.task_type,
                 known: types.names(),
             });
         };
-        let max_attempts = request.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        let max_attempts = request.max_attempts.unwrap_or(defaults.max_attempts);
         if !MAX_ATTEMPTS_RANGE.contains(&max_attempts) {
             return Err(TaskValidationError::MaxAttemptsOutOfRange(max_attempts));
         }
@@ -77,7 +89,7 @@ impl NewTask {
             field: "payload",
             reason,
         })?;
-        let timeout_ms = request.timeout_ms.unwrap_or(default_timeout_ms);
+        let timeout_ms = request.timeout_ms.unwrap_or(defaults.timeout_ms);
         if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
             return Err(TaskValidationError::TimeoutOutOfRange(timeout_ms));
         }
@@ -88,6 +100,7 @@ impl NewTask {
             idempotency_key: request.idempotency_key,
             run_at: request.run_at,
             timeout_ms,
+            queue: defaults.queue,
         })
     }
 
@@ -103,14 +116,27 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Task types with only `demo` (5 s timeout), for the validators' tests.
+    /// Task types with only `demo` (5 s timeout) and `limited` (2 attempts, its own
+    /// queue), for the validators' tests.
     pub(crate) struct Demo;
     impl TaskTypes for Demo {
-        fn default_timeout_ms(&self, task_type: &str) -> Option<i32> {
-            (task_type == "demo").then_some(5_000)
+        fn submission_defaults(&self, task_type: &str) -> Option<SubmissionDefaults> {
+            match task_type {
+                "demo" => Some(SubmissionDefaults {
+                    max_attempts: DEFAULT_MAX_ATTEMPTS,
+                    timeout_ms: 5_000,
+                    queue: TaskQueue::Shared,
+                }),
+                "limited" => Some(SubmissionDefaults {
+                    max_attempts: 2,
+                    timeout_ms: 7_000,
+                    queue: TaskQueue::OwnType,
+                }),
+                _ => None,
+            }
         }
         fn names(&self) -> Vec<String> {
-            vec!["demo".into()]
+            vec!["demo".into(), "limited".into()]
         }
     }
 
@@ -136,9 +162,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_type_s_defaults_apply_unless_the_task_sets_its_own() {
+        let task = NewTask::validate(request("limited"), &Demo).unwrap();
+        assert_eq!((task.max_attempts, task.timeout_ms), (2, 7_000));
+        assert_eq!(task.queue, TaskQueue::OwnType);
+        let mut own = request("limited");
+        own.max_attempts = Some(9);
+        own.timeout_ms = Some(100);
+        let task = NewTask::validate(own, &Demo).unwrap();
+        assert_eq!((task.max_attempts, task.timeout_ms), (9, 100));
+        assert_eq!(
+            NewTask::validate(request("demo"), &Demo).unwrap().queue,
+            TaskQueue::Shared
+        );
+    }
+
+    #[test]
     fn names_the_known_types_for_an_unknown_one() {
         let err = NewTask::validate(request("nope"), &Demo).unwrap_err();
-        assert_eq!(err.to_string(), "unknown task type \"nope\"; known types: demo");
+        assert_eq!(
+            err.to_string(),
+            "unknown task type \"nope\"; known types: demo, limited"
+        );
     }
 
     #[test]

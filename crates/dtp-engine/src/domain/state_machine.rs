@@ -4,7 +4,8 @@
 //! Who moves a task:
 //! - PENDING → RUNNING: the worker's claim (`Claim`).
 //! - RUNNING → SUCCEEDED / PENDING (retry) / FAILED: the attempt that holds the lease
-//!   (`AttemptSucceeded`, `AttemptFailed`), or the rescuer when the lease expired (`LeaseExpired`).
+//!   (`AttemptSucceeded`, `AttemptFailed`, `AttemptFailedNotRetryable`), or the rescuer when
+//!   the lease expired (`LeaseExpired`).
 //! - RUNNING → PENDING without a retry: the worker releasing attempts at shutdown (`Release`).
 //! - PENDING / RUNNING → CANCELED: the cancel endpoint (`Cancel`).
 
@@ -35,6 +36,9 @@ pub enum TaskEvent {
     AttemptSucceeded,
     /// The running attempt (number `attempt` of `max_attempts`) failed, timed out or panicked.
     AttemptFailed { attempt: i32, max_attempts: i32 },
+    /// The running attempt failed in a way no retry mends (an HTTP target's 4xx, a handler's
+    /// "do not retry", a payload of the wrong shape): the task fails at once.
+    AttemptFailedNotRetryable,
     /// The running attempt's lease expired: its worker is gone.
     LeaseExpired { attempt: i32, max_attempts: i32 },
     /// The worker gives the task back unfinished (shutdown); the attempt does not count.
@@ -105,6 +109,7 @@ pub fn transition(current: TaskState, event: TaskEvent) -> Result<TaskState, Ill
                 Ok(TaskState::new(S::Pending, R::RetryScheduled))
             }
         }
+        (S::Running, TaskEvent::AttemptFailedNotRetryable) => Ok(TaskState::new(S::Failed, R::NotRetryable)),
         (S::Running, TaskEvent::Release) => Ok(TaskState::new(S::Pending, current.retry_state)),
         (S::Pending | S::Running, TaskEvent::Cancel) => Ok(TaskState::new(S::Canceled, R::Canceled)),
         (S::Canceled, TaskEvent::Cancel) => Ok(current),
@@ -134,11 +139,12 @@ mod tests {
         attempt: 3,
         max_attempts: 3,
     };
-    const ALL_EVENTS: [TaskEvent; 8] = [
+    const ALL_EVENTS: [TaskEvent; 9] = [
         TaskEvent::Claim,
         TaskEvent::AttemptSucceeded,
         FAIL_EARLY,
         FAIL_LAST,
+        TaskEvent::AttemptFailedNotRetryable,
         LOST_EARLY,
         LOST_LAST,
         TaskEvent::Release,
@@ -158,6 +164,7 @@ mod tests {
             state(S::Running, R::RetryScheduled),
             state(S::Succeeded, R::Completed),
             state(S::Failed, R::Exhausted),
+            state(S::Failed, R::NotRetryable),
             state(S::Canceled, R::Canceled),
         ]
     }
@@ -172,6 +179,7 @@ mod tests {
                 Some(state(S::Pending, R::RetryScheduled))
             }
             (S::Running, e) if e == FAIL_LAST || e == LOST_LAST => Some(state(S::Failed, R::Exhausted)),
+            (S::Running, TaskEvent::AttemptFailedNotRetryable) => Some(state(S::Failed, R::NotRetryable)),
             (S::Running, TaskEvent::Release) => Some(state(S::Pending, from.retry_state)),
             (S::Running, TaskEvent::Cancel) => Some(state(S::Canceled, R::Canceled)),
             (S::Canceled, TaskEvent::Cancel) => Some(from),
@@ -201,8 +209,8 @@ mod tests {
                 }
             }
         }
-        // 2 pending states x 2 events + 2 running states x 7 events + canceled x 1.
-        assert_eq!(legal, 2 * 2 + 2 * 7 + 1);
+        // 2 pending states x 2 events + 2 running states x 8 events + canceled x 1.
+        assert_eq!(legal, 2 * 2 + 2 * 8 + 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod operations;
+mod task_types;
 mod tasks;
 
 use std::sync::Arc;
@@ -12,13 +13,13 @@ use service_runtime::{http_errors, PgPool};
 
 use crate::submission::TaskSubmitter;
 use crate::task_reader::TaskReader;
-use crate::task_types::HandlerRegistry;
+use crate::task_types::TaskTypeRegistry;
 use crate::worker::Worker;
 
 /// What every handler can reach.
 pub struct AppState {
     pub pool: PgPool,
-    pub registry: Arc<HandlerRegistry>,
+    pub registry: Arc<TaskTypeRegistry>,
     pub worker: Worker,
     /// Inserts single submissions, grouped with those arriving at the same time.
     pub submitter: TaskSubmitter,
@@ -41,5 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
         .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get_task)))
         .service(web::resource("/tasks/{id}/cancel").route(web::put().to(tasks::cancel_task)))
         .service(web::resource("/tasks/{id}/attempts").route(web::get().to(tasks::list_attempts)))
+        .service(web::resource("/task-types").route(web::get().to(task_types::list_task_types)))
         .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
 }

@@ -113,6 +113,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::tasks::get_task,
         super::tasks::cancel_task,
         super::tasks::list_attempts,
+        super::task_types::list_task_types,
         super::tasks::healthz,
         readyz,
         metrics,

@@ -20,6 +20,8 @@ diesel::table! {
         lease_expires_at -> Nullable<Timestamptz>,
         worker_id -> Nullable<Text>,
         timeout_ms -> Int4,
+        result -> Nullable<Jsonb>,
+        type_queue -> Bool,
     }
 }
 

@@ -5,11 +5,7 @@ use super::{HandlerFuture, TaskContext, TaskHandler};
 pub struct Demo;
 
 impl TaskHandler for Demo {
-    fn task_type(&self) -> &'static str {
-        "demo"
-    }
-
     fn run(&self, _ctx: TaskContext) -> HandlerFuture {
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(None) })
     }
 }

@@ -2,17 +2,13 @@
 
 use std::time::Duration;
 
-use super::{HandlerError, HandlerFuture, TaskContext, TaskHandler};
+use super::{HandlerFuture, TaskContext, TaskError, TaskHandler};
 
 pub const DEFAULT_SLEEP: Duration = Duration::from_secs(2);
 
 pub struct DemoSlow;
 
 impl TaskHandler for DemoSlow {
-    fn task_type(&self) -> &'static str {
-        "demo-slow"
-    }
-
     fn run(&self, ctx: TaskContext) -> HandlerFuture {
         let sleep = ctx
             .demo_setting("sleepMs")
@@ -20,8 +16,8 @@ impl TaskHandler for DemoSlow {
             .map_or(DEFAULT_SLEEP, Duration::from_millis);
         Box::pin(async move {
             tokio::select! {
-                () = tokio::time::sleep(sleep) => Ok(()),
-                () = ctx.cancel.cancelled() => Err(HandlerError("canceled while sleeping".into())),
+                () = tokio::time::sleep(sleep) => Ok(None),
+                () = ctx.cancel.cancelled() => Err(TaskError::retry("canceled while sleeping")),
             }
         })
     }

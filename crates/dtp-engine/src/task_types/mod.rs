@@ -1,30 +1,37 @@
-//! Task types: what a task of each `type` does when it runs. A new type is one file
-//! implementing `TaskHandler`, registered in `HandlerRegistry::with_builtin_types`.
+//! Task types: what a task of each `type` does when it runs. A type is a Rust handler
+//! (`Task`, registered on the engine's builder), an HTTP target declared in the types file
+//! (`http_target`), or an external type that workers lease; `TaskTypeRegistry` holds them all.
 
 mod demo;
 mod demo_fail;
 mod demo_slow;
+pub mod http_target;
+mod registry;
+mod typed;
+pub mod types_file;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::new_task::TaskTypes;
-
-/// Per-attempt time limit of a type that does not choose its own.
-pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(300);
+pub use registry::{RegisteredType, RegistryError, TaskTypeRegistry, TypeKind};
+pub use typed::Task;
 
 /// What a handler gets to work with for one attempt.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub task_id: i64,
+    pub task_type: String,
     /// 1-based number of this attempt.
     pub attempt: i32,
+    pub max_attempts: i32,
     pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// When this attempt fell due.
+    pub scheduled_for: DateTime<Utc>,
     /// Fired when the attempt must stop: the task was canceled, timed out or fenced off,
     /// or the engine is shutting down. Long-running handlers should watch it.
     pub cancel: CancellationToken,
@@ -40,99 +47,108 @@ impl TaskContext {
     }
 }
 
-/// Why an attempt failed, as recorded in `lastError`.
+/// Whether, and when, a failed attempt is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// After the type's backoff (the last attempt fails the task as `EXHAUSTED`).
+    Backoff,
+    /// After this delay instead of the backoff, capped at the type's `backoff_max_ms`.
+    After(Duration),
+    /// Never: the task fails at once as `NOT_RETRYABLE`.
+    Never,
+}
+
+/// Why an attempt failed, as recorded in `lastError`, and whether to try again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HandlerError(pub String);
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    pub retry: Retry,
+}
 
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
-
-/// The code behind one task type.
-pub trait TaskHandler: Send + Sync + 'static {
-    /// The `type` name clients submit.
-    fn task_type(&self) -> &'static str;
-
-    /// How long one attempt may run unless the task sets `timeoutMs`.
-    fn default_timeout(&self) -> Duration {
-        DEFAULT_TASK_TIMEOUT
+impl TaskError {
+    /// A failure worth another attempt after the backoff.
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::Backoff,
+        }
     }
 
+    /// A failure worth another attempt after `delay`.
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::After(delay),
+        }
+    }
+
+    /// A failure no retry mends: the task fails now.
+    pub fn not_retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::Never,
+        }
+    }
+}
+
+/// What an attempt produced: the task's `result`, if any.
+pub type TaskOutput = Option<serde_json::Value>;
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<TaskOutput, TaskError>> + Send>>;
+
+/// The code behind one task type, untyped: the registry's view of every handler. Write
+/// handlers as `Task`s; this is what they, the HTTP targets and the demo types become.
+pub trait TaskHandler: Send + Sync + 'static {
     /// Runs one attempt.
     fn run(&self, ctx: TaskContext) -> HandlerFuture;
-}
-
-/// The task types this engine can run, by name.
-#[derive(Clone, Default)]
-pub struct HandlerRegistry {
-    handlers: BTreeMap<&'static str, Arc<dyn TaskHandler>>,
-}
-
-impl HandlerRegistry {
-    /// The built-in demo types: `demo`, `demo-slow`, `demo-fail`.
-    pub fn with_builtin_types() -> Self {
-        let mut registry = Self::default();
-        registry.register(demo::Demo);
-        registry.register(demo_slow::DemoSlow);
-        registry.register(demo_fail::DemoFail);
-        registry
-    }
-
-    pub fn register(&mut self, handler: impl TaskHandler) {
-        self.handlers.insert(handler.task_type(), Arc::new(handler));
-    }
-
-    pub fn get(&self, task_type: &str) -> Option<Arc<dyn TaskHandler>> {
-        self.handlers.get(task_type).cloned()
-    }
-}
-
-impl TaskTypes for HandlerRegistry {
-    fn default_timeout_ms(&self, task_type: &str) -> Option<i32> {
-        self.handlers
-            .get(task_type)
-            .map(|h| i32::try_from(h.default_timeout().as_millis()).unwrap_or(i32::MAX))
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.handlers.keys().map(|k| (*k).to_owned()).collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{EngineTypeDefaults, RetryPolicy};
     use serde_json::json;
 
     fn context(attempt: i32, payload: serde_json::Value) -> TaskContext {
         TaskContext {
             task_id: 1,
+            task_type: "demo".into(),
             attempt,
+            max_attempts: 3,
             payload,
+            created_at: Utc::now(),
+            scheduled_for: Utc::now(),
             cancel: CancellationToken::new(),
         }
     }
 
-    #[test]
-    fn knows_the_builtin_types_in_order() {
-        let registry = HandlerRegistry::with_builtin_types();
-        assert_eq!(registry.names(), vec!["demo", "demo-fail", "demo-slow"]);
-        assert!(registry.default_timeout_ms("demo").is_some());
-        assert!(registry.default_timeout_ms("nope").is_none());
+    fn demo_types() -> TaskTypeRegistry {
+        TaskTypeRegistry::with_demo_types(EngineTypeDefaults {
+            max_attempts: 3,
+            timeout_ms: 300_000,
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(30),
+        })
+    }
+
+    fn handler(name: &str) -> std::sync::Arc<dyn TaskHandler> {
+        demo_types().get(name).and_then(|t| t.handler.clone()).unwrap()
     }
 
     #[tokio::test]
     async fn demo_fail_fails_the_first_n_attempts() {
-        let handler = HandlerRegistry::with_builtin_types().get("demo-fail").unwrap();
+        let handler = handler("demo-fail");
         let payload = json!({"failTimes": 2});
         assert!(handler.run(context(1, payload.clone())).await.is_err());
         assert!(handler.run(context(2, payload.clone())).await.is_err());
-        assert!(handler.run(context(3, payload)).await.is_ok());
+        assert_eq!(handler.run(context(3, payload)).await, Ok(None));
         assert!(handler.run(context(50, json!(null))).await.is_err());
     }
 
     #[tokio::test]
     async fn demo_settings_are_read_through_the_taskpilot_envelope() {
-        let handler = HandlerRegistry::with_builtin_types().get("demo-fail").unwrap();
+        let handler = handler("demo-fail");
         let wrapped = json!({"webTaskId": 3, "type": "x", "payload": {"failTimes": 1}});
         assert!(handler.run(context(1, wrapped.clone())).await.is_err());
         assert!(handler.run(context(2, wrapped)).await.is_ok());
@@ -140,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn demo_slow_stops_when_canceled() {
-        let handler = HandlerRegistry::with_builtin_types().get("demo-slow").unwrap();
+        let handler = handler("demo-slow");
         let ctx = context(1, json!({"sleepMs": 60_000}));
         let cancel = ctx.cancel.clone();
         let run = tokio::spawn(handler.run(ctx));
@@ -149,12 +165,25 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(result, Err(HandlerError("canceled while sleeping".into())));
+        assert_eq!(result, Err(TaskError::retry("canceled while sleeping")));
     }
 
     #[tokio::test]
     async fn demo_slow_sleeps_for_the_requested_time() {
-        let handler = HandlerRegistry::with_builtin_types().get("demo-slow").unwrap();
-        assert!(handler.run(context(1, json!({"sleepMs": 5}))).await.is_ok());
+        assert!(handler("demo-slow")
+            .run(context(1, json!({"sleepMs": 5})))
+            .await
+            .is_ok());
+    }
+
+    #[test]
+    fn task_errors_say_whether_to_retry() {
+        assert_eq!(TaskError::retry("a").retry, Retry::Backoff);
+        assert_eq!(
+            TaskError::retry_after("a", Duration::from_secs(3)).retry,
+            Retry::After(Duration::from_secs(3))
+        );
+        assert_eq!(TaskError::not_retryable("a").retry, Retry::Never);
+        assert_eq!(TaskError::not_retryable("bad input").to_string(), "bad input");
     }
 }

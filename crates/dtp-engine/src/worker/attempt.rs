@@ -2,6 +2,7 @@
 //! happened into the state machine's decision, and have it written (batched, guarded by
 //! the lease) by the completer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dtp_contract::{RetryState, TaskStatus};
@@ -10,11 +11,12 @@ use tracing::Instrument;
 
 use super::completer::AttemptCompleter;
 use super::WorkerShared;
+use crate::domain::task_result::check_result;
 use crate::domain::{transition, AttemptOutcome, RetryPolicy, TaskEvent, TaskState};
 use crate::metrics::{TypeLabels, TypeOutcomeLabels};
 use crate::store::tasks::{AttemptEnd, ClaimedTask};
 use crate::store::StoreError;
-use crate::task_types::{HandlerRegistry, TaskContext};
+use crate::task_types::{Retry, TaskContext, TaskError, TaskHandler, TaskOutput};
 
 /// Pauses between tries of the final write while the database is unreachable.
 const REPORT_RETRY_DELAYS: [Duration; 6] = [
@@ -29,8 +31,8 @@ const REPORT_RETRY_DELAYS: [Duration; 6] = [
 /// What the handler did, before the state machine weighs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerResult {
-    Succeeded,
-    Failed(String),
+    Succeeded(TaskOutput),
+    Failed(TaskError),
     TimedOut(Duration),
 }
 
@@ -45,8 +47,11 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
     async move {
         tracing::debug!("attempt started");
         let started = std::time::Instant::now();
-        let result = run_handler(&worker.registry, &task, cancel).await;
-        let end = decide(&task, &result, &worker.config.retry, rand::random::<f64>());
+        let registered = worker.registry.get(&task.task_type);
+        let handler = registered.and_then(|t| t.handler.clone());
+        let result = run_handler(handler, &task, cancel).await;
+        let retry = registered.map_or(worker.config.retry, |t| t.settings.retry);
+        let end = decide(&task, result, &retry, rand::random::<f64>());
         worker
             .metrics
             .attempt_duration
@@ -55,12 +60,9 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
                 outcome: end.outcome.as_str().to_owned(),
             })
             .observe(started.elapsed().as_secs_f64());
-        match &result {
-            HandlerResult::Succeeded => tracing::info!("attempt succeeded"),
-            HandlerResult::Failed(error) => tracing::info!(error = %error, next = %end.next.status, "attempt failed"),
-            HandlerResult::TimedOut(after) => {
-                tracing::info!(timeout_ms = after.as_millis() as u64, next = %end.next.status, "attempt timed out")
-            }
+        match &end.error {
+            None => tracing::info!("attempt succeeded"),
+            Some(error) => tracing::info!(error = %error, outcome = end.outcome.as_str(), next = %end.next.status, retry_state = %end.next.retry_state, "attempt failed"),
         }
         let next = end.next;
         match report(&worker.completer, end).await {
@@ -84,29 +86,40 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
     .await;
 }
 
+/// The context a handler gets for the attempt `task` opened.
+fn context(task: &ClaimedTask, cancel: CancellationToken) -> TaskContext {
+    TaskContext {
+        task_id: task.id,
+        task_type: task.task_type.clone(),
+        attempt: task.attempt_count,
+        max_attempts: task.max_attempts,
+        payload: task.payload.clone(),
+        created_at: task.created_at,
+        scheduled_for: task.scheduled_for,
+        cancel,
+    }
+}
+
 async fn run_handler(
-    registry: &HandlerRegistry,
+    handler: Option<Arc<dyn TaskHandler>>,
     task: &ClaimedTask,
     cancel: CancellationToken,
 ) -> HandlerResult {
-    let Some(handler) = registry.get(&task.task_type) else {
-        return HandlerResult::Failed(format!("no handler for task type {:?}", task.task_type));
+    let Some(handler) = handler else {
+        return HandlerResult::Failed(TaskError::retry(format!(
+            "no handler for task type {:?} in this engine",
+            task.task_type
+        )));
     };
     let timeout = Duration::from_millis(u64::try_from(task.timeout_ms).unwrap_or(1));
-    let ctx = TaskContext {
-        task_id: task.id,
-        attempt: task.attempt_count,
-        payload: task.payload.clone(),
-        cancel: cancel.clone(),
-    };
     // Its own tokio task, so that a panic fails only this attempt.
-    let mut handle = tokio::spawn(handler.run(ctx));
+    let mut handle = tokio::spawn(handler.run(context(task, cancel.clone())));
     tokio::select! {
         joined = &mut handle => match joined {
-            Ok(Ok(())) => HandlerResult::Succeeded,
-            Ok(Err(e)) => HandlerResult::Failed(e.0),
-            Err(e) if e.is_panic() => HandlerResult::Failed(format!("handler panicked: {}", panic_message(e.into_panic()))),
-            Err(_) => HandlerResult::Failed("handler was aborted".into()),
+            Ok(Ok(output)) => HandlerResult::Succeeded(output),
+            Ok(Err(e)) => HandlerResult::Failed(e),
+            Err(e) if e.is_panic() => HandlerResult::Failed(TaskError::retry(format!("handler panicked: {}", panic_message(e.into_panic())))),
+            Err(_) => HandlerResult::Failed(TaskError::retry("handler was aborted")),
         },
         () = tokio::time::sleep(timeout) => {
             cancel.cancel();
@@ -124,34 +137,55 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-/// The state machine's verdict on a finished attempt; `jitter` in [0, 1] spreads retries.
-pub fn decide(task: &ClaimedTask, result: &HandlerResult, retry: &RetryPolicy, jitter: f64) -> AttemptEnd {
+/// The state machine's verdict on a finished attempt, under the type's retry policy;
+/// `jitter` in [0, 1] spreads retries.
+pub fn decide(task: &ClaimedTask, result: HandlerResult, retry: &RetryPolicy, jitter: f64) -> AttemptEnd {
     let retry_state = RetryState::parse(&task.retry_state).unwrap_or(RetryState::None);
     let running = TaskState::new(TaskStatus::Running, retry_state);
-    let (event, outcome, error) = match result {
-        HandlerResult::Succeeded => (TaskEvent::AttemptSucceeded, AttemptOutcome::Succeeded, None),
-        HandlerResult::Failed(error) => (
-            TaskEvent::AttemptFailed {
-                attempt: task.attempt_count,
-                max_attempts: task.max_attempts,
-            },
+    let failed = TaskEvent::AttemptFailed {
+        attempt: task.attempt_count,
+        max_attempts: task.max_attempts,
+    };
+    let not_retryable = |error: String| {
+        (
+            TaskEvent::AttemptFailedNotRetryable,
             AttemptOutcome::Failed,
-            Some(error.clone()),
-        ),
+            Some(error),
+            None,
+            None,
+        )
+    };
+    let (event, outcome, error, asked_delay, output) = match result {
+        HandlerResult::Succeeded(output) => match output.as_ref().map(check_result) {
+            Some(Err(rejected)) => not_retryable(rejected.to_string()),
+            _ => (
+                TaskEvent::AttemptSucceeded,
+                AttemptOutcome::Succeeded,
+                None,
+                None,
+                output,
+            ),
+        },
+        HandlerResult::Failed(TaskError { message, retry }) => match retry {
+            Retry::Never => not_retryable(message),
+            Retry::After(delay) => (failed, AttemptOutcome::Failed, Some(message), Some(delay), None),
+            Retry::Backoff => (failed, AttemptOutcome::Failed, Some(message), None, None),
+        },
         HandlerResult::TimedOut(after) => (
-            TaskEvent::AttemptFailed {
-                attempt: task.attempt_count,
-                max_attempts: task.max_attempts,
-            },
+            failed,
             AttemptOutcome::TimedOut,
-            Some(format!("attempt timed out after {} ms", after.as_millis())),
+            Some(format!("timed out after {} ms", after.as_millis())),
+            None,
+            None,
         ),
     };
-    // A claimed task is RUNNING, where all three events are legal.
+    // A claimed task is RUNNING, where all of these events are legal.
     let next =
         transition(running, event).unwrap_or(TaskState::new(TaskStatus::Failed, RetryState::Exhausted));
-    let retry_in =
-        (next.retry_state == RetryState::RetryScheduled).then(|| retry.delay(task.attempt_count, jitter));
+    let retry_in = (next.retry_state == RetryState::RetryScheduled).then(|| match asked_delay {
+        Some(delay) => delay.min(retry.max),
+        None => retry.delay(task.attempt_count, jitter),
+    });
     AttemptEnd {
         task_id: task.id,
         lease_token: task.lease_token,
@@ -159,6 +193,7 @@ pub fn decide(task: &ClaimedTask, result: &HandlerResult, retry: &RetryPolicy, j
         outcome,
         error,
         retry_in,
+        result: output,
     }
 }
 
@@ -182,6 +217,7 @@ async fn report(completer: &AttemptCompleter, end: AttemptEnd) -> Result<bool, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn claimed(attempt: i32, max: i32) -> ClaimedTask {
         ClaimedTask {
@@ -192,6 +228,8 @@ mod tests {
             max_attempts: max,
             timeout_ms: 1_000,
             retry_state: "NONE".into(),
+            created_at: chrono::Utc::now(),
+            scheduled_for: chrono::Utc::now(),
             lease_token: 42,
             pickup_ms: 0.0,
         }
@@ -205,56 +243,96 @@ mod tests {
     }
 
     struct Panics;
-    impl crate::task_types::TaskHandler for Panics {
-        fn task_type(&self) -> &'static str {
-            "demo"
-        }
+    impl TaskHandler for Panics {
         fn run(&self, _ctx: TaskContext) -> crate::task_types::HandlerFuture {
             Box::pin(async { panic!("handler bug") })
         }
     }
 
+    /// Waits until told to stop, as a handler that minds its cancellation token does.
+    struct WaitsForCancel;
+    impl TaskHandler for WaitsForCancel {
+        fn run(&self, ctx: TaskContext) -> crate::task_types::HandlerFuture {
+            Box::pin(async move {
+                ctx.cancel.cancelled().await;
+                Err(TaskError::retry("stopped"))
+            })
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_fails_its_attempt_only() {
-        let mut registry = HandlerRegistry::default();
-        registry.register(Panics);
-        let result = run_handler(&registry, &claimed(1, 3), CancellationToken::new()).await;
+        let result = run_handler(Some(Arc::new(Panics)), &claimed(1, 3), CancellationToken::new()).await;
         assert_eq!(
             result,
-            HandlerResult::Failed("handler panicked: handler bug".into())
+            HandlerResult::Failed(TaskError::retry("handler panicked: handler bug"))
         );
     }
 
     #[tokio::test]
     async fn a_slow_handler_is_stopped_at_its_timeout() {
-        let registry = HandlerRegistry::with_builtin_types();
         let mut task = claimed(1, 3);
-        task.task_type = "demo-slow".into();
-        task.payload = serde_json::json!({"sleepMs": 60_000});
         task.timeout_ms = 20;
         let cancel = CancellationToken::new();
-        let result = run_handler(&registry, &task, cancel.clone()).await;
+        let result = run_handler(Some(Arc::new(WaitsForCancel)), &task, cancel.clone()).await;
         assert_eq!(result, HandlerResult::TimedOut(Duration::from_millis(20)));
         assert!(cancel.is_cancelled(), "the handler was told to stop");
     }
 
+    #[tokio::test]
+    async fn a_type_without_a_handler_here_fails_its_attempt() {
+        let result = run_handler(None, &claimed(1, 3), CancellationToken::new()).await;
+        assert_eq!(
+            result,
+            HandlerResult::Failed(TaskError::retry(
+                "no handler for task type \"demo\" in this engine"
+            ))
+        );
+    }
+
     #[test]
-    fn success_completes_without_retry() {
-        let end = decide(&claimed(1, 3), &HandlerResult::Succeeded, &policy(), 0.5);
+    fn success_completes_without_retry_and_keeps_the_result() {
+        let end = decide(
+            &claimed(1, 3),
+            HandlerResult::Succeeded(Some(json!({"ok": 1}))),
+            &policy(),
+            0.5,
+        );
         assert_eq!(
             end.next,
             TaskState::new(TaskStatus::Succeeded, RetryState::Completed)
         );
         assert_eq!(end.outcome, AttemptOutcome::Succeeded);
         assert_eq!(end.retry_in, None);
+        assert_eq!(end.result, Some(json!({"ok": 1})));
         assert_eq!((end.task_id, end.lease_token), (7, 42));
+    }
+
+    #[test]
+    fn a_result_over_64_kib_fails_the_task_for_good() {
+        let big = json!("x".repeat(dtp_contract::MAX_RESULT_BYTES));
+        let end = decide(
+            &claimed(1, 3),
+            HandlerResult::Succeeded(Some(big)),
+            &policy(),
+            0.5,
+        );
+        assert_eq!(
+            end.next,
+            TaskState::new(TaskStatus::Failed, RetryState::NotRetryable)
+        );
+        assert_eq!(end.result, None);
+        assert!(end
+            .error
+            .unwrap()
+            .starts_with("the result is 65538 bytes of JSON"));
     }
 
     #[test]
     fn failure_before_the_last_attempt_schedules_a_retry_with_backoff() {
         let end = decide(
             &claimed(2, 3),
-            &HandlerResult::Failed("boom".into()),
+            HandlerResult::Failed(TaskError::retry("boom")),
             &policy(),
             1.0,
         );
@@ -267,10 +345,51 @@ mod tests {
     }
 
     #[test]
+    fn an_asked_delay_replaces_the_backoff_up_to_its_cap() {
+        let after = |delay| {
+            decide(
+                &claimed(1, 3),
+                HandlerResult::Failed(TaskError::retry_after("busy", delay)),
+                &policy(),
+                1.0,
+            )
+            .retry_in
+        };
+        assert_eq!(after(Duration::from_secs(3)), Some(Duration::from_secs(3)));
+        assert_eq!(after(Duration::from_secs(600)), Some(Duration::from_secs(10)));
+        let last = decide(
+            &claimed(3, 3),
+            HandlerResult::Failed(TaskError::retry_after("busy", Duration::from_secs(1))),
+            &policy(),
+            1.0,
+        );
+        assert_eq!(
+            last.next,
+            TaskState::new(TaskStatus::Failed, RetryState::Exhausted)
+        );
+    }
+
+    #[test]
+    fn a_failure_no_retry_mends_fails_the_task_at_once() {
+        let end = decide(
+            &claimed(1, 5),
+            HandlerResult::Failed(TaskError::not_retryable("HTTP 400 from x")),
+            &policy(),
+            1.0,
+        );
+        assert_eq!(
+            end.next,
+            TaskState::new(TaskStatus::Failed, RetryState::NotRetryable)
+        );
+        assert_eq!(end.outcome, AttemptOutcome::Failed);
+        assert_eq!(end.retry_in, None);
+    }
+
+    #[test]
     fn failure_or_timeout_of_the_last_attempt_exhausts_the_task() {
         let end = decide(
             &claimed(3, 3),
-            &HandlerResult::Failed("boom".into()),
+            HandlerResult::Failed(TaskError::retry("boom")),
             &policy(),
             0.0,
         );
@@ -281,12 +400,12 @@ mod tests {
         assert_eq!(end.retry_in, None);
         let end = decide(
             &claimed(1, 1),
-            &HandlerResult::TimedOut(Duration::from_millis(5)),
+            HandlerResult::TimedOut(Duration::from_millis(5)),
             &policy(),
             0.0,
         );
         assert_eq!(end.outcome, AttemptOutcome::TimedOut);
-        assert_eq!(end.error.as_deref(), Some("attempt timed out after 5 ms"));
+        assert_eq!(end.error.as_deref(), Some("timed out after 5 ms"));
         assert_eq!(end.next.status, TaskStatus::Failed);
     }
 }

@@ -1,6 +1,7 @@
-//! The worker: claims due tasks in batches (one statement, `FOR UPDATE SKIP LOCKED`),
-//! runs each attempt outside any transaction, and ends it with a lease-guarded write that
-//! the completer batches with the other attempts ending at the same time.
+//! The worker: claims due tasks in batches (one statement, `FOR UPDATE SKIP LOCKED`; types
+//! with a concurrency limit from their own queues, see `type_queues`), runs each attempt
+//! outside any transaction, and ends it with a lease-guarded write that the completer
+//! batches with the other attempts ending at the same time.
 //! A heartbeat keeps leases alive and stops attempts that were fenced off elsewhere.
 
 mod attempt;
@@ -8,10 +9,11 @@ mod completer;
 mod config;
 pub mod listener;
 pub mod rescuer;
+mod type_queues;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dtp_contract::TaskStatus;
 use service_runtime::dedicated_connection::DedicatedConnection;
@@ -24,11 +26,12 @@ use completer::AttemptCompleter;
 pub use config::WorkerConfig;
 pub use listener::TaskEventListener;
 pub use rescuer::TaskRescuer;
+use type_queues::{TypeClaimRound, TypeQueues};
 
 use crate::metrics::EngineMetrics;
-use crate::store::tasks::{self as task_store, ClaimedTask};
+use crate::store::tasks::{self as task_store, ClaimedTask, TypeClaim};
 use crate::store::{self, StoreError};
-use crate::task_types::HandlerRegistry;
+use crate::task_types::TaskTypeRegistry;
 
 /// How long a busy worker lets more slots free up before claiming for only a few of them.
 const CLAIM_GATHER: Duration = Duration::from_millis(1);
@@ -49,7 +52,9 @@ struct WorkerShared {
     pool: PgPool,
     /// The claim loop's own connection (see `CLAIM_CONNECTION_SETTINGS`).
     claims: DedicatedConnection,
-    registry: Arc<HandlerRegistry>,
+    registry: Arc<TaskTypeRegistry>,
+    /// The types this engine claims from their own queues (those with a concurrency limit).
+    type_queues: TypeQueues,
     config: WorkerConfig,
     worker_id: String,
     metrics: Arc<EngineMetrics>,
@@ -92,7 +97,7 @@ struct InFlightAttempt {
 impl Worker {
     pub fn new(
         pool: PgPool,
-        registry: Arc<HandlerRegistry>,
+        registry: Arc<TaskTypeRegistry>,
         config: WorkerConfig,
         metrics: Arc<EngineMetrics>,
     ) -> Self {
@@ -108,6 +113,7 @@ impl Worker {
             inner: Arc::new(WorkerShared {
                 claims: DedicatedConnection::new(pool.clone(), task_store::CLAIM_CONNECTION_SETTINGS),
                 pool,
+                type_queues: TypeQueues::new(registry.limited_engine_types(), Instant::now()),
                 registry,
                 config,
                 worker_id,
@@ -131,6 +137,7 @@ impl Worker {
 
     /// Wakes the claim loop at once instead of at the next poll.
     pub fn notify_work_available(&self) {
+        self.inner.type_queues.wake_all(Instant::now());
         self.inner.work_available.notify_one();
     }
 
@@ -218,19 +225,25 @@ impl Worker {
         self.release_after_grace().await;
     }
 
-    /// Claims up to `limit` due tasks and starts an attempt for each. When fewer than `limit`
-    /// were due, also reads (on the same connection) when the next pending task falls due;
-    /// if that read fails, the claimed tasks still start.
+    /// Claims up to `limit` due tasks (the shared queue first, then the limited types that
+    /// are worth a claim) and starts an attempt for each. When fewer than `limit` were due,
+    /// also reads (on the same connection) when the next pending task falls due; if that
+    /// read fails, the claimed tasks still start.
     pub async fn claim_and_start(&self, limit: usize) -> Result<ClaimRound, StoreError> {
         let worker_id = self.inner.worker_id.clone();
         let lease = self.inner.config.lease;
-        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (claimed, next_due_in_ms) = self
+        let limited = self.inner.type_queues.due(Instant::now());
+        let (claimed, next_due_in_ms, type_rounds) = self
             .inner
             .claims
             .run(move |conn| {
-                let claimed =
-                    task_store::claim_due_tasks(conn, &worker_id, limit_i64, lease, TaskStatus::Running)?;
+                let mut claimed = task_store::claim_due_tasks(
+                    conn,
+                    &worker_id,
+                    as_limit(limit),
+                    lease,
+                    TaskStatus::Running,
+                )?;
                 // The claim has committed: a failed read must not keep its tasks from starting
                 // (they would wait for their leases to run out). Unknown means "sleep the poll".
                 let next_due = if claimed.len() < limit {
@@ -241,9 +254,25 @@ impl Worker {
                 } else {
                     None
                 };
-                Ok((claimed, next_due))
+                let type_rounds = claim_limited_types(conn, &limited, &worker_id, limit, lease, &mut claimed);
+                Ok((claimed, next_due, type_rounds))
             })
             .await?;
+        let now = Instant::now();
+        for (task_type, round) in &type_rounds {
+            self.inner
+                .type_queues
+                .claimed(task_type, *round, now, self.inner.config.poll_interval);
+        }
+        let next_type_look = self
+            .inner
+            .type_queues
+            .next_look_in(now)
+            .map(|d| d.as_secs_f64() * 1_000.0);
+        let next_due_in_ms = match (next_due_in_ms, next_type_look) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.inner.metrics.claims_per_poll.observe(claimed.len() as f64);
         let mut started = Vec::with_capacity(claimed.len());
         for task in claimed {
@@ -292,9 +321,11 @@ impl Worker {
         let worker = self.clone();
         tokio::spawn(async move {
             let lease_token = task.lease_token;
+            let task_type = task.task_type.clone();
             attempt::run_attempt(&worker.inner, task, cancel).await;
             worker.lock_in_flight().remove(&lease_token);
             drop(permit);
+            worker.inner.type_queues.attempt_ended(&task_type, Instant::now());
             worker.inner.slot_freed.notify_one();
         })
     }
@@ -377,6 +408,64 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A claim's `LIMIT`.
+fn as_limit(slots: usize) -> i64 {
+    i64::try_from(slots).unwrap_or(i64::MAX)
+}
+
+/// Claims from each limited type's queue with the slots the shared claim left, adding what
+/// it got to `claimed`. Runs after the shared claim committed, so a failure here is logged
+/// and the type is tried again at the next round.
+fn claim_limited_types(
+    conn: &mut diesel::PgConnection,
+    limited: &[(String, u32)],
+    worker_id: &str,
+    limit: usize,
+    lease: Duration,
+    claimed: &mut Vec<ClaimedTask>,
+) -> Vec<(String, TypeClaimRound)> {
+    let mut rounds = Vec::with_capacity(limited.len());
+    for (task_type, concurrency) in limited {
+        let asked = limit.saturating_sub(claimed.len());
+        if asked == 0 {
+            break;
+        }
+        let claim = TypeClaim {
+            task_type,
+            concurrency: Some(*concurrency),
+        };
+        let got = match task_store::claim_due_tasks_of_type(
+            conn,
+            claim,
+            worker_id,
+            as_limit(asked),
+            lease,
+            TaskStatus::Running,
+        ) {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::warn!(error = %e, task.r#type = %task_type, "claim of a limited type failed");
+                continue;
+            }
+        };
+        let next_due_in_ms = if got.len() < asked {
+            task_store::next_due_of_type_in(conn, task_type).unwrap_or(None)
+        } else {
+            None
+        };
+        rounds.push((
+            task_type.clone(),
+            TypeClaimRound {
+                asked,
+                got: got.len(),
+                next_due_in_ms,
+            },
+        ));
+        claimed.extend(got);
+    }
+    rounds
 }
 
 #[cfg(test)]

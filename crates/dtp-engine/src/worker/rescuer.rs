@@ -90,6 +90,7 @@ pub fn rescue_decision(lost: &ExpiredLease) -> AttemptEnd {
         // The task did not fail, its worker did: the retry is due at once, so that recovery
         // takes no longer than lease expiry plus one rescue interval.
         retry_in: (next.retry_state == RetryState::RetryScheduled).then_some(Duration::ZERO),
+        result: None,
     }
 }
 

@@ -6,18 +6,23 @@
 mod api;
 mod bad_input;
 mod batch;
+mod gates;
 mod group_commit;
+mod http_targets;
 mod idempotency;
 mod integrity;
 mod listing;
 mod operations;
 mod outage;
 mod plans;
+mod receiver;
 mod rescuer;
 mod retries;
 mod shutdown;
 mod sql;
+mod task_types;
 mod tasks_api;
+mod types_files;
 mod worker;
 
 use std::time::{Duration, Instant};

@@ -151,6 +151,7 @@ const SERVED_ROUTES: &[(&str, &str)] = &[
     ("get", "/tasks/{id}"),
     ("put", "/tasks/{id}/cancel"),
     ("get", "/tasks/{id}/attempts"),
+    ("get", "/task-types"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

@@ -50,7 +50,13 @@ async fn the_hot_path_and_listings_do_not_scan_history() {
         .into_iter()
         .map(|(statement, plan)| (statement.to_owned(), plan))
         .collect();
-    assert_eq!(plans.len(), 4);
+    assert_eq!(plans.len(), 5);
+    // A type with a limit is claimed from its own queue's index.
+    let (_, type_claim) = plans
+        .iter()
+        .find(|(s, _)| s == "claim_due_tasks_of_type")
+        .unwrap();
+    assert!(type_claim.contains("tasks_pending_by_type"), "{type_claim}");
     let generic_claim = explain_claim_as_claim_loop(&mut conn).unwrap();
     assert_claims_through_indexes(&generic_claim);
     plans.push(("claim_due_tasks, generic plan".to_owned(), generic_claim));

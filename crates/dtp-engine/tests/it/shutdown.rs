@@ -1,42 +1,32 @@
 //! Graceful shutdown: the port closes, attempts that end within the grace are recorded,
 //! and those that do not are given back to the queue uncounted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dtp_contract::TaskStatus;
 use dtp_engine::testing::TestEngine;
 use serde_json::json;
 
 use crate::api::EngineApi;
-use crate::{sql, wait_until, PATIENCE};
-
-/// A stop must not wait for the attempts it releases.
-const STOP_LIMIT: Duration = Duration::from_secs(5);
+use crate::gates::{Gate, Gated};
+use crate::{sql, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_releases_an_attempt_that_outlives_the_grace() {
-    let mut dtp = TestEngine::spawn_with(|config| {
-        config.worker.shutdown_grace = Duration::from_millis(200);
-    })
+    let gate = Gate::default();
+    let mut dtp = TestEngine::spawn_with_types(
+        |config| config.worker.shutdown_grace = Duration::from_millis(200),
+        |engine| engine.register(Gated(gate.clone())),
+    )
     .await;
     let api = EngineApi::new(&dtp);
-    let task = api
-        .create_task(&json!({"type": "demo-slow", "payload": {"sleepMs": 10_000}}))
-        .await;
-    api.wait_for_status(task.id, TaskStatus::Running, PATIENCE).await;
-    wait_until("the attempt started", PATIENCE, || {
-        dtp.worker().attempts_in_flight() == 1
-    })
-    .await;
+    let task = api.create_task(&json!({"type": "gated"})).await;
+    gate.wait_until("the attempt started", |g| g.running() == 1).await;
 
-    let stopping = Instant::now();
+    // The gate never opens: the grace passes, the attempt is released and its handler stopped.
     dtp.stop().await;
 
-    assert!(
-        stopping.elapsed() < STOP_LIMIT,
-        "stop took {:?}",
-        stopping.elapsed()
-    );
+    assert_eq!(gate.stopped(), 1, "the handler was told to stop");
     let refused = tokio::net::TcpStream::connect(("127.0.0.1", dtp.port())).await;
     assert!(refused.is_err(), "the port must be closed once stopped");
     let db = dtp.database();
@@ -58,9 +48,11 @@ async fn stop_releases_an_attempt_that_outlives_the_grace() {
 
     // A restart on the same port and database takes the task up again, as attempt 1.
     let port = dtp.port();
-    let successor = TestEngine::spawn_sharing(&dtp, |config| {
-        config.http_addr = format!("127.0.0.1:{port}");
-    })
+    let successor = TestEngine::spawn_sharing_with_types(
+        &dtp,
+        |config| config.http_addr = format!("127.0.0.1:{port}"),
+        |engine| engine.register(Gated(gate.clone())),
+    )
     .await;
     assert_eq!(successor.port(), port);
     let resumed = EngineApi::new(&successor)
@@ -75,20 +67,19 @@ async fn stop_releases_an_attempt_that_outlives_the_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_lets_an_attempt_finish_within_the_grace() {
-    let mut dtp = TestEngine::spawn_with(|config| {
-        config.worker.shutdown_grace = Duration::from_secs(5);
-    })
+    let gate = Gate::default();
+    let mut dtp = TestEngine::spawn_with_types(
+        |config| config.worker.shutdown_grace = PATIENCE,
+        |engine| engine.register(Gated(gate.clone())),
+    )
     .await;
     let api = EngineApi::new(&dtp);
-    let task = api
-        .create_task(&json!({"type": "demo-slow", "payload": {"sleepMs": 300}}))
-        .await;
-    api.wait_for_status(task.id, TaskStatus::Running, PATIENCE).await;
-    wait_until("the attempt started", PATIENCE, || {
-        dtp.worker().attempts_in_flight() == 1
-    })
-    .await;
+    let task = api.create_task(&json!({"type": "gated"})).await;
+    gate.wait_until("the attempt started", |g| g.running() == 1).await;
 
+    // The attempt ends only after the stop began: the stop waits for it.
+    dtp.begin_stop();
+    gate.release(1);
     dtp.stop().await;
 
     let row = sql::task_row(dtp.database(), task.id);

@@ -40,6 +40,21 @@ pub fn all_attempt_rows(db: &TestDatabase) -> Vec<AttemptRow> {
         .unwrap()
 }
 
+#[derive(QueryableByName)]
+struct TypeQueue {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    type_queue: bool,
+}
+
+/// Whether task `id` waits in its type's own queue rather than the shared one.
+pub fn in_type_queue(db: &TestDatabase, id: i64) -> bool {
+    diesel::sql_query("SELECT type_queue FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .get_result::<TypeQueue>(&mut db.connect())
+        .unwrap()
+        .type_queue
+}
+
 /// Plays a worker that claimed the PENDING task `id` and then vanished: the task is
 /// RUNNING under `worker_id` with a lease expiring `lease_left_ms` from now (negative:
 /// already expired), and its attempt row is open.

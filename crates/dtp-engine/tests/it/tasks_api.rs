@@ -36,9 +36,11 @@ async fn create_answers_201_with_the_pending_task_in_wire_format() {
         "processingStartedAt",
         "completedAt",
         "updatedAt",
+        "result",
     ]
     .into();
     assert_eq!(fields, expected);
+    assert!(created["result"].is_null());
     assert!(created["id"].as_i64().unwrap() > 0);
     assert_eq!(created["type"], "demo");
     assert_eq!(created["payload"], json!({"n": 1}));

@@ -1,5 +1,6 @@
 //! The worker: claims only due tasks, never runs a task twice when several engines claim
-//! from one database, and stops (or fences off) the attempt of a task canceled mid-run.
+//! from one database, keeps a type's concurrency limit across engines, and stops (or fences
+//! off) the attempt of a task canceled mid-run.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,12 +9,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use dtp_contract::{RetryState, TaskStatus};
 use dtp_engine::config::EngineConfig;
+use dtp_engine::startup::EngineBuilder;
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::api::EngineApi;
+use crate::gates::{Gate, Gated, GatedLimited, GATED_LIMIT, NO_HEARTBEAT_IN_TIME};
 use crate::{sql, stepped, wait_until, PATIENCE, POLL_EVERY};
 
 /// Tasks shared out between the racing workers.
@@ -109,18 +112,16 @@ async fn engines_claiming_from_one_database_never_run_a_task_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_a_running_task_stops_its_attempt() {
-    let dtp = TestEngine::spawn().await;
-    let api = EngineApi::new(&dtp);
-    let task = api
-        .create_task(&json!({"type": "demo-slow", "payload": {"sleepMs": 3_000}}))
-        .await;
-    api.wait_for_status(task.id, TaskStatus::Running, PATIENCE).await;
-    wait_until("the attempt started", PATIENCE, || {
-        dtp.worker().attempts_in_flight() == 1
-    })
+    let gate = Gate::default();
+    let dtp = TestEngine::spawn_with_types(
+        |config| config.worker.lease = NO_HEARTBEAT_IN_TIME,
+        |engine| engine.register(Gated(gate.clone())),
+    )
     .await;
+    let api = EngineApi::new(&dtp);
+    let task = api.create_task(&json!({"type": "gated"})).await;
+    gate.wait_until("the attempt started", |g| g.running() == 1).await;
 
-    let asked = Instant::now();
     assert_eq!(api.cancel(task.id).await.status(), StatusCode::NO_CONTENT);
     let canceled = api.task(task.id).await;
 
@@ -131,48 +132,115 @@ async fn cancel_of_a_running_task_stops_its_attempt() {
     assert_eq!(attempts.len(), 1);
     assert!(attempts[0].finished_at.is_some());
     assert_eq!(attempts[0].outcome.as_deref(), Some("CANCELED"));
-    // The handler is told to stop, well before its 3 s sleep ends, and its result is discarded.
-    wait_until("the attempt stopped", Duration::from_secs(2), || {
+    // The handler is told to stop (no heartbeat comes in time to tell it), and its end is discarded.
+    gate.wait_until("the handler was told to stop", |g| g.stopped() == 1)
+        .await;
+    wait_until("the attempt ended", PATIENCE, || {
         dtp.worker().attempts_in_flight() == 0
     })
     .await;
-    assert!(asked.elapsed() < Duration::from_millis(2_500));
     assert_eq!(api.task(task.id).await, canceled);
     assert_eq!(api.attempts(task.id).await, attempts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_through_another_node_stops_the_runner_at_once() {
-    let runner = TestEngine::spawn().await;
-    let api_node = TestEngine::spawn_sharing(&runner, stepped).await;
-    let (on_runner, on_api_node) = (EngineApi::new(&runner), EngineApi::new(&api_node));
-    let task = on_runner
-        .create_task(&json!({"type": "demo-slow", "payload": {"sleepMs": 10_000}}))
-        .await;
-    on_runner
-        .wait_for_status(task.id, TaskStatus::Running, PATIENCE)
-        .await;
-    wait_until("the attempt started", PATIENCE, || {
-        runner.worker().attempts_in_flight() == 1
+    let gate = Gate::default();
+    let runner = TestEngine::spawn_with_types(
+        |config| config.worker.lease = NO_HEARTBEAT_IN_TIME,
+        |engine| engine.register(Gated(gate.clone())),
+    )
+    .await;
+    let api_node = TestEngine::spawn_sharing_with_types(&runner, stepped, |engine| {
+        engine.register(Gated(Gate::default()))
     })
     .await;
+    let (on_runner, on_api_node) = (EngineApi::new(&runner), EngineApi::new(&api_node));
+    let task = on_runner.create_task(&json!({"type": "gated"})).await;
+    gate.wait_until("the attempt started", |g| g.running() == 1).await;
 
-    // The runner learns of it through the database's notification, not its next heartbeat
-    // (10 s away with the default lease), and its late result is discarded.
-    let asked = Instant::now();
+    // The runner learns of it through the database's notification: its next heartbeat is
+    // minutes away. Its late end is discarded.
     assert_eq!(on_api_node.cancel(task.id).await.status(), StatusCode::NO_CONTENT);
     let canceled = on_api_node.task(task.id).await;
     let attempts = on_api_node.attempts(task.id).await;
     assert_eq!(canceled.status, TaskStatus::Canceled);
     assert_eq!(attempts[0].outcome.as_deref(), Some("CANCELED"));
-    wait_until("the runner's attempt ended", Duration::from_secs(3), || {
+    gate.wait_until("the runner's handler was told to stop", |g| g.stopped() == 1)
+        .await;
+    wait_until("the runner's attempt ended", PATIENCE, || {
         runner.worker().attempts_in_flight() == 0
     })
     .await;
-    assert!(asked.elapsed() < Duration::from_secs(3));
 
     assert_eq!(on_runner.task(task.id).await, canceled);
     assert_eq!(on_runner.attempts(task.id).await, attempts);
+}
+
+/// Tasks of the limited handler type, and of an unlimited type submitted beside them.
+const LIMITED_TASKS: usize = 9;
+const UNLIMITED_TASKS: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_s_limit_holds_across_three_engines_while_other_types_run() {
+    let gate = Gate::default();
+    let limited = |engine: EngineBuilder| engine.register(GatedLimited(gate.clone()));
+    let slots = |config: &mut EngineConfig| config.worker.concurrency = 5;
+    let first = TestEngine::spawn_with_types(slots, limited).await;
+    let (second, third) = tokio::join!(
+        TestEngine::spawn_sharing_with_types(&first, slots, limited),
+        TestEngine::spawn_sharing_with_types(&first, slots, limited),
+    );
+    let api = EngineApi::new(&first);
+    let mut tasks: Vec<_> = (0..LIMITED_TASKS)
+        .map(|_| json!({"type": "gated-limited"}))
+        .collect();
+    tasks.extend((0..UNLIMITED_TASKS).map(|_| json!({"type": "demo"})));
+    let response = api.post_batch(&json!({"tasks": tasks})).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    gate.wait_until("the limit's worth of attempts run", |g| {
+        g.running() == GATED_LIMIT as usize
+    })
+    .await;
+    let db = first.database();
+    wait_until("the unlimited tasks ran beside the held ones", PATIENCE, || {
+        sql::count_tasks_in(db, "SUCCEEDED") == UNLIMITED_TASKS as i64
+    })
+    .await;
+    let mut released = 0;
+    while released < LIMITED_TASKS {
+        let round = (GATED_LIMIT as usize).min(LIMITED_TASKS - released);
+        gate.wait_until("the limit's worth of attempts run", |g| g.running() == round)
+            .await;
+        gate.release(round);
+        released += round;
+        gate.wait_until("the round ended", |g| g.started() - g.running() >= released)
+            .await;
+    }
+    wait_until("every task succeeded", PATIENCE, || {
+        sql::count_tasks_in(db, "SUCCEEDED") == (LIMITED_TASKS + UNLIMITED_TASKS) as i64
+    })
+    .await;
+    assert_eq!(
+        gate.max_running(),
+        GATED_LIMIT as usize,
+        "never more than the limit at once"
+    );
+    assert_eq!(gate.started(), LIMITED_TASKS, "each limited task ran once");
+    let engines: BTreeSet<&str> = [&first, &second, &third]
+        .iter()
+        .map(|e| e.worker().id())
+        .collect();
+    let claimers: BTreeSet<String> = sql::all_attempt_rows(db)
+        .into_iter()
+        .map(|a| a.worker_id)
+        .collect();
+    assert!(
+        claimers.len() > 1,
+        "only {claimers:?} claimed; the race did not happen"
+    );
+    assert!(claimers.iter().all(|c| engines.contains(c.as_str())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +273,7 @@ async fn a_batch_of_attempt_ends_is_guarded_attempt_by_attempt() {
         outcome,
         error: error.map(str::to_owned),
         retry_in,
+        result: None,
     };
     let ends = vec![
         end(0, succeeded, AttemptOutcome::Succeeded, None, None),

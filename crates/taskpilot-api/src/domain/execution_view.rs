@@ -15,7 +15,7 @@ use serde::Serialize;
     "retryState": "COMPLETED", "lastError": null,
     "createdAt": "2026-11-23T10:00:00.120Z", "scheduledFor": "2026-11-23T10:00:00.120Z",
     "processingStartedAt": "2026-11-23T10:00:00.122Z", "completedAt": "2026-11-23T10:00:00.125Z",
-    "queueLatencyMs": 2, "processingLatencyMs": 3, "endToEndLatencyMs": 5
+    "queueLatencyMs": 2, "processingLatencyMs": 3, "endToEndLatencyMs": 5, "result": {"messageId": "m-1"}
 }))]
 pub struct ExecutionView {
     pub scheduler_task_id: i64,
@@ -35,6 +35,9 @@ pub struct ExecutionView {
     pub queue_latency_ms: Option<i64>,
     pub processing_latency_ms: Option<i64>,
     pub end_to_end_latency_ms: Option<i64>,
+    /// What the task produced when it SUCCEEDED, as the scheduler keeps it; null otherwise.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
     /// Every attempt, oldest first; only when asked for (`include=attempts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
@@ -117,6 +120,7 @@ pub fn execution_view(task: &TaskResponse) -> ExecutionView {
             .zip(completed)
             .map(|(s, c)| millis_between(s, c)),
         end_to_end_latency_ms: completed.map(|c| millis_between(created, c)),
+        result: task.result.clone(),
         attempts: None,
     }
 }
@@ -162,6 +166,7 @@ mod tests {
             processing_started_at: started.map(at),
             completed_at: completed.map(at),
             updated_at: at(0),
+            result: None,
         }
     }
 
@@ -190,6 +195,14 @@ mod tests {
     fn finished_task_has_all_three() {
         let view = execution_view(&task(TaskStatus::Succeeded, 10, Some(25), Some(125)));
         assert_eq!(latencies(&view), (Some(15), Some(100), Some(125)));
+    }
+
+    #[test]
+    fn the_result_is_passed_through() {
+        let mut succeeded = task(TaskStatus::Succeeded, 10, Some(25), Some(125));
+        assert_eq!(execution_view(&succeeded).result, None);
+        succeeded.result = Some(serde_json::json!({"messageId": "m-1"}));
+        assert_eq!(execution_view(&succeeded).result, Some(serde_json::json!({"messageId": "m-1"})));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text};
 use service_runtime::prepared::Prepared;
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub struct AttemptEnd {
     pub error: Option<String>,
     /// For a retry: how long from now until the next attempt is due.
     pub retry_in: Option<Duration>,
+    /// What a successful attempt produced (already checked by `check_result`).
+    pub result: Option<serde_json::Value>,
 }
 
 /// Writes the end of an attempt if the attempt still holds the task ("set state if running").
@@ -64,6 +66,7 @@ pub(super) struct AttemptEndColumns<'a> {
     errors: Vec<Option<&'a str>>,
     retry_in_ms: Vec<Option<i64>>,
     outcomes: Vec<&'a str>,
+    results: Vec<Option<&'a serde_json::Value>>,
 }
 
 impl<'a> AttemptEndColumns<'a> {
@@ -76,6 +79,7 @@ impl<'a> AttemptEndColumns<'a> {
             errors: ends.iter().map(|e| e.error.as_deref()).collect(),
             retry_in_ms: ends.iter().map(|e| e.retry_in.map(millis)).collect(),
             outcomes: ends.iter().map(|e| e.outcome.as_str()).collect(),
+            results: ends.iter().map(|e| e.result.as_ref()).collect(),
         }
     }
 }
@@ -93,11 +97,11 @@ pub(super) fn finish_attempts_statement<'a>(
         .statement(&format!(
             "WITH ended AS ( \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                                      $6::bigint[], $7::text[]) \
-                     AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome) \
+                                      $6::bigint[], $7::text[], $8::jsonb[]) \
+                     AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome, result) \
              ), finished AS ( \
                  UPDATE tasks t SET status = e.status, retry_state = e.retry_state, \
-                     last_error = COALESCE(e.error, t.last_error), \
+                     last_error = COALESCE(e.error, t.last_error), result = e.result, \
                      scheduled_for = CASE WHEN e.retry_in_ms IS NULL THEN t.scheduled_for \
                                           ELSE now() + e.retry_in_ms * interval '1 millisecond' END, \
                      completed_at = CASE WHEN e.status IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN now() END, \
@@ -117,4 +121,5 @@ pub(super) fn finish_attempts_statement<'a>(
         .bind::<Array<Nullable<Text>>, _>(&columns.errors)
         .bind::<Array<Nullable<BigInt>>, _>(&columns.retry_in_ms)
         .bind::<Array<Text>, _>(&columns.outcomes)
+        .bind::<Array<Nullable<Jsonb>>, _>(&columns.results)
 }

@@ -1,10 +1,11 @@
 //! Claiming due tasks (one statement for a whole batch, attempt rows included), the
 //! leases that fence their attempts, and what the rescuer and the shutdown path read and write.
 
+use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use dtp_contract::TaskStatus;
 use service_runtime::prepared::Prepared;
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub struct ClaimedTask {
     pub max_attempts: i32,
     pub timeout_ms: i32,
     pub retry_state: String,
+    pub created_at: DateTime<Utc>,
+    /// When this attempt fell due.
+    pub scheduled_for: DateTime<Utc>,
     #[diesel(sql_type = BigInt)]
     pub lease_token: i64,
     /// Milliseconds from the task being due to this claim (the pickup latency).
@@ -43,7 +47,8 @@ pub struct ClaimedTask {
 pub const CLAIM_CONNECTION_SETTINGS: &str =
     "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
 
-/// Claims up to `limit` due PENDING tasks for `worker_id` in one statement and opens their attempts.
+/// Claims up to `limit` due PENDING tasks of the shared queue for `worker_id` in one
+/// statement and opens their attempts.
 pub fn claim_due_tasks(
     conn: &mut PgConnection,
     worker_id: &str,
@@ -54,27 +59,96 @@ pub fn claim_due_tasks(
     Prepared(claim_statement(Planning::Run, worker_id, limit, lease, running)).load(conn)
 }
 
-/// The claim: `$1` most tasks, `$2` lease in ms, `$3` worker id, `$4` the RUNNING status.
-pub(super) const CLAIM_SQL: &str = "\
-    WITH due AS ( \
-        SELECT id FROM tasks WHERE status = 'PENDING' AND scheduled_for <= now() \
+/// Turns the ids in `due` into running attempts: `$2` lease in ms, `$3` worker id, `$4` the
+/// RUNNING status. Shared by the claim of the shared queue and that of one type's queue.
+macro_rules! claim_due_rows {
+    () => {
+        ", claimed AS ( \
+            UPDATE tasks t SET status = $4, attempt_count = t.attempt_count + 1, \
+                processing_started_at = now(), completed_at = NULL, \
+                lease_token = nextval('task_lease_tokens'), \
+                lease_expires_at = now() + $2 * interval '1 millisecond', \
+                worker_id = $3, updated_at = now() \
+            WHERE t.id = ANY(ARRAY(SELECT id FROM due)) \
+            RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
+                      t.retry_state, t.lease_token, t.worker_id, t.processing_started_at, t.scheduled_for, \
+                      t.created_at \
+        ), opened AS ( \
+            INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
+            SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
+            FROM claimed \
+        ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
+                 created_at, scheduled_for, \
+                 GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
+          FROM claimed ORDER BY id"
+    };
+}
+
+/// The claim of the shared queue: `$1` most tasks, then as `claim_due_rows`.
+pub(super) const CLAIM_SQL: &str = concat!(
+    "WITH due AS ( \
+        SELECT id FROM tasks WHERE status = 'PENDING' AND NOT type_queue AND scheduled_for <= now() \
         ORDER BY scheduled_for, id LIMIT $1 FOR UPDATE SKIP LOCKED \
-    ), claimed AS ( \
-        UPDATE tasks t SET status = $4, attempt_count = t.attempt_count + 1, \
-            processing_started_at = now(), completed_at = NULL, \
-            lease_token = nextval('task_lease_tokens'), \
-            lease_expires_at = now() + $2 * interval '1 millisecond', \
-            worker_id = $3, updated_at = now() \
-        WHERE t.id = ANY(ARRAY(SELECT id FROM due)) \
-        RETURNING t.id, t.task_type, t.payload, t.attempt_count, t.max_attempts, t.timeout_ms, \
-                  t.retry_state, t.lease_token, t.worker_id, t.processing_started_at, t.scheduled_for \
-    ), opened AS ( \
-        INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at, due_at) \
-        SELECT lease_token, id, attempt_count, worker_id, processing_started_at, scheduled_for \
-        FROM claimed \
-    ) SELECT id, task_type, payload, attempt_count, max_attempts, timeout_ms, retry_state, lease_token, \
-             GREATEST(EXTRACT(EPOCH FROM processing_started_at - scheduled_for) * 1000, 0)::float8 AS pickup_ms \
-      FROM claimed ORDER BY id";
+    )",
+    claim_due_rows!()
+);
+
+/// The claim of one type's queue: `$1` most tasks, `$5` the type, `$6` its concurrency limit
+/// (null: none), then as `claim_due_rows`. A limit is only safe under `TYPE_CLAIM_LOCK`: the
+/// count of running attempts must not change between this statement's snapshot and its commit.
+pub(super) const TYPE_CLAIM_SQL: &str = concat!(
+    "WITH due AS ( \
+        SELECT id FROM tasks \
+        WHERE status = 'PENDING' AND type_queue AND task_type = $5 AND scheduled_for <= now() \
+        ORDER BY scheduled_for, id \
+        LIMIT LEAST($1, GREATEST(0, COALESCE( \
+            $6 - (SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND task_type = $5), $1))) \
+        FOR UPDATE SKIP LOCKED \
+    )",
+    claim_due_rows!()
+);
+
+/// Serializes the claims of one type's queue across every engine, for the rest of the
+/// transaction; each claim then counts the running attempts its predecessors committed.
+const TYPE_CLAIM_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('dtp.type-claim:' || $1, 0))";
+
+/// What a claim from one type's queue may take.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeClaim<'a> {
+    pub task_type: &'a str,
+    /// Most attempts of the type running at once across every engine; `None`: no limit.
+    pub concurrency: Option<u32>,
+}
+
+/// Claims up to `limit` due tasks of one type's queue, never more than its concurrency
+/// limit allows given what runs already anywhere; one short transaction when limited.
+pub fn claim_due_tasks_of_type(
+    conn: &mut PgConnection,
+    claim: TypeClaim<'_>,
+    worker_id: &str,
+    limit: i64,
+    lease: Duration,
+    running: TaskStatus,
+) -> QueryResult<Vec<ClaimedTask>> {
+    let claim_now = |conn: &mut PgConnection| {
+        Prepared(type_claim_statement(
+            Planning::Run,
+            claim,
+            worker_id,
+            limit,
+            lease,
+            running,
+        ))
+        .load(conn)
+    };
+    if claim.concurrency.is_none() {
+        return claim_now(conn);
+    }
+    conn.transaction(|conn| {
+        Prepared(diesel::sql_query(TYPE_CLAIM_LOCK).bind::<Text, _>(claim.task_type)).execute(conn)?;
+        claim_now(conn)
+    })
+}
 
 pub(super) fn claim_statement(
     planning: Planning,
@@ -91,19 +165,51 @@ pub(super) fn claim_statement(
         .bind::<Text, _>(running.as_str())
 }
 
+pub(super) fn type_claim_statement<'a>(
+    planning: Planning,
+    claim: TypeClaim<'a>,
+    worker_id: &'a str,
+    limit: i64,
+    lease: Duration,
+    running: TaskStatus,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    let concurrency = claim.concurrency.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    planning
+        .statement(TYPE_CLAIM_SQL)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(millis(lease))
+        .bind::<Text, _>(worker_id)
+        .bind::<Text, _>(running.as_str())
+        .bind::<Text, _>(claim.task_type)
+        .bind::<Nullable<Integer>, _>(concurrency)
+}
+
 #[derive(QueryableByName)]
 struct DueIn {
     #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
     millis: Option<f64>,
 }
 
-/// Milliseconds until the next PENDING task falls due (negative when one is due now), or
-/// `None` when nothing is pending; the first row of the claim's own partial index.
+/// Milliseconds until the next PENDING task of the shared queue falls due (negative when
+/// one is due now), or `None` when nothing is pending; the first row of the claim's index.
 pub fn next_due_in(conn: &mut PgConnection) -> QueryResult<Option<f64>> {
     let due: DueIn = Prepared(diesel::sql_query(
         "SELECT (EXTRACT(EPOCH FROM min(scheduled_for) - now()) * 1000)::float8 AS millis \
-         FROM tasks WHERE status = 'PENDING'",
+         FROM tasks WHERE status = 'PENDING' AND NOT type_queue",
     ))
+    .get_result(conn)?;
+    Ok(due.millis)
+}
+
+/// As `next_due_in`, for one type's queue.
+pub fn next_due_of_type_in(conn: &mut PgConnection, task_type: &str) -> QueryResult<Option<f64>> {
+    let due: DueIn = Prepared(
+        diesel::sql_query(
+            "SELECT (EXTRACT(EPOCH FROM min(scheduled_for) - now()) * 1000)::float8 AS millis \
+             FROM tasks WHERE status = 'PENDING' AND type_queue AND task_type = $1",
+        )
+        .bind::<Text, _>(task_type),
+    )
     .get_result(conn)?;
     Ok(due.millis)
 }

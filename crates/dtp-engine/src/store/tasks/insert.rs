@@ -2,7 +2,7 @@
 //! written together; either way one multi-row insert that skips taken idempotency keys.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Int4, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz};
 use service_runtime::prepared::Prepared;
 use std::collections::{HashMap, VecDeque};
 
@@ -149,12 +149,13 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
     let mut rows: Vec<TaskRow> = Prepared(
         diesel::sql_query(format!(
             "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
-                            scheduled_for, status, retry_state) \
+                            scheduled_for, status, retry_state, type_queue) \
          SELECT item.task_type, item.payload, item.max_attempts, item.idempotency_key, item.timeout_ms, \
-                COALESCE(item.run_at, now()), $7, $8 \
-         FROM unnest($1::text[], $2::jsonb[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[]) \
+                COALESCE(item.run_at, now()), $7, $8, item.type_queue \
+         FROM unnest($1::text[], $2::jsonb[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[], \
+                     $9::bool[]) \
               WITH ORDINALITY AS item(task_type, payload, max_attempts, idempotency_key, timeout_ms, \
-                                      run_at, position) \
+                                      run_at, type_queue, position) \
          ORDER BY item.idempotency_key NULLS LAST, item.position \
          {on_conflict} RETURNING {TASK_ROW_COLUMNS}"
         ))
@@ -170,7 +171,8 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
         .bind::<Array<Int4>, _>(tasks.iter().map(|t| t.timeout_ms).collect::<Vec<_>>())
         .bind::<Array<Nullable<Timestamptz>>, _>(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
         .bind::<Text, _>(TaskState::NEW.status.as_str())
-        .bind::<Text, _>(TaskState::NEW.retry_state.as_str()),
+        .bind::<Text, _>(TaskState::NEW.retry_state.as_str())
+        .bind::<Array<Bool>, _>(tasks.iter().map(|t| t.queue.is_type_queue()).collect::<Vec<_>>()),
     )
     .load(conn)?;
     // Rows draw their ids from the sequence in the order they are inserted, so sorting by

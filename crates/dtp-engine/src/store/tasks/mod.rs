@@ -10,8 +10,8 @@ mod plans;
 
 pub use attempt_ends::{finish_attempt, finish_attempts, AttemptEnd, LeaseGuard};
 pub use claims::{
-    claim_due_tasks, extend_leases, find_expired_leases, next_due_in, release_attempts, ClaimedTask,
-    ExpiredLease, CLAIM_CONNECTION_SETTINGS,
+    claim_due_tasks, claim_due_tasks_of_type, extend_leases, find_expired_leases, next_due_in,
+    next_due_of_type_in, release_attempts, ClaimedTask, ExpiredLease, TypeClaim, CLAIM_CONNECTION_SETTINGS,
 };
 pub use insert::{insert_each_task, insert_tasks, Inserted, KeyNamesAnotherTask};
 pub use listing::{list_tasks, TaskFilter};
@@ -52,6 +52,7 @@ pub struct TaskRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub worker_id: Option<String>,
     pub timeout_ms: i32,
+    pub result: Option<serde_json::Value>,
 }
 
 impl TaskRow {
@@ -82,6 +83,7 @@ impl TaskRow {
             processing_started_at: self.processing_started_at,
             completed_at: self.completed_at,
             updated_at: self.updated_at,
+            result: self.result,
         })
     }
 }
@@ -90,7 +92,7 @@ impl TaskRow {
 /// when a later migration adds a column, as `RETURNING *` would.
 const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, attempt_count, max_attempts, \
      last_error, idempotency_key, created_at, scheduled_for, processing_started_at, completed_at, \
-     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms";
+     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms, result";
 
 /// Reads one task.
 pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow>> {
@@ -145,6 +147,23 @@ pub fn cancel_task_if_in(
 struct LeaseTokenRow {
     #[diesel(sql_type = BigInt)]
     lease_token: i64,
+}
+
+/// Moves the PENDING tasks of each named type to the queue its settings now give it
+/// (`true`: the type's own); returns how many moved. Tasks of other types are left alone.
+pub fn assign_queues(conn: &mut PgConnection, queues: &[(String, bool)]) -> QueryResult<usize> {
+    if queues.is_empty() {
+        return Ok(0);
+    }
+    let (types, own): (Vec<&str>, Vec<bool>) = queues.iter().map(|(t, own)| (t.as_str(), *own)).unzip();
+    diesel::sql_query(
+        "UPDATE tasks t SET type_queue = q.own \
+         FROM unnest($1::text[], $2::bool[]) AS q(task_type, own) \
+         WHERE t.status = 'PENDING' AND t.task_type = q.task_type AND t.type_queue <> q.own",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(types)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Bool>, _>(own)
+    .execute(conn)
 }
 
 /// Counts tasks per status (for tests and diagnostics).

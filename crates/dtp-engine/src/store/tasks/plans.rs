@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use super::attempt_ends::{finish_attempts_statement, AttemptEndColumns};
 use super::claims::{
-    claim_statement, expired_leases_statement, extend_leases_statement, CLAIM_CONNECTION_SETTINGS, CLAIM_SQL,
+    claim_statement, expired_leases_statement, extend_leases_statement, type_claim_statement, TypeClaim,
+    CLAIM_CONNECTION_SETTINGS, CLAIM_SQL,
 };
 use super::listing::listing_statement;
 use super::{AttemptEnd, LeaseGuard, TaskFilter};
@@ -48,8 +49,8 @@ impl QueryableByName<Pg> for PlanLine {
     }
 }
 
-/// The plans Postgres picks for the statements every task goes through (claim, completion,
-/// lease extension, rescue), by name: what the "no sequential scan on the hot path" check reads.
+/// The plans Postgres picks for the statements every task goes through (claim of the shared
+/// queue and of a type's own, completion, lease extension, rescue), by name: what the "no sequential scan on the hot path" check reads.
 pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static str, String)>> {
     let ends: Vec<AttemptEnd> = (1..=100)
         .map(|i| AttemptEnd {
@@ -59,6 +60,7 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
             outcome: AttemptOutcome::Succeeded,
             error: None,
             retry_in: None,
+            result: None,
         })
         .collect();
     let columns = AttemptEndColumns::of(&ends);
@@ -70,6 +72,23 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
             plan(
                 claim_statement(Planning::Explain, "plan-check", 100, lease, TaskStatus::Running)
                     .load(conn)?,
+            ),
+        ),
+        (
+            "claim_due_tasks_of_type",
+            plan(
+                type_claim_statement(
+                    Planning::Explain,
+                    TypeClaim {
+                        task_type: "limited",
+                        concurrency: Some(5),
+                    },
+                    "plan-check",
+                    100,
+                    lease,
+                    TaskStatus::Running,
+                )
+                .load(conn)?,
             ),
         ),
         (
