@@ -6,6 +6,7 @@
 mod api;
 mod bad_input;
 mod batch;
+mod example_receiver;
 mod gates;
 mod group_commit;
 mod http_targets;

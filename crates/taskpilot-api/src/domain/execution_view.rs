@@ -202,7 +202,10 @@ mod tests {
         let mut succeeded = task(TaskStatus::Succeeded, 10, Some(25), Some(125));
         assert_eq!(execution_view(&succeeded).result, None);
         succeeded.result = Some(serde_json::json!({"messageId": "m-1"}));
-        assert_eq!(execution_view(&succeeded).result, Some(serde_json::json!({"messageId": "m-1"})));
+        assert_eq!(
+            execution_view(&succeeded).result,
+            Some(serde_json::json!({"messageId": "m-1"}))
+        );
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::harness::{assert_error, TestSystem};
+use std::sync::Arc;
 
-/// How long a test waits for the engine to get somewhere.
-const PATIENCE: Duration = Duration::from_secs(15);
+use crate::harness::{assert_error, TestSystem};
+use crate::own_types::{Held, HeldState};
+use crate::PATIENCE;
 
 async fn execution_with_attempts(system: &TestSystem, id: i64) -> (u16, Value) {
     system
@@ -95,9 +96,12 @@ async fn a_retried_task_shows_both_attempts_with_their_latencies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_attempt_has_no_run_time_yet() {
-    let system = TestSystem::spawn().await;
+    let held = Arc::new(HeldState::default());
+    let system =
+        TestSystem::spawn_with_types(|_| {}, |engine| engine.register(Held(Arc::clone(&held)))).await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "demo-slow").await.0, 201);
+    assert_eq!(system.bind(id, "held").await.0, 201);
+    held.wait_until("the attempt started", |h| h.started() == 1).await;
     let running = system
         .wait_for_execution(id, PATIENCE, |v| v["status"] == "RUNNING")
         .await;

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use std::sync::Arc;
+
 use crate::harness::{assert_error, TestSystem};
+use crate::own_types::{Held, HeldState, Receipt};
+use crate::PATIENCE;
 
 fn is_millisecond_utc(value: &serde_json::Value) -> bool {
     value.as_str().is_some_and(|s| {
@@ -119,25 +123,46 @@ async fn a_pending_execution_has_no_latencies_yet_and_cancels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canceling_a_running_task_ends_canceled_and_stays_canceled() {
-    let system = TestSystem::spawn().await;
+    let held = Arc::new(HeldState::default());
+    let system =
+        TestSystem::spawn_with_types(|_| {}, |engine| engine.register(Held(Arc::clone(&held)))).await;
     let id = system.create_web_task("slow", json!(null)).await;
-    assert_eq!(system.bind(id, "demo-slow").await.0, 201);
-    // demo-slow sleeps 2 s by default.
-    system
-        .wait_for_execution(id, Duration::from_secs(10), |v| v["status"] == "RUNNING")
-        .await;
+    assert_eq!(system.bind(id, "held").await.0, 201);
+    held.wait_until("the attempt started", |h| h.started() == 1).await;
 
     let (status, body) = system.cancel(id).await;
     assert_eq!(status, 204, "{body}");
     let (_, canceled) = system.execution(id).await;
     assert_eq!(canceled["status"], "CANCELED");
 
-    // Wait until the handler's attempt has closed and well past its natural end.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // The handler was told to stop; whatever it did after, the task stays canceled.
+    held.wait_until("the attempt was stopped", |h| h.stopped() == 1)
+        .await;
     let (_, later) = system.execution(id).await;
     assert_eq!(later["status"], "CANCELED", "{later}");
     assert_eq!(later["completedAt"], canceled["completedAt"]);
     assert_eq!(later["retryState"], "CANCELED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_to_a_type_of_the_engine_s_own_shows_its_result() {
+    let system = TestSystem::spawn_with_types(|_| {}, |engine| engine.register(Receipt)).await;
+    let id = system.create_web_task("order", json!({"n": 1})).await;
+    let (status, body) = system.bind(id, "receipt").await;
+    assert_eq!(status, 201, "{body}");
+    let view = system
+        .wait_for_execution(id, PATIENCE, |v| v["status"] == "SUCCEEDED")
+        .await;
+    assert_eq!(view["result"], json!({"receiptFor": id, "webType": "order"}));
+
+    let other = system.create_web_task("order", json!(null)).await;
+    let (status, body) = system.bind(other, "nope").await;
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "UNKNOWN_TASK_TYPE");
+    assert_eq!(
+        body["message"],
+        "unknown task type \"nope\"; known types: demo, demo-fail, demo-slow, receipt"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

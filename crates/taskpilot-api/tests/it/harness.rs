@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use dtp_engine::config::EngineConfig;
+use dtp_engine::startup::EngineBuilder;
 use dtp_engine::testing::TestEngine;
 use serde_json::Value;
 use service_runtime::env_config::FixedSettings;
@@ -76,7 +77,15 @@ impl TestSystem {
     }
 
     pub async fn spawn_with(tweak_engine: impl FnOnce(&mut EngineConfig)) -> Self {
-        let dtp = TestEngine::spawn_with(tweak_engine).await;
+        Self::spawn_with_types(tweak_engine, |engine| engine).await
+    }
+
+    /// Both services; the engine also runs the task types `types` registers.
+    pub async fn spawn_with_types(
+        tweak_engine: impl FnOnce(&mut EngineConfig),
+        types: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Self {
+        let dtp = TestEngine::spawn_with_types(tweak_engine, types).await;
         let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await;
         Self {
             dtp,

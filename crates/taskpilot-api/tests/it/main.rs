@@ -10,4 +10,8 @@ mod error_mapping;
 mod flow;
 mod harness;
 mod listing;
+mod own_types;
 mod trace_forwarding;
+
+/// How long a test waits for the engine to get somewhere.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
