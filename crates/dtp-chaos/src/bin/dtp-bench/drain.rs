@@ -39,8 +39,8 @@ pub struct DrainResult {
     pub wall: Duration,
 }
 
-/// Seeds `tasks` due tasks into `db`, starts `engines` engine processes at once with
-/// `settings`, and waits until every seeded task is finished.
+/// Seeds `tasks` due no-op `demo` tasks into `db`, starts `engines` engine processes at
+/// once with `settings`, and waits until every seeded task is finished.
 pub async fn drain(
     bench: &Bench,
     db: &mut EngineDatabase,
@@ -48,7 +48,29 @@ pub async fn drain(
     engines: usize,
     tasks: i64,
 ) -> anyhow::Result<DrainResult> {
-    let boundary = db.seed_due_tasks(tasks)?;
+    drain_engines(bench, db, settings, engines, "demo", tasks).await
+}
+
+/// As `drain` with one engine, for tasks of `task_type` (which `settings` must register).
+pub async fn drain_of_type(
+    bench: &Bench,
+    db: &mut EngineDatabase,
+    settings: &EngineSettings,
+    task_type: &str,
+    tasks: i64,
+) -> anyhow::Result<DrainResult> {
+    drain_engines(bench, db, settings, 1, task_type, tasks).await
+}
+
+async fn drain_engines(
+    bench: &Bench,
+    db: &mut EngineDatabase,
+    settings: &EngineSettings,
+    engines: usize,
+    task_type: &str,
+    tasks: i64,
+) -> anyhow::Result<DrainResult> {
+    let boundary = db.seed_due_tasks(task_type, tasks)?;
     db.checkpoint()?;
     let mut processes = (0..engines)
         .map(|n| bench.engine(&format!("drain-engine{n}"), db, settings))

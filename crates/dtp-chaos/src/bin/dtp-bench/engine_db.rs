@@ -88,15 +88,17 @@ impl EngineDatabase {
         self.count("SELECT COALESCE(max(id), 0) AS n FROM tasks")
     }
 
-    /// Inserts `n` due no-op `demo` tasks in one statement; returns the id they follow.
-    pub fn seed_due_tasks(&mut self, n: i64) -> anyhow::Result<i64> {
+    /// Inserts `n` due tasks of `task_type` (of the shared queue) in one statement; returns
+    /// the id they follow.
+    pub fn seed_due_tasks(&mut self, task_type: &str, n: i64) -> anyhow::Result<i64> {
         let boundary = self.last_task_id()?;
         diesel::sql_query(
             "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms) \
-             SELECT 'demo', jsonb_build_object('n', g), 3, $2 FROM generate_series(1, $1) AS g",
+             SELECT $3, jsonb_build_object('n', g), 3, $2 FROM generate_series(1, $1) AS g",
         )
         .bind::<BigInt, _>(n)
         .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
+        .bind::<Text, _>(task_type)
         .execute(&mut self.conn)
         .context("seed due tasks")?;
         self.analyze()?;

@@ -1,12 +1,14 @@
 //! `dtp-bench`: measures real `dtp-engine` and `taskpilot-api` processes on fresh databases
 //! of the local Postgres (created, then dropped): drain rate, enqueue rate, pickup latency,
-//! control-plane round trips, a long history, two engines on one database, engine memory.
+//! control-plane round trips, a long history, two engines on one database, engine memory,
+//! delivery to an HTTP target.
 
 mod control_plane;
 mod drain;
 mod engine_db;
 mod enqueue;
 mod history;
+mod http_target;
 mod pickup;
 mod plan;
 mod report;
@@ -49,6 +51,7 @@ enum Scenario {
     ControlPlane,
     History,
     TwoEngines,
+    HttpTarget,
 }
 
 #[tokio::main]
@@ -91,6 +94,7 @@ async fn run(cli: &Cli, scenarios: &[Scenario], plan: &Plan, report: &mut Report
             Scenario::ControlPlane => control_plane::run(&bench, plan, report).await?,
             Scenario::History => history::run(&bench, plan, report).await?,
             Scenario::TwoEngines => drain::run_two_engines(&bench, plan, report).await?,
+            Scenario::HttpTarget => http_target::run(&bench, plan, report).await?,
         }
     }
     // Logs are kept only when something went wrong (an error returns before this).

@@ -186,7 +186,7 @@ async fn offer_load(bench: &Bench, url: &str, rate: u64, seconds: u64) -> Offere
 }
 
 /// `POST /tasks`; the new task's id, or `None` for anything but a 201.
-async fn submit(http: &reqwest::Client, url: &str, body: Value) -> Option<i64> {
+pub async fn submit(http: &reqwest::Client, url: &str, body: Value) -> Option<i64> {
     let response = http.post(url).json(&body).send().await.ok()?;
     if response.status().as_u16() != 201 {
         return None;
@@ -194,7 +194,7 @@ async fn submit(http: &reqwest::Client, url: &str, body: Value) -> Option<i64> {
     response.json::<Value>().await.ok()?["id"].as_i64()
 }
 
-async fn wait_until_finished(db: &mut EngineDatabase, ids: &[i64]) -> anyhow::Result<()> {
+pub async fn wait_until_finished(db: &mut EngineDatabase, ids: &[i64]) -> anyhow::Result<()> {
     let deadline = Instant::now() + FINISH_PATIENCE;
     while db.unfinished_among(ids).context("count unfinished tasks")? > 0 {
         if Instant::now() > deadline {

@@ -20,6 +20,10 @@ pub struct PlanArgs {
     /// HTTP workers of the tuned engine and of TaskPilot [1: two cores shared with Postgres].
     #[arg(long)]
     http_workers: Option<usize>,
+    /// Worker slots of the engine delivering to an HTTP target (each slot holds one
+    /// connection to the receiver) [256].
+    #[arg(long)]
+    http_target_concurrency: Option<usize>,
     /// Worker slots of the second drain, at the engine's default pool [10].
     #[arg(long)]
     baseline_concurrency: Option<usize>,
@@ -62,6 +66,7 @@ pub struct Plan {
     pub concurrency: usize,
     pub pool_size: usize,
     pub http_workers: usize,
+    pub http_target_concurrency: usize,
     pub baseline_concurrency: usize,
     pub enqueue_tasks: usize,
     pub batch_size: usize,
@@ -83,6 +88,7 @@ impl Plan {
             concurrency: 2_000,
             pool_size: 16,
             http_workers: 1,
+            http_target_concurrency: 256,
             baseline_concurrency: 10,
             enqueue_tasks: 100_000,
             batch_size: 1_000,
@@ -120,6 +126,9 @@ impl Plan {
             concurrency: args.concurrency.unwrap_or(base.concurrency),
             pool_size: args.pool_size.unwrap_or(base.pool_size),
             http_workers: args.http_workers.unwrap_or(base.http_workers),
+            http_target_concurrency: args
+                .http_target_concurrency
+                .unwrap_or(base.http_target_concurrency),
             baseline_concurrency: args.baseline_concurrency.unwrap_or(base.baseline_concurrency),
             enqueue_tasks: args.enqueue_tasks.unwrap_or(base.enqueue_tasks),
             batch_size: args.batch_size.unwrap_or(base.batch_size),

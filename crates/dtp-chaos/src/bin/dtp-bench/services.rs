@@ -37,6 +37,8 @@ pub struct EngineSettings {
     /// Log each handler's start (JSON lines, `dtp_engine::worker::attempt` at debug), so
     /// that pickup can be measured to the moment the handler starts.
     pub log_handler_starts: bool,
+    /// `DTP_TASK_TYPES_FILE`.
+    pub types_file: Option<PathBuf>,
 }
 
 /// Where the engine logs "attempt started", as a handler is about to run.
@@ -50,6 +52,7 @@ impl EngineSettings {
             worker_enabled: true,
             http_workers,
             log_handler_starts: false,
+            types_file: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl EngineSettings {
             worker_enabled: false,
             http_workers: None,
             log_handler_starts: false,
+            types_file: None,
         }
     }
 
@@ -128,6 +132,9 @@ impl Bench {
         }
         if let Some(http) = settings.http_workers {
             env.push(("DTP_HTTP_WORKERS", http.to_string()));
+        }
+        if let Some(types_file) = &settings.types_file {
+            env.push(("DTP_TASK_TYPES_FILE", types_file.display().to_string()));
         }
         Ok(ServiceProcess::new(
             name,
