@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod integral;
+pub mod leases;
 pub mod millis;
 #[cfg(feature = "openapi")]
 pub mod payload_schema;
 pub mod task_types;
+pub use leases::{
+    CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, Lease, LeaseBatch, LeaseLostBody,
+    LeaseLostReason, LeaseRequest,
+};
 #[cfg(feature = "openapi")]
 pub use payload_schema::StorableJson;
 pub use task_types::{HttpDelivery, HttpTargetInfo, TaskTypeInfo, TaskTypeKind, TaskTypeList};

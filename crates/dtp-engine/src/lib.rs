@@ -6,6 +6,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod leasing;
 pub mod metrics;
 mod serve;
 pub mod startup;

@@ -33,6 +33,30 @@ pub struct SlotLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+/// A gauge of things in progress: `track` counts one until the returned guard drops.
+#[derive(Clone, Debug, Default)]
+pub struct InProgress(Gauge);
+
+impl InProgress {
+    pub fn track(&self) -> InProgressGuard<'_> {
+        self.0.inc();
+        InProgressGuard(&self.0)
+    }
+}
+
+pub struct InProgressGuard<'a>(&'a Gauge);
+
+impl Drop for InProgressGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct EngineMetrics {
     /// Live (PENDING, RUNNING) tasks by status and type, set at scrape time.
     pub live_tasks: Family<TypeStatusLabels, Gauge>,
@@ -46,6 +70,11 @@ pub struct EngineMetrics {
     pub cancels: Counter,
     pub claims_per_poll: Histogram,
     pub worker_slots: Family<SlotLabels, Gauge>,
+    pub leases_granted: Family<TypeLabels, Counter>,
+    /// RUNNING tasks of external types (held leases), by type, set at scrape time.
+    pub leases_active: Family<TypeLabels, Gauge>,
+    pub leases_lost: Family<ReasonLabels, Counter>,
+    pub lease_polls_waiting: InProgress,
 }
 
 impl EngineMetrics {
@@ -61,6 +90,10 @@ impl EngineMetrics {
             cancels: Counter::default(),
             claims_per_poll: Histogram::new([0.0].into_iter().chain(exponential_buckets(1.0, 2.0, 10))),
             worker_slots: Family::default(),
+            leases_granted: Family::default(),
+            leases_active: Family::default(),
+            leases_lost: Family::default(),
+            lease_polls_waiting: InProgress::default(),
         };
         registry.register(
             "dtp_tasks",
@@ -111,6 +144,26 @@ impl EngineMetrics {
             "dtp_worker_slots",
             "Worker slots of this process by state (busy, total)",
             metrics.worker_slots.clone(),
+        );
+        registry.register(
+            "dtp_leases_granted",
+            "Leases granted to workers outside the engine, by type",
+            metrics.leases_granted.clone(),
+        );
+        registry.register(
+            "dtp_leases_active",
+            "Leases held by workers (RUNNING tasks of external types), by type",
+            metrics.leases_active.clone(),
+        );
+        registry.register(
+            "dtp_leases_lost",
+            "Calls on leases that were no longer their task's current one, by reason",
+            metrics.leases_lost.clone(),
+        );
+        registry.register(
+            "dtp_lease_polls_waiting",
+            "Workers' lease requests waiting for a task in this process",
+            metrics.lease_polls_waiting.0.clone(),
         );
         metrics
     }

@@ -18,13 +18,14 @@ use crate::domain::new_task::{TaskTypes, DEFAULT_MAX_ATTEMPTS};
 use crate::domain::EngineTypeDefaults;
 use crate::http::operations::{EngineApiDoc, Operations};
 use crate::http::{self, AppState};
+use crate::leasing::WorkerLeases;
 use crate::metrics::EngineMetrics;
 use crate::store::tasks as task_store;
 use crate::submission::TaskSubmitter;
 use crate::task_reader::TaskReader;
 use crate::task_types::http_target::{self, HttpTarget};
 use crate::task_types::types_file::{self, DeclaredKind, TypesFileError};
-use crate::task_types::{RegistryError, Task, TaskTypeRegistry};
+use crate::task_types::{RegistryError, Task, TaskTypeRegistry, TypeKind};
 use crate::worker::{TaskEventListener, TaskRescuer, Worker};
 
 /// Per-attempt time limit of a type that does not choose its own: five minutes.
@@ -229,7 +230,12 @@ impl Application {
         let operations = web::Data::new(Operations {
             pool: pool.clone(),
             worker: worker.clone(),
-            metrics: engine_metrics,
+            external_types: registry
+                .types()
+                .filter(|t| matches!(t.kind, TypeKind::External { .. }))
+                .map(|t| t.name.clone())
+                .collect(),
+            metrics: Arc::clone(&engine_metrics),
             registry: MetricsRegistry::new(metrics_registry),
             api_description: EngineApiDoc::for_task_types(&registry.names()),
         });
@@ -239,12 +245,19 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
+        let leases = WorkerLeases::start(
+            pool.clone(),
+            Arc::clone(&registry),
+            worker.clone(),
+            Arc::clone(&engine_metrics),
+        );
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             registry,
             worker: worker.clone(),
             submitter: TaskSubmitter::start(pool.clone()),
             reader: TaskReader::start(pool.clone()),
+            leases,
         });
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
@@ -300,12 +313,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
+        // The listener also wakes workers' long-polls for leases, so it runs on API-only nodes too.
+        let listener = TaskEventListener::new(self.listener_url.clone(), self.worker.clone());
+        let listener = tokio::spawn(listener.run(self.shutdown.clone()));
         let background = self.worker_enabled.then(|| {
-            let listener = TaskEventListener::new(self.listener_url.clone(), self.worker.clone());
             (
                 tokio::spawn(self.worker.clone().run(self.shutdown.clone())),
                 tokio::spawn(self.rescuer.clone().run(self.shutdown.clone())),
-                tokio::spawn(listener.run(self.shutdown.clone())),
             )
         });
         let served = tokio::select! {
@@ -317,11 +331,11 @@ impl Application {
             }
         };
         self.shutdown.cancel();
-        if let Some((worker, rescuer, listener)) = background {
+        if let Some((worker, rescuer)) = background {
             let _ = worker.await;
             let _ = rescuer.await;
-            let _ = listener.await;
         }
+        let _ = listener.await;
         tracing::info!("dtp-engine stopped");
         served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }

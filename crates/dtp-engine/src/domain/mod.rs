@@ -4,6 +4,7 @@
 //! own: callers pass `now` and randomness in.
 
 pub mod http_delivery;
+pub mod lease;
 pub mod new_task;
 pub mod retry_policy;
 pub mod state_machine;

@@ -59,6 +59,20 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 6] = [
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Failed,
+        AttemptOutcome::TimedOut,
+        AttemptOutcome::Canceled,
+        AttemptOutcome::Lost,
+        AttemptOutcome::Released,
+    ];
+
+    /// The outcome recorded as `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Succeeded => "SUCCEEDED",
@@ -247,6 +261,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_their_names() {
+        for outcome in AttemptOutcome::ALL {
+            assert_eq!(AttemptOutcome::parse(outcome.as_str()), Some(outcome));
+        }
+        assert_eq!(AttemptOutcome::parse("succeeded"), None);
     }
 
     #[test]

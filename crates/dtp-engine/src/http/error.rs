@@ -7,6 +7,7 @@ use service_runtime::http_errors::json_error;
 use service_runtime::page_cursor::ListingParamError;
 
 use crate::domain::{BatchError, BatchValidationError, IllegalTransition, TaskValidationError};
+use crate::leasing::LeaseError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ApiError {
     /// 422: a batch that is empty, too large, or holds an unacceptable item.
     #[error(transparent)]
     InvalidBatch(#[from] BatchValidationError),
+    /// 404, 409, 422: the worker API's refusals (see `LeaseError`).
+    #[error(transparent)]
+    Lease(LeaseError),
     /// 503: the database cannot be reached.
     #[error("the task database is unavailable; try again shortly")]
     Unavailable,
@@ -46,6 +50,17 @@ impl ApiError {
                 ..
             }) => "UNKNOWN_TASK_TYPE",
             ApiError::InvalidBatch(_) => "VALIDATION_FAILED",
+            ApiError::Lease(lease) => match lease {
+                LeaseError::Invalid(_) => "VALIDATION_FAILED",
+                LeaseError::NotExternal {
+                    registered: false, ..
+                } => "UNKNOWN_TASK_TYPE",
+                LeaseError::NotExternal { registered: true, .. } => "NOT_EXTERNAL_TYPE",
+                LeaseError::NotFound => "LEASE_NOT_FOUND",
+                LeaseError::Lost { .. } => "LEASE_LOST",
+                LeaseError::ResultNotKept(_) => "RESULT_NOT_KEPT",
+                LeaseError::Store(_) => "INTERNAL",
+            },
             ApiError::Unavailable => "DATABASE_UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
         }
@@ -75,12 +90,23 @@ impl ResponseError for ApiError {
             ApiError::TaskNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::InvalidBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Lease(LeaseError::NotFound) => StatusCode::NOT_FOUND,
+            ApiError::Lease(LeaseError::Lost { .. }) => StatusCode::CONFLICT,
+            ApiError::Lease(LeaseError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Lease(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Lease(LeaseError::Lost { reason, message }) = self {
+            return HttpResponse::Conflict().json(dtp_contract::LeaseLostBody {
+                code: self.code().to_owned(),
+                reason: *reason,
+                message: message.clone(),
+            });
+        }
         let mut response = json_error(self.status_code(), self.code(), self.to_string());
         if matches!(self, ApiError::Unavailable) {
             response.headers_mut().insert(
@@ -106,6 +132,15 @@ impl From<BatchError> for ApiError {
         match err {
             BatchError::Invalid(invalid) => ApiError::InvalidBatch(invalid),
             BatchError::KeyReused(reused) => ApiError::key_reused(reused.to_string()),
+        }
+    }
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(err: LeaseError) -> Self {
+        match err {
+            LeaseError::Store(store) => ApiError::from(store),
+            other => ApiError::Lease(other),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! ask the domain what to do, and call the store; they never hold a transaction.
 
 pub mod error;
+mod leases;
 pub mod operations;
 mod task_types;
 mod tasks;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
+use crate::leasing::WorkerLeases;
 use crate::submission::TaskSubmitter;
 use crate::task_reader::TaskReader;
 use crate::task_types::TaskTypeRegistry;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub submitter: TaskSubmitter,
     /// Reads single tasks, grouped with the reads arriving at the same time.
     pub reader: TaskReader,
+    /// The worker API's use cases.
+    pub leases: WorkerLeases,
 }
 
 /// Registers every route of the engine.
@@ -43,5 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
         .service(web::resource("/tasks/{id}/cancel").route(web::put().to(tasks::cancel_task)))
         .service(web::resource("/tasks/{id}/attempts").route(web::get().to(tasks::list_attempts)))
         .service(web::resource("/task-types").route(web::get().to(task_types::list_task_types)))
+        .service(web::resource("/leases").route(web::post().to(leases::lease)))
+        .service(web::resource("/leases/{token}/heartbeat").route(web::post().to(leases::heartbeat)))
+        .service(web::resource("/leases/{token}/complete").route(web::post().to(leases::complete)))
+        .service(web::resource("/leases/{token}/fail").route(web::post().to(leases::fail)))
+        .service(web::resource("/leases/{token}/release").route(web::post().to(leases::release)))
         .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
 }

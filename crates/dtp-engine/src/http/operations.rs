@@ -8,7 +8,7 @@ use diesel_migrations::MigrationHarness;
 use service_runtime::metrics::MetricsRegistry;
 use service_runtime::PgPool;
 
-use crate::metrics::{EngineMetrics, SlotLabels, TypeStatusLabels};
+use crate::metrics::{EngineMetrics, SlotLabels, TypeLabels, TypeStatusLabels};
 use crate::startup::MIGRATIONS;
 use crate::store::{self, task_stats};
 use crate::worker::Worker;
@@ -16,6 +16,8 @@ use crate::worker::Worker;
 pub struct Operations {
     pub pool: PgPool,
     pub worker: Worker,
+    /// External types, whose RUNNING tasks are leases held by workers.
+    pub external_types: Vec<String>,
     pub metrics: Arc<EngineMetrics>,
     pub registry: MetricsRegistry,
     /// `/openapi.json`, built once at start-up for this engine's task types.
@@ -85,6 +87,17 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     match live {
         Ok((counts, oldest_age)) => {
             ops.metrics.live_tasks.clear();
+            ops.metrics.leases_active.clear();
+            for count in &counts {
+                if count.status == "RUNNING" && ops.external_types.contains(&count.task_type) {
+                    ops.metrics
+                        .leases_active
+                        .get_or_create(&TypeLabels {
+                            r#type: count.task_type.clone(),
+                        })
+                        .set(count.count);
+                }
+            }
             for count in counts {
                 ops.metrics
                     .live_tasks
@@ -114,13 +127,22 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::tasks::cancel_task,
         super::tasks::list_attempts,
         super::task_types::list_task_types,
+        super::leases::lease,
+        super::leases::heartbeat,
+        super::leases::complete,
+        super::leases::fail,
+        super::leases::release,
         super::tasks::healthz,
         readyz,
         metrics,
         openapi_json,
         docs,
     ),
-    tags((name = "tasks", description = "Tasks and their attempts"), (name = "operations", description = "Probes and metrics"))
+    tags(
+        (name = "tasks", description = "Tasks and their attempts"),
+        (name = "workers", description = "Workers outside the engine lease tasks of external types"),
+        (name = "operations", description = "Probes and metrics")
+    )
 )]
 pub struct EngineApiDoc;
 

@@ -13,7 +13,7 @@ use super::{HandlerFuture, TaskContext, TaskError, TaskHandler, TaskOutput};
 use crate::domain::http_delivery::{
     failed_answer_line, judge_answer, DeliveryVerdict, ERROR_BODY_PREFIX_BYTES,
 };
-use crate::domain::task_result::check_result;
+use crate::domain::task_result::check_kept;
 use crate::domain::webhook_signature::signature;
 
 /// The `User-Agent` of every delivery.
@@ -157,7 +157,7 @@ async fn outcome(mut response: reqwest::Response, url: &str) -> Result<TaskOutpu
             Ok(body
                 .filter(|_| json)
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .filter(|value| check_result(value).is_ok()))
+                .filter(|value| check_kept(value).is_ok()))
         }
         verdict => {
             let body = read_prefix(&mut response, ERROR_BODY_PREFIX_BYTES).await;

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::completer::AttemptCompleter;
 use super::WorkerShared;
-use crate::domain::task_result::check_result;
+use crate::domain::task_result::check_kept;
 use crate::domain::{transition, AttemptOutcome, RetryPolicy, TaskEvent, TaskState};
 use crate::metrics::{TypeLabels, TypeOutcomeLabels};
 use crate::store::tasks::{AttemptEnd, ClaimedTask};
@@ -51,7 +51,7 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
         let handler = registered.and_then(|t| t.handler.clone());
         let result = run_handler(handler, &task, cancel).await;
         let retry = registered.map_or(worker.config.retry, |t| t.settings.retry);
-        let end = decide(&task, result, &retry, rand::random::<f64>());
+        let end = decide(&AttemptFacts::from(&task), result, &retry, rand::random::<f64>());
         worker
             .metrics
             .attempt_duration
@@ -137,13 +137,35 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
+/// What the verdict on a finished attempt depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptFacts {
+    pub task_id: i64,
+    pub lease_token: i64,
+    /// 1-based number of the attempt.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub retry_state: RetryState,
+}
+
+impl From<&ClaimedTask> for AttemptFacts {
+    fn from(task: &ClaimedTask) -> Self {
+        Self {
+            task_id: task.id,
+            lease_token: task.lease_token,
+            attempt: task.attempt_count,
+            max_attempts: task.max_attempts,
+            retry_state: RetryState::parse(&task.retry_state).unwrap_or(RetryState::None),
+        }
+    }
+}
+
 /// The state machine's verdict on a finished attempt, under the type's retry policy;
 /// `jitter` in [0, 1] spreads retries.
-pub fn decide(task: &ClaimedTask, result: HandlerResult, retry: &RetryPolicy, jitter: f64) -> AttemptEnd {
-    let retry_state = RetryState::parse(&task.retry_state).unwrap_or(RetryState::None);
-    let running = TaskState::new(TaskStatus::Running, retry_state);
+pub fn decide(task: &AttemptFacts, result: HandlerResult, retry: &RetryPolicy, jitter: f64) -> AttemptEnd {
+    let running = TaskState::new(TaskStatus::Running, task.retry_state);
     let failed = TaskEvent::AttemptFailed {
-        attempt: task.attempt_count,
+        attempt: task.attempt,
         max_attempts: task.max_attempts,
     };
     let not_retryable = |error: String| {
@@ -156,8 +178,8 @@ pub fn decide(task: &ClaimedTask, result: HandlerResult, retry: &RetryPolicy, ji
         )
     };
     let (event, outcome, error, asked_delay, output) = match result {
-        HandlerResult::Succeeded(output) => match output.as_ref().map(check_result) {
-            Some(Err(rejected)) => not_retryable(rejected.to_string()),
+        HandlerResult::Succeeded(output) => match output.as_ref().map(check_kept) {
+            Some(Err(refused)) => not_retryable(format!("the result {refused}")),
             _ => (
                 TaskEvent::AttemptSucceeded,
                 AttemptOutcome::Succeeded,
@@ -184,16 +206,17 @@ pub fn decide(task: &ClaimedTask, result: HandlerResult, retry: &RetryPolicy, ji
         transition(running, event).unwrap_or(TaskState::new(TaskStatus::Failed, RetryState::Exhausted));
     let retry_in = (next.retry_state == RetryState::RetryScheduled).then(|| match asked_delay {
         Some(delay) => delay.min(retry.max),
-        None => retry.delay(task.attempt_count, jitter),
+        None => retry.delay(task.attempt, jitter),
     });
     AttemptEnd {
-        task_id: task.id,
+        task_id: task.task_id,
         lease_token: task.lease_token,
         next,
         outcome,
         error,
         retry_in,
         result: output,
+        lease_secret: None,
     }
 }
 
@@ -233,6 +256,10 @@ mod tests {
             lease_token: 42,
             pickup_ms: 0.0,
         }
+    }
+
+    fn facts(attempt: i32, max: i32) -> AttemptFacts {
+        AttemptFacts::from(&claimed(attempt, max))
     }
 
     fn policy() -> RetryPolicy {
@@ -293,7 +320,7 @@ mod tests {
     #[test]
     fn success_completes_without_retry_and_keeps_the_result() {
         let end = decide(
-            &claimed(1, 3),
+            &facts(1, 3),
             HandlerResult::Succeeded(Some(json!({"ok": 1}))),
             &policy(),
             0.5,
@@ -311,12 +338,7 @@ mod tests {
     #[test]
     fn a_result_over_64_kib_fails_the_task_for_good() {
         let big = json!("x".repeat(dtp_contract::MAX_RESULT_BYTES));
-        let end = decide(
-            &claimed(1, 3),
-            HandlerResult::Succeeded(Some(big)),
-            &policy(),
-            0.5,
-        );
+        let end = decide(&facts(1, 3), HandlerResult::Succeeded(Some(big)), &policy(), 0.5);
         assert_eq!(
             end.next,
             TaskState::new(TaskStatus::Failed, RetryState::NotRetryable)
@@ -331,7 +353,7 @@ mod tests {
     #[test]
     fn failure_before_the_last_attempt_schedules_a_retry_with_backoff() {
         let end = decide(
-            &claimed(2, 3),
+            &facts(2, 3),
             HandlerResult::Failed(TaskError::retry("boom")),
             &policy(),
             1.0,
@@ -348,7 +370,7 @@ mod tests {
     fn an_asked_delay_replaces_the_backoff_up_to_its_cap() {
         let after = |delay| {
             decide(
-                &claimed(1, 3),
+                &facts(1, 3),
                 HandlerResult::Failed(TaskError::retry_after("busy", delay)),
                 &policy(),
                 1.0,
@@ -358,7 +380,7 @@ mod tests {
         assert_eq!(after(Duration::from_secs(3)), Some(Duration::from_secs(3)));
         assert_eq!(after(Duration::from_secs(600)), Some(Duration::from_secs(10)));
         let last = decide(
-            &claimed(3, 3),
+            &facts(3, 3),
             HandlerResult::Failed(TaskError::retry_after("busy", Duration::from_secs(1))),
             &policy(),
             1.0,
@@ -372,7 +394,7 @@ mod tests {
     #[test]
     fn a_failure_no_retry_mends_fails_the_task_at_once() {
         let end = decide(
-            &claimed(1, 5),
+            &facts(1, 5),
             HandlerResult::Failed(TaskError::not_retryable("HTTP 400 from x")),
             &policy(),
             1.0,
@@ -388,7 +410,7 @@ mod tests {
     #[test]
     fn failure_or_timeout_of_the_last_attempt_exhausts_the_task() {
         let end = decide(
-            &claimed(3, 3),
+            &facts(3, 3),
             HandlerResult::Failed(TaskError::retry("boom")),
             &policy(),
             0.0,
@@ -399,7 +421,7 @@ mod tests {
         );
         assert_eq!(end.retry_in, None);
         let end = decide(
-            &claimed(1, 1),
+            &facts(1, 1),
             HandlerResult::TimedOut(Duration::from_millis(5)),
             &policy(),
             0.0,

@@ -21,7 +21,7 @@ pub struct AttemptCompleter {
 }
 
 impl AttemptCompleter {
-    /// Starts the writer on the current runtime.
+    /// Starts the writer of the engine's own attempts on the current runtime.
     pub fn start(pool: PgPool) -> Self {
         Self {
             writer: GroupCommit::start_statements(
@@ -29,6 +29,19 @@ impl AttemptCompleter {
                 MAX_COMPLETION_BATCH,
                 pool,
                 finish_each,
+            ),
+        }
+    }
+
+    /// Starts the writer of the ends that workers outside the engine report, each guarded by
+    /// its lease's secret and expiry (`LeaseGuard::Worker`).
+    pub fn start_for_workers(pool: PgPool) -> Self {
+        Self {
+            writer: GroupCommit::start_statements(
+                "worker completer",
+                MAX_COMPLETION_BATCH,
+                pool,
+                finish_each_for_workers,
             ),
         }
     }
@@ -43,7 +56,15 @@ impl AttemptCompleter {
 /// Ends every attempt of `ends` in one statement; answers, for each in order, whether it
 /// still held its task.
 fn finish_each(conn: &mut PgConnection, ends: &[AttemptEnd]) -> QueryResult<Vec<bool>> {
-    let held: HashSet<i64> = task_store::finish_attempts(conn, ends, LeaseGuard::Held)?
+    finish_guarded(conn, ends, LeaseGuard::Held)
+}
+
+fn finish_each_for_workers(conn: &mut PgConnection, ends: &[AttemptEnd]) -> QueryResult<Vec<bool>> {
+    finish_guarded(conn, ends, LeaseGuard::Worker)
+}
+
+fn finish_guarded(conn: &mut PgConnection, ends: &[AttemptEnd], guard: LeaseGuard) -> QueryResult<Vec<bool>> {
+    let held: HashSet<i64> = task_store::finish_attempts(conn, ends, guard)?
         .into_iter()
         .collect();
     Ok(ends.iter().map(|e| held.contains(&e.lease_token)).collect())

@@ -4,8 +4,8 @@
 //! batches with the other attempts ending at the same time.
 //! A heartbeat keeps leases alive and stops attempts that were fenced off elsewhere.
 
-mod attempt;
-mod completer;
+pub(crate) mod attempt;
+pub(crate) mod completer;
 mod config;
 pub mod listener;
 pub mod rescuer;
@@ -64,6 +64,8 @@ struct WorkerShared {
     in_flight: Mutex<HashMap<i64, InFlightAttempt>>,
     /// Rung when new work may be due (a task was submitted here).
     work_available: Notify,
+    /// Every waiter is woken when new work may be due: workers' long-polls for leases.
+    announcements: Notify,
     /// Rung when an attempt ends and frees a slot.
     slot_freed: Notify,
 }
@@ -122,6 +124,7 @@ impl Worker {
                 slots,
                 in_flight: Mutex::new(HashMap::new()),
                 work_available: Notify::new(),
+                announcements: Notify::new(),
                 slot_freed: Notify::new(),
             }),
         }
@@ -135,10 +138,18 @@ impl Worker {
         &self.inner.config
     }
 
-    /// Wakes the claim loop at once instead of at the next poll.
+    /// Wakes the claim loop at once instead of at the next poll, and every worker's
+    /// long-poll waiting for a lease.
     pub fn notify_work_available(&self) {
         self.inner.type_queues.wake_all(Instant::now());
         self.inner.work_available.notify_one();
+        self.inner.announcements.notify_waiters();
+    }
+
+    /// Resolves at the next `notify_work_available`; create it before looking for work, so
+    /// that an announcement made in between is not missed.
+    pub fn work_announced(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.announcements.notified()
     }
 
     /// A task was canceled through this process: count it and stop its attempt if it runs here.

@@ -65,6 +65,10 @@ impl TaskRescuer {
                 tracing::warn!(task.id = task_id, task.attempt = lost.attempt_count, worker.id = %lost.worker_id, next = %next, "rescued task from a lost worker");
             }
         }
+        if rescued > 0 {
+            // Rescued tasks are due at once: workers waiting for leases on any engine may take them.
+            store::run(&self.pool, task_store::announce_available).await?;
+        }
         Ok(rescued)
     }
 }
@@ -91,6 +95,7 @@ pub fn rescue_decision(lost: &ExpiredLease) -> AttemptEnd {
         // takes no longer than lease expiry plus one rescue interval.
         retry_in: (next.retry_state == RetryState::RetryScheduled).then_some(Duration::ZERO),
         result: None,
+        lease_secret: None,
     }
 }
 

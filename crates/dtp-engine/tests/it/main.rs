@@ -12,6 +12,7 @@ mod group_commit;
 mod http_targets;
 mod idempotency;
 mod integrity;
+mod leases;
 mod listing;
 mod operations;
 mod outage;

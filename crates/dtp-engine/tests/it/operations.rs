@@ -152,6 +152,11 @@ const SERVED_ROUTES: &[(&str, &str)] = &[
     ("put", "/tasks/{id}/cancel"),
     ("get", "/tasks/{id}/attempts"),
     ("get", "/task-types"),
+    ("post", "/leases"),
+    ("post", "/leases/{leaseToken}/heartbeat"),
+    ("post", "/leases/{leaseToken}/complete"),
+    ("post", "/leases/{leaseToken}/fail"),
+    ("post", "/leases/{leaseToken}/release"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -191,7 +196,7 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
     // Each described operation is routed (not a 404 for the route or a 405), and every
     // status it answers is one the spec lists for it.
     for (method, path) in api_spec::described_operations(&spec) {
-        let url = api.url(&path.replace("{id}", "1"));
+        let url = api.url(&path.replace("{id}", "1").replace("{leaseToken}", "1"));
         let request = match method.as_str() {
             "get" => api.client().get(url),
             "post" => api.client().post(url).json(&json!({"type": "demo"})),

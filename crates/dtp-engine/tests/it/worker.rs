@@ -274,6 +274,7 @@ async fn a_batch_of_attempt_ends_is_guarded_attempt_by_attempt() {
         error: error.map(str::to_owned),
         retry_in,
         result: None,
+        lease_secret: None,
     };
     let ends = vec![
         end(0, succeeded, AttemptOutcome::Succeeded, None, None),

@@ -4,7 +4,7 @@
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bytea, Jsonb, Nullable, Text};
 use service_runtime::prepared::Prepared;
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ pub enum LeaseGuard {
     Held,
     /// The rescuer reports for a lost worker: the lease must also have expired.
     Expired,
+    /// A worker outside the engine reports: its lease must hold, not have run out, and carry
+    /// the attempt's secret (`AttemptEnd::lease_secret`).
+    Worker,
 }
 
 /// The end of one attempt as decided by the state machine.
@@ -31,8 +34,10 @@ pub struct AttemptEnd {
     pub error: Option<String>,
     /// For a retry: how long from now until the next attempt is due.
     pub retry_in: Option<Duration>,
-    /// What a successful attempt produced (already checked by `check_result`).
+    /// What a successful attempt produced (already checked by `check_kept`).
     pub result: Option<serde_json::Value>,
+    /// The secret of a worker's lease (`LeaseGuard::Worker`); `None` for the engine's attempts.
+    pub lease_secret: Option<[u8; crate::domain::lease::LEASE_SECRET_BYTES]>,
 }
 
 /// Writes the end of an attempt if the attempt still holds the task ("set state if running").
@@ -67,6 +72,7 @@ pub(super) struct AttemptEndColumns<'a> {
     retry_in_ms: Vec<Option<i64>>,
     outcomes: Vec<&'a str>,
     results: Vec<Option<&'a serde_json::Value>>,
+    secrets: Vec<Option<&'a [u8]>>,
 }
 
 impl<'a> AttemptEndColumns<'a> {
@@ -80,6 +86,10 @@ impl<'a> AttemptEndColumns<'a> {
             retry_in_ms: ends.iter().map(|e| e.retry_in.map(millis)).collect(),
             outcomes: ends.iter().map(|e| e.outcome.as_str()).collect(),
             results: ends.iter().map(|e| e.result.as_ref()).collect(),
+            secrets: ends
+                .iter()
+                .map(|e| e.lease_secret.as_ref().map(|s| &s[..]))
+                .collect(),
         }
     }
 }
@@ -89,16 +99,24 @@ pub(super) fn finish_attempts_statement<'a>(
     columns: &'a AttemptEndColumns<'a>,
     guard: LeaseGuard,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-    let guard_sql = match guard {
-        LeaseGuard::Held => "",
-        LeaseGuard::Expired => "AND t.lease_expires_at < now()",
+    let (secrets, guard_sql) = match guard {
+        LeaseGuard::Held => ("", ""),
+        LeaseGuard::Expired => ("", "AND t.lease_expires_at < now()"),
+        LeaseGuard::Worker => (
+            ", $9::bytea[]",
+            "AND t.lease_expires_at > now() \
+             AND t.processing_started_at + t.timeout_ms * interval '1 millisecond' > now() \
+             AND EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = e.task_id \
+                         AND a.lease_token = e.lease_token AND a.lease_secret_hash = sha256(e.secret))",
+        ),
     };
-    planning
+    let secret_column = if secrets.is_empty() { "" } else { ", secret" };
+    let statement = planning
         .statement(&format!(
             "WITH ended AS ( \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                                      $6::bigint[], $7::text[], $8::jsonb[]) \
-                     AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome, result) \
+                                      $6::bigint[], $7::text[], $8::jsonb[]{secrets}) \
+                     AS e(task_id, lease_token, status, retry_state, error, retry_in_ms, outcome, result{secret_column}) \
              ), finished AS ( \
                  UPDATE tasks t SET status = e.status, retry_state = e.retry_state, \
                      last_error = COALESCE(e.error, t.last_error), result = e.result, \
@@ -121,5 +139,9 @@ pub(super) fn finish_attempts_statement<'a>(
         .bind::<Array<Nullable<Text>>, _>(&columns.errors)
         .bind::<Array<Nullable<BigInt>>, _>(&columns.retry_in_ms)
         .bind::<Array<Text>, _>(&columns.outcomes)
-        .bind::<Array<Nullable<Jsonb>>, _>(&columns.results)
+        .bind::<Array<Nullable<Jsonb>>, _>(&columns.results);
+    match guard {
+        LeaseGuard::Worker => statement.bind::<Array<Nullable<Bytea>>, _>(&columns.secrets),
+        LeaseGuard::Held | LeaseGuard::Expired => statement,
+    }
 }

@@ -93,20 +93,25 @@ pub(super) const CLAIM_SQL: &str = concat!(
     claim_due_rows!()
 );
 
-/// The claim of one type's queue: `$1` most tasks, `$5` the type, `$6` its concurrency limit
-/// (null: none), then as `claim_due_rows`. A limit is only safe under `TYPE_CLAIM_LOCK`: the
-/// count of running attempts must not change between this statement's snapshot and its commit.
-pub(super) const TYPE_CLAIM_SQL: &str = concat!(
-    "WITH due AS ( \
-        SELECT id FROM tasks \
-        WHERE status = 'PENDING' AND type_queue AND task_type = $5 AND scheduled_for <= now() \
-        ORDER BY scheduled_for, id \
-        LIMIT LEAST($1, GREATEST(0, COALESCE( \
-            $6 - (SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND task_type = $5), $1))) \
-        FOR UPDATE SKIP LOCKED \
-    )",
-    claim_due_rows!()
-);
+/// The due tasks of one type's queue: `$1` most, `$5` the type, `$6` its concurrency limit
+/// (null: none). A limit is only safe under `TYPE_CLAIM_LOCK`: the count of running attempts
+/// must not change between this statement's snapshot and its commit.
+macro_rules! due_of_type {
+    () => {
+        "WITH due AS ( \
+            SELECT id FROM tasks \
+            WHERE status = 'PENDING' AND type_queue AND task_type = $5 AND scheduled_for <= now() \
+            ORDER BY scheduled_for, id \
+            LIMIT LEAST($1, GREATEST(0, COALESCE( \
+                $6 - (SELECT count(*) FROM tasks WHERE status = 'RUNNING' AND task_type = $5), $1))) \
+            FOR UPDATE SKIP LOCKED \
+        )"
+    };
+}
+pub(super) use due_of_type;
+
+/// The claim of one type's queue: `due_of_type`, then as `claim_due_rows`.
+pub(super) const TYPE_CLAIM_SQL: &str = concat!(due_of_type!(), claim_due_rows!());
 
 /// Serializes the claims of one type's queue across every engine, for the rest of the
 /// transaction; each claim then counts the running attempts its predecessors committed.
@@ -130,7 +135,7 @@ pub fn claim_due_tasks_of_type(
     lease: Duration,
     running: TaskStatus,
 ) -> QueryResult<Vec<ClaimedTask>> {
-    let claim_now = |conn: &mut PgConnection| {
+    under_type_lock(conn, claim, |conn| {
         Prepared(type_claim_statement(
             Planning::Run,
             claim,
@@ -140,13 +145,22 @@ pub fn claim_due_tasks_of_type(
             running,
         ))
         .load(conn)
-    };
+    })
+}
+
+/// Runs `claim` on one type's queue: as it is without a limit; with one, in a transaction
+/// that first takes the type's `TYPE_CLAIM_LOCK`.
+pub(super) fn under_type_lock<T>(
+    conn: &mut PgConnection,
+    claim: TypeClaim<'_>,
+    run: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
     if claim.concurrency.is_none() {
-        return claim_now(conn);
+        return run(conn);
     }
     conn.transaction(|conn| {
         Prepared(diesel::sql_query(TYPE_CLAIM_LOCK).bind::<Text, _>(claim.task_type)).execute(conn)?;
-        claim_now(conn)
+        run(conn)
     })
 }
 

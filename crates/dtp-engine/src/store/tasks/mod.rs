@@ -5,6 +5,7 @@
 mod attempt_ends;
 mod claims;
 mod insert;
+mod leases;
 mod listing;
 mod plans;
 
@@ -14,6 +15,10 @@ pub use claims::{
     next_due_of_type_in, release_attempts, ClaimedTask, ExpiredLease, TypeClaim, CLAIM_CONNECTION_SETTINGS,
 };
 pub use insert::{insert_each_task, insert_tasks, Inserted, KeyNamesAnotherTask};
+pub use leases::{
+    announce_available, extend_lease, find_lease, lease_due_tasks_of_type, release_lease, secret_hash,
+    LeaseRecord, LeasedTask,
+};
 pub use listing::{list_tasks, TaskFilter};
 pub use plans::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
 

@@ -61,6 +61,7 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
             error: None,
             retry_in: None,
             result: None,
+            lease_secret: None,
         })
         .collect();
     let columns = AttemptEndColumns::of(&ends);
