@@ -91,8 +91,14 @@ impl WorkerLeases {
     }
 
     /// `POST /leases`: up to `max` due tasks of the named types; with none due, waits up to
-    /// `waitMs` for one (an empty answer when none comes).
-    pub async fn lease(&self, request: LeaseRequest) -> Result<Vec<Lease>, LeaseError> {
+    /// `waitMs` for one (an empty answer when none comes). After each wait it leases only if
+    /// `client_waits()`: a client gone meanwhile would receive nothing, and the tasks would be
+    /// held until their leases expire.
+    pub async fn lease(
+        &self,
+        request: LeaseRequest,
+        client_waits: impl Fn() -> bool,
+    ) -> Result<Vec<Lease>, LeaseError> {
         let ask = LeaseAsk::validate(request)?;
         let types = ask
             .types
@@ -100,8 +106,13 @@ impl WorkerLeases {
             .map(|name| self.external_type(name))
             .collect::<Result<Vec<_>, _>>()?;
         let deadline = tokio::time::Instant::now() + ask.wait;
+        let mut waited = false;
         loop {
             let announced = self.worker.work_announced();
+            if waited && !client_waits() {
+                tracing::debug!(worker.id = %ask.worker_id, "the worker left its long-poll");
+                return Ok(Vec::new());
+            }
             let leased = self.lease_due(&ask, &types).await?;
             if !leased.is_empty() {
                 return Ok(leased);
@@ -122,6 +133,7 @@ impl WorkerLeases {
                 () = announced => {}
                 () = tokio::time::sleep_until(wake_at.min(deadline)) => {}
             }
+            waited = true;
         }
     }
 

@@ -269,6 +269,7 @@ impl Application {
                 .configure(|cfg| http::operations::configure(cfg, operations.clone()))
                 .default_service(web::to(http_errors::route_not_found))
         })
+        .on_connect(http::client_socket::remember_socket)
         .workers(config.http_workers)
         .disable_signals()
         .shutdown_timeout(config.worker.shutdown_grace.as_secs().max(1))

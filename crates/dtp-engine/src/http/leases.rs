@@ -1,12 +1,13 @@
 //! `/leases`: the worker API. Workers lease due tasks of external types (long-polling for
 //! them), heartbeat, and complete, fail or release each lease by its token.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use dtp_contract::{
     CompleteRequest, ErrorBody, FailRequest, HeartbeatRequest, HeartbeatResponse, LeaseBatch, LeaseLostBody,
     LeaseRequest,
 };
 
+use super::client_socket::ClientSocket;
 use super::error::ApiError;
 use super::AppState;
 
@@ -25,9 +26,12 @@ use super::AppState;
 /// with none due, waits up to `waitMs`, woken at once when a task arrives.
 pub async fn lease(
     state: web::Data<AppState>,
+    request: HttpRequest,
     body: web::Json<LeaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let leases = state.leases.lease(body.into_inner()).await?;
+    let socket = request.conn_data::<ClientSocket>();
+    let client_waits = || socket.is_none_or(ClientSocket::is_open);
+    let leases = state.leases.lease(body.into_inner(), client_waits).await?;
     Ok(HttpResponse::Ok().json(LeaseBatch { leases }))
 }
 

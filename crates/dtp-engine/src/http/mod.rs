@@ -1,6 +1,7 @@
 //! The engine's HTTP surface: routes, shared state and error mapping. Handlers validate,
 //! ask the domain what to do, and call the store; they never hold a transaction.
 
+pub mod client_socket;
 pub mod error;
 mod leases;
 pub mod operations;

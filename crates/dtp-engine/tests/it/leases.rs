@@ -551,3 +551,29 @@ async fn bad_bodies_and_tokens_are_refused_and_change_nothing() {
         (TaskStatus::Failed, RetryState::NotRetryable)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_whose_worker_left_leases_nothing() {
+    use tokio::io::AsyncWriteExt;
+
+    let w = workers().await;
+    let body = json!({"workerId": "gone", "types": ["resize"], "waitMs": 30_000}).to_string();
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", w.dtp.port()))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /leases HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    wait_until_polling(&w.api, 1).await;
+    drop(socket);
+
+    // The submission wakes the waiting request, which sees its worker gone and leases nothing.
+    let id = w.submit("resize", json!(null)).await;
+    wait_until_polling(&w.api, 0).await;
+    let task = w.api.task(id).await;
+    assert_eq!((task.status, task.attempt_count), (TaskStatus::Pending, 0));
+    assert!(w.api.attempts(id).await.is_empty());
+    assert_eq!(w.lease_one("present", "resize").await.task_id, id);
+}

@@ -7,6 +7,7 @@ mod api;
 mod bad_input;
 mod batch;
 mod example_receiver;
+mod example_worker;
 mod gates;
 mod group_commit;
 mod http_targets;
