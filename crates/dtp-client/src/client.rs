@@ -14,6 +14,9 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// The code of a refusal that came without the engine's error body (from a proxy, say).
+pub const UNEXPLAINED_REFUSAL: &str = "UNEXPLAINED_REFUSAL";
+
 /// How a call to the engine did not give what was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DtpError {
@@ -276,6 +279,13 @@ async fn refusal(response: Response) -> DtpError {
         Ok(body) => DtpError::Failed {
             status: status.as_u16(),
             message: body.message,
+        },
+        Err(_) if status.is_client_error() => DtpError::Refused {
+            status: status.as_u16(),
+            body: ErrorBody {
+                code: UNEXPLAINED_REFUSAL.to_owned(),
+                message: status.canonical_reason().unwrap_or("refused").to_owned(),
+            },
         },
         Err(_) => DtpError::Failed {
             status: status.as_u16(),

@@ -5,4 +5,4 @@
 mod client;
 pub mod worker;
 
-pub use client::{DtpClient, DtpError, Submitted};
+pub use client::{DtpClient, DtpError, Submitted, UNEXPLAINED_REFUSAL};

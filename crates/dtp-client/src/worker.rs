@@ -90,7 +90,8 @@ pub struct Job {
 }
 
 impl Job {
-    /// Sends `details` with the next heartbeat; a retry of this task gets the last ones.
+    /// Sends `details` with the next heartbeat (or before the attempt's failure is reported);
+    /// a retry of this task gets the last ones.
     pub fn checkpoint(&self, details: serde_json::Value) {
         *self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner) = Some(details);
     }
@@ -329,7 +330,7 @@ impl WorkerRuntime {
             max_attempts: lease.max_attempts,
             heartbeat_details: lease.heartbeat_details,
             cancel: cancel.clone(),
-            checkpoint,
+            checkpoint: Arc::clone(&checkpoint),
         };
         let outcome = match self.handlers.get(&lease.task_type) {
             Some(handler) => handler.run(job, lease.payload).await,
@@ -339,6 +340,14 @@ impl WorkerRuntime {
             ))),
         };
         heartbeat.abort();
+        // A checkpoint made since the last heartbeat still reaches the task's next attempt.
+        let unsent = checkpoint.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let (Some(details), Err(_)) = (unsent, &outcome) {
+            let sent = self.client.heartbeat(&lease.lease_token, Some(details)).await;
+            if let Err(DtpError::LeaseLost { .. }) = sent {
+                lost.store(true, Ordering::SeqCst);
+            }
+        }
         if lost.load(Ordering::SeqCst) {
             tracing::info!("lease lost while the handler ran; its outcome is discarded");
         } else {

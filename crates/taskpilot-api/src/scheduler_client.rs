@@ -1,14 +1,13 @@
-//! Every HTTP call TaskPilot makes to the DTP engine. Answers are sorted into typed
-//! outcomes here; what each outcome means for TaskPilot's own clients is decided in
-//! `http::error`, never here.
+//! Every call TaskPilot makes to the DTP engine, through `dtp-client` (where the wire
+//! contract lives). Failures are sorted into TaskPilot's outcomes here; what each outcome
+//! means for TaskPilot's own clients is decided in `http::error`, never here.
 
 use std::time::{Duration, Instant};
 
 use crate::metrics::{CallLabels, SchedulerMetrics};
 
-use dtp_contract::{AttemptResponse, CreateTaskRequest, ErrorBody, TaskResponse};
-use reqwest::StatusCode;
-use serde::de::DeserializeOwned;
+use dtp_client::{DtpClient, DtpError, UNEXPLAINED_REFUSAL};
+use dtp_contract::{AttemptResponse, CreateTaskRequest, TaskResponse};
 use service_runtime::request_trace::RequestContext;
 
 /// The scheduler did not give us what we asked for.
@@ -61,8 +60,7 @@ impl Operation {
 
 #[derive(Clone)]
 pub struct SchedulerClient {
-    http: reqwest::Client,
-    base_url: String,
+    dtp: DtpClient,
     metrics: Option<SchedulerMetrics>,
 }
 
@@ -70,20 +68,14 @@ const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl SchedulerClient {
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
         Ok(Self {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            dtp: DtpClient::new(base_url, timeout)?,
             metrics: None,
         })
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.dtp.base_url()
     }
 
     /// Records calls in `metrics` from now on.
@@ -94,12 +86,7 @@ impl SchedulerClient {
 
     /// Whether the scheduler answers its health probe (for readiness reports).
     pub async fn answers(&self) -> bool {
-        self.http
-            .get(format!("{}/healthz", self.base_url))
-            .timeout(HEALTH_PROBE_TIMEOUT)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        self.dtp.answers(HEALTH_PROBE_TIMEOUT).await
     }
 
     fn observe<T>(&self, operation: Operation, started: Instant, result: &Result<T, SchedulerError>) {
@@ -119,47 +106,48 @@ impl SchedulerClient {
         metrics.observe(calls, started.elapsed().as_secs_f64());
     }
 
+    /// Runs one call for the request `context` is of, sorting its failure and recording it.
+    async fn call<T, F>(
+        &self,
+        operation: Operation,
+        id: Option<i64>,
+        context: &RequestContext,
+        call: impl FnOnce(DtpClient) -> F,
+    ) -> Result<T, SchedulerError>
+    where
+        F: std::future::Future<Output = Result<T, DtpError>>,
+    {
+        let started = Instant::now();
+        let result = call(self.dtp.with_headers(traced(context)))
+            .await
+            .map_err(|e| sorted(operation, id, e));
+        self.observe(operation, started, &result);
+        result
+    }
+
     /// `POST /tasks`.
     pub async fn create_task(
         &self,
         request: &CreateTaskRequest,
         context: &RequestContext,
     ) -> Result<CreatedTask, SchedulerError> {
-        let started = Instant::now();
-        let result: Result<CreatedTask, SchedulerError> = async {
-            let response = self
-                .http
-                .post(format!("{}/tasks", self.base_url))
-                .headers(traced(context))
-                .json(request)
-                .send()
-                .await
-                .map_err(|e| unreachable(Operation::Create, &e))?;
-            let newly_created = response.status() == StatusCode::CREATED;
-            let task = read_json(Operation::Create, None, response).await?;
-            Ok(CreatedTask { task, newly_created })
-        }
-        .await;
-        self.observe(Operation::Create, started, &result);
-        result
+        let submitted = self
+            .call(Operation::Create, None, context, |dtp| async move {
+                dtp.create_task(request).await
+            })
+            .await?;
+        Ok(CreatedTask {
+            task: submitted.value,
+            newly_created: submitted.created,
+        })
     }
 
     /// `GET /tasks/{id}`.
     pub async fn get_task(&self, id: i64, context: &RequestContext) -> Result<TaskResponse, SchedulerError> {
-        let started = Instant::now();
-        let result: Result<TaskResponse, SchedulerError> = async {
-            let response = self
-                .http
-                .get(format!("{}/tasks/{id}", self.base_url))
-                .headers(traced(context))
-                .send()
-                .await
-                .map_err(|e| unreachable(Operation::Get, &e))?;
-            read_json(Operation::Get, Some(id), response).await
-        }
-        .await;
-        self.observe(Operation::Get, started, &result);
-        result
+        self.call(Operation::Get, Some(id), context, |dtp| async move {
+            dtp.task(id).await
+        })
+        .await
     }
 
     /// `GET /tasks/{id}/attempts`: the attempt history, oldest first.
@@ -168,41 +156,18 @@ impl SchedulerClient {
         id: i64,
         context: &RequestContext,
     ) -> Result<Vec<AttemptResponse>, SchedulerError> {
-        let started = Instant::now();
-        let result: Result<Vec<AttemptResponse>, SchedulerError> = async {
-            let response = self
-                .http
-                .get(format!("{}/tasks/{id}/attempts", self.base_url))
-                .headers(traced(context))
-                .send()
-                .await
-                .map_err(|e| unreachable(Operation::GetAttempts, &e))?;
-            read_json(Operation::GetAttempts, Some(id), response).await
-        }
-        .await;
-        self.observe(Operation::GetAttempts, started, &result);
-        result
+        self.call(Operation::GetAttempts, Some(id), context, |dtp| async move {
+            dtp.attempts(id).await
+        })
+        .await
     }
 
     /// `PUT /tasks/{id}/cancel`: `Ok` once the task is CANCELED.
     pub async fn cancel_task(&self, id: i64, context: &RequestContext) -> Result<(), SchedulerError> {
-        let started = Instant::now();
-        let result: Result<(), SchedulerError> = async {
-            let response = self
-                .http
-                .put(format!("{}/tasks/{id}/cancel", self.base_url))
-                .headers(traced(context))
-                .send()
-                .await
-                .map_err(|e| unreachable(Operation::Cancel, &e))?;
-            if response.status().is_success() {
-                return Ok(());
-            }
-            Err(refusal(Operation::Cancel, Some(id), response).await)
-        }
-        .await;
-        self.observe(Operation::Cancel, started, &result);
-        result
+        self.call(Operation::Cancel, Some(id), context, |dtp| async move {
+            dtp.cancel_task(id).await
+        })
+        .await
     }
 }
 
@@ -218,55 +183,38 @@ fn traced(context: &RequestContext) -> reqwest::header::HeaderMap {
         .collect()
 }
 
-fn unreachable(operation: Operation, err: &reqwest::Error) -> SchedulerError {
-    tracing::warn!(?operation, error = %err, "scheduler unreachable");
-    SchedulerError::Unreachable(if err.is_timeout() {
-        "request timed out".to_owned()
-    } else {
-        err.to_string()
-    })
-}
-
-async fn read_json<T: DeserializeOwned>(
-    operation: Operation,
-    id: Option<i64>,
-    response: reqwest::Response,
-) -> Result<T, SchedulerError> {
-    let status = response.status();
-    if !status.is_success() {
-        return Err(refusal(operation, id, response).await);
-    }
-    response.json::<T>().await.map_err(|e| {
-        tracing::error!(?operation, error = %e, "unreadable scheduler answer");
-        if e.is_timeout() {
-            SchedulerError::Unreachable("request timed out".into())
-        } else {
-            SchedulerError::Failed {
-                status: status.as_u16(),
-                message: format!("unreadable scheduler answer: {e}"),
+/// What a failed call means to TaskPilot: the task missing, a refusal, a failure, or no answer.
+fn sorted(operation: Operation, id: Option<i64>, err: DtpError) -> SchedulerError {
+    match err {
+        DtpError::Unreachable(reason) => {
+            tracing::warn!(?operation, error = %reason, "scheduler unreachable");
+            SchedulerError::Unreachable(reason)
+        }
+        DtpError::Refused { status: 404, body } if id.is_some() => SchedulerError::NotFound {
+            id: id.unwrap_or_default(),
+            message: body.message,
+        },
+        DtpError::Refused { status, body } => {
+            tracing::debug!(?operation, status, message = %body.message, "scheduler refused");
+            let code = if body.code == UNEXPLAINED_REFUSAL {
+                "SCHEDULER_REJECTED".to_owned()
+            } else {
+                body.code
+            };
+            SchedulerError::Rejected {
+                status,
+                code,
+                message: body.message,
             }
         }
-    })
-}
-
-async fn refusal(operation: Operation, id: Option<i64>, response: reqwest::Response) -> SchedulerError {
-    let status = response.status();
-    let body = response.json::<ErrorBody>().await.ok();
-    let message = body
-        .as_ref()
-        .map(|b| b.message.clone())
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-    tracing::debug!(?operation, status = status.as_u16(), %message, "scheduler refused");
-    match (status, id) {
-        (StatusCode::NOT_FOUND, Some(id)) => SchedulerError::NotFound { id, message },
-        (s, _) if s.is_client_error() => SchedulerError::Rejected {
-            status: s.as_u16(),
-            code: body.map_or_else(|| "SCHEDULER_REJECTED".to_owned(), |b| b.code),
+        DtpError::LeaseLost { message, .. } => SchedulerError::Rejected {
+            status: 409,
+            code: "LEASE_LOST".into(),
             message,
         },
-        (s, _) => SchedulerError::Failed {
-            status: s.as_u16(),
-            message,
-        },
+        DtpError::Failed { status, message } => {
+            tracing::error!(?operation, status, %message, "scheduler failed");
+            SchedulerError::Failed { status, message }
+        }
     }
 }
