@@ -57,6 +57,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MAX_LEASES_PER_REQUEST: usize = 1_000;
 /// Pause after a lease request failed, before the next.
 const RETRY_LEASING_AFTER: Duration = Duration::from_secs(1);
+/// How long a busy worker lets more slots free up before leasing for only a few of them.
+const LEASE_GATHER: Duration = Duration::from_millis(2);
 /// Shortest pause between two heartbeats of a lease (one that failed and is nearly out).
 const MIN_HEARTBEAT_GAP: Duration = Duration::from_millis(50);
 
@@ -219,6 +221,12 @@ impl WorkerRuntime {
                 () = shutdown.cancelled() => break,
             };
             let Ok(first) = free else { break };
+            // Attempts end one by one: when only a few slots are free among many busy ones,
+            // more are about to free up, and one request can lease for all of them.
+            let busy = runtime.concurrency - slots.available_permits() - 1;
+            if slots.available_permits() + 1 < (runtime.concurrency / 4).max(1) && busy > 0 {
+                tokio::time::sleep(LEASE_GATHER).await;
+            }
             let mut permits = vec![first];
             while permits.len() < MAX_LEASES_PER_REQUEST {
                 match Arc::clone(&slots).try_acquire_owned() {

@@ -70,7 +70,7 @@ async fn drain_engines(
     task_type: &str,
     tasks: i64,
 ) -> anyhow::Result<DrainResult> {
-    let boundary = db.seed_due_tasks(task_type, tasks)?;
+    let boundary = db.seed_due_tasks(task_type, tasks, false)?;
     db.checkpoint()?;
     let mut processes = (0..engines)
         .map(|n| bench.engine(&format!("drain-engine{n}"), db, settings))
@@ -115,7 +115,7 @@ async fn drain_engines(
 }
 
 /// An engine's `/metrics` text.
-async fn scrape(bench: &Bench, engine: &ServiceProcess) -> anyhow::Result<String> {
+pub async fn scrape(bench: &Bench, engine: &ServiceProcess) -> anyhow::Result<String> {
     let url = format!("{}/metrics", engine.base_url());
     Ok(bench
         .http
@@ -128,7 +128,7 @@ async fn scrape(bench: &Bench, engine: &ServiceProcess) -> anyhow::Result<String
 }
 
 /// The value of the metric line whose series (name and labels) is `series`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
         let (name, value) = line.split_once(' ')?;
         (name == series).then(|| value.trim().parse().ok()).flatten()

@@ -88,17 +88,18 @@ impl EngineDatabase {
         self.count("SELECT COALESCE(max(id), 0) AS n FROM tasks")
     }
 
-    /// Inserts `n` due tasks of `task_type` (of the shared queue) in one statement; returns
-    /// the id they follow.
-    pub fn seed_due_tasks(&mut self, task_type: &str, n: i64) -> anyhow::Result<i64> {
+    /// Inserts `n` due tasks of `task_type` in one statement, in the shared queue or (for an
+    /// external or limited type) the type's own; returns the id they follow.
+    pub fn seed_due_tasks(&mut self, task_type: &str, n: i64, type_queue: bool) -> anyhow::Result<i64> {
         let boundary = self.last_task_id()?;
         diesel::sql_query(
-            "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms) \
-             SELECT $3, jsonb_build_object('n', g), 3, $2 FROM generate_series(1, $1) AS g",
+            "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, type_queue) \
+             SELECT $3, jsonb_build_object('n', g), 3, $2, $4 FROM generate_series(1, $1) AS g",
         )
         .bind::<BigInt, _>(n)
         .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
         .bind::<Text, _>(task_type)
+        .bind::<diesel::sql_types::Bool, _>(type_queue)
         .execute(&mut self.conn)
         .context("seed due tasks")?;
         self.analyze()?;

@@ -1,12 +1,13 @@
 //! `dtp-bench`: measures real `dtp-engine` and `taskpilot-api` processes on fresh databases
 //! of the local Postgres (created, then dropped): drain rate, enqueue rate, pickup latency,
 //! control-plane round trips, a long history, two engines on one database, engine memory,
-//! delivery to an HTTP target.
+//! delivery to an HTTP target, workers leasing external tasks.
 
 mod control_plane;
 mod drain;
 mod engine_db;
 mod enqueue;
+mod external_workers;
 mod history;
 mod http_target;
 mod pickup;
@@ -52,6 +53,7 @@ enum Scenario {
     History,
     TwoEngines,
     HttpTarget,
+    ExternalWorkers,
 }
 
 #[tokio::main]
@@ -95,6 +97,7 @@ async fn run(cli: &Cli, scenarios: &[Scenario], plan: &Plan, report: &mut Report
             Scenario::History => history::run(&bench, plan, report).await?,
             Scenario::TwoEngines => drain::run_two_engines(&bench, plan, report).await?,
             Scenario::HttpTarget => http_target::run(&bench, plan, report).await?,
+            Scenario::ExternalWorkers => external_workers::run(&bench, plan, report).await?,
         }
     }
     // Logs are kept only when something went wrong (an error returns before this).

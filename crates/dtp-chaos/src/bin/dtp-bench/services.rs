@@ -20,6 +20,7 @@ pub struct Bench {
     pub engine_log: String,
     engine_bin: PathBuf,
     taskpilot_bin: PathBuf,
+    worker_bin: PathBuf,
 }
 
 /// The engine settings a scenario chooses; everything else keeps the engine's defaults.
@@ -101,6 +102,7 @@ impl Bench {
             engine_log,
             engine_bin: sibling_binary("dtp-engine")?,
             taskpilot_bin: sibling_binary("taskpilot-api")?,
+            worker_bin: sibling_binary("dtp-bench-worker")?,
         })
     }
 
@@ -170,6 +172,19 @@ impl Bench {
             port,
             &self.run_dir,
         ))
+    }
+
+    /// A `dtp-bench-worker` process leasing from `engine` with `concurrency` handlers (not
+    /// started yet; it serves no HTTP, so start it with `spawn`). It logs each handler's start
+    /// as JSON.
+    pub fn worker(&self, name: &str, engine: &ServiceProcess, concurrency: usize) -> ServiceProcess {
+        let env = [
+            ("DTP_URL", engine.base_url()),
+            ("WORKER_CONCURRENCY", concurrency.to_string()),
+            ("RUST_LOG", format!("{},dtp_bench_worker=debug", self.engine_log)),
+            ("LOG_FORMAT", "json".to_owned()),
+        ];
+        ServiceProcess::new(name, &self.worker_bin, env_vars(&env), 0, &self.run_dir)
     }
 
     /// Starts every process at the same moment and waits until all of them answer.
