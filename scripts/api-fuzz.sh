@@ -24,7 +24,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-DTP_DATABASE_URL="$PG/$DTP_DB" DTP_HTTP_ADDR="127.0.0.1:$DTP_PORT" \
+# An external type for the worker API, and an HTTP type whose target refuses connections.
+cat >"$RUN_DIR/types.toml" <<'TYPES'
+[types.fuzz-external]
+kind = "external"
+[types.fuzz-http]
+kind = "http"
+url = "http://127.0.0.1:9/fuzz"
+TYPES
+# Long-polls capped at 200 ms (the description says so), so that fuzzing them does not wait.
+DTP_DATABASE_URL="$PG/$DTP_DB" DTP_HTTP_ADDR="127.0.0.1:$DTP_PORT" DTP_TASK_TYPES_FILE="$RUN_DIR/types.toml" \
+    DTP_LEASE_MAX_WAIT_MS=200 \
     "$BIN_DIR/dtp-engine" >"$RUN_DIR/dtp.log" 2>&1 &
 TASKPILOT_DATABASE_URL="$PG/$WEB_DB" TASKPILOT_HTTP_ADDR="127.0.0.1:$WEB_PORT" \
     TASKPILOT_SCHEDULER_URL="http://127.0.0.1:$DTP_PORT" \

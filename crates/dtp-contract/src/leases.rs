@@ -16,7 +16,7 @@ pub struct LeaseRequest {
     /// Who leases (1 to 128 characters); recorded on each attempt.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub worker_id: String,
-    /// External task types to lease, 1 to 50.
+    /// External task types to lease, 1 to 50, each once.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub types: Vec<String>,
     /// Most leases to grant, 1 to 1000 (default 1).

@@ -3,6 +3,7 @@
 use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
 use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
 
+use crate::domain::lease::MAX_WAIT_MS;
 use crate::domain::RetryPolicy;
 use crate::worker::WorkerConfig;
 
@@ -25,6 +26,9 @@ pub struct EngineConfig {
     pub task_types_file: Option<String>,
     /// Register `demo`, `demo-slow` and `demo-fail` (`DTP_DEMO_TYPES`, default true).
     pub demo_types: bool,
+    /// The longest a worker's lease request may wait (`DTP_LEASE_MAX_WAIT_MS`, at most 30 s):
+    /// below an idle timeout of a proxy in front of the engine.
+    pub lease_max_wait_ms: i32,
 }
 
 impl EngineConfig {
@@ -84,6 +88,13 @@ impl EngineConfig {
                 .get("DTP_TASK_TYPES_FILE")
                 .filter(|path| !path.trim().is_empty()),
             demo_types: env_config::parsed(source, "DTP_DEMO_TYPES", true, |_| Ok(()))?,
+            lease_max_wait_ms: env_config::parsed(source, "DTP_LEASE_MAX_WAIT_MS", MAX_WAIT_MS, |n| {
+                if (0..=MAX_WAIT_MS).contains(n) {
+                    Ok(())
+                } else {
+                    Err(format!("must be between 0 and {MAX_WAIT_MS}"))
+                }
+            })?,
         })
     }
 }
@@ -105,6 +116,7 @@ mod tests {
         assert_eq!(config.max_body_bytes, 1024 * 1024);
         assert_eq!(config.task_types_file, None);
         assert!(config.demo_types);
+        assert_eq!(config.lease_max_wait_ms, 30_000);
     }
 
     #[test]

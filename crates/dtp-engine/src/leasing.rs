@@ -65,6 +65,8 @@ pub struct WorkerLeases {
     worker: Worker,
     completer: AttemptCompleter,
     metrics: Arc<EngineMetrics>,
+    /// The longest a lease request may wait (`DTP_LEASE_MAX_WAIT_MS`).
+    max_wait_ms: i32,
 }
 
 /// One external type a lease request names, as the registry has it.
@@ -80,6 +82,7 @@ impl WorkerLeases {
         registry: Arc<TaskTypeRegistry>,
         worker: Worker,
         metrics: Arc<EngineMetrics>,
+        max_wait_ms: i32,
     ) -> Self {
         Self {
             completer: AttemptCompleter::start_for_workers(pool.clone()),
@@ -87,6 +90,7 @@ impl WorkerLeases {
             registry,
             worker,
             metrics,
+            max_wait_ms,
         }
     }
 
@@ -99,7 +103,7 @@ impl WorkerLeases {
         request: LeaseRequest,
         client_waits: impl Fn() -> bool,
     ) -> Result<Vec<Lease>, LeaseError> {
-        let ask = LeaseAsk::validate(request)?;
+        let ask = LeaseAsk::validate(request, self.max_wait_ms)?;
         let types = ask
             .types
             .iter()

@@ -227,17 +227,22 @@ impl Application {
             config.worker.rescue_interval,
             Arc::clone(&engine_metrics),
         );
+        let external_types: Vec<String> = registry
+            .types()
+            .filter(|t| matches!(t.kind, TypeKind::External { .. }))
+            .map(|t| t.name.clone())
+            .collect();
         let operations = web::Data::new(Operations {
             pool: pool.clone(),
             worker: worker.clone(),
-            external_types: registry
-                .types()
-                .filter(|t| matches!(t.kind, TypeKind::External { .. }))
-                .map(|t| t.name.clone())
-                .collect(),
+            api_description: EngineApiDoc::for_task_types(
+                &registry.names(),
+                &external_types,
+                config.lease_max_wait_ms,
+            ),
+            external_types,
             metrics: Arc::clone(&engine_metrics),
             registry: MetricsRegistry::new(metrics_registry),
-            api_description: EngineApiDoc::for_task_types(&registry.names()),
         });
         let listen_error = |source| StartupError::Listen {
             addr: config.http_addr.clone(),
@@ -250,6 +255,7 @@ impl Application {
             Arc::clone(&registry),
             worker.clone(),
             Arc::clone(&engine_metrics),
+            config.lease_max_wait_ms,
         );
         let state = web::Data::new(AppState {
             pool: pool.clone(),

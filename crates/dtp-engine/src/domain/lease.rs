@@ -18,7 +18,8 @@ const TOKEN_BYTES: usize = 8 + 8 + LEASE_SECRET_BYTES;
 pub const WORKER_ID_MAX_CHARS: usize = 128;
 pub const LEASE_TYPES_RANGE: RangeInclusive<usize> = 1..=50;
 pub const LEASE_MAX_RANGE: RangeInclusive<i32> = 1..=1_000;
-pub const WAIT_MS_RANGE: RangeInclusive<i32> = 0..=30_000;
+/// The longest `waitMs` the API takes (`DTP_LEASE_MAX_WAIT_MS` may lower it).
+pub const MAX_WAIT_MS: i32 = 30_000;
 pub const FAIL_ERROR_MAX_CHARS: usize = 4_096;
 pub const RETRY_AFTER_MS_RANGE: RangeInclusive<i32> = 0..=86_400_000;
 
@@ -103,8 +104,8 @@ pub enum LeaseRequestError {
     RepeatedType(String),
     #[error("max must be between {min} and {max}, got {0}", min = LEASE_MAX_RANGE.start(), max = LEASE_MAX_RANGE.end())]
     Max(i32),
-    #[error("waitMs must be between {min} and {max}, got {0}", min = WAIT_MS_RANGE.start(), max = WAIT_MS_RANGE.end())]
-    WaitMs(i32),
+    #[error("waitMs must be between 0 and {max}, got {got}")]
+    WaitMs { got: i32, max: i32 },
     #[error("error must be 1 to {FAIL_ERROR_MAX_CHARS} characters without NUL")]
     FailError,
     #[error("retryAfterMs must be between {min} and {max}, got {0}", min = RETRY_AFTER_MS_RANGE.start(), max = RETRY_AFTER_MS_RANGE.end())]
@@ -126,9 +127,9 @@ pub struct LeaseAsk {
 }
 
 impl LeaseAsk {
-    /// Checks a lease request's shape; whether its types exist and are external is the
-    /// registry's to say.
-    pub fn validate(request: LeaseRequest) -> Result<Self, LeaseRequestError> {
+    /// Checks a lease request's shape, with waits of at most `max_wait_ms`; whether its types
+    /// exist and are external is the registry's to say.
+    pub fn validate(request: LeaseRequest, max_wait_ms: i32) -> Result<Self, LeaseRequestError> {
         let chars = request.worker_id.chars().count();
         if chars == 0 || chars > WORKER_ID_MAX_CHARS || request.worker_id.contains('\0') {
             return Err(LeaseRequestError::WorkerId);
@@ -146,8 +147,11 @@ impl LeaseAsk {
             return Err(LeaseRequestError::Max(max));
         }
         let wait_ms = request.wait_ms.unwrap_or(0);
-        if !WAIT_MS_RANGE.contains(&wait_ms) {
-            return Err(LeaseRequestError::WaitMs(wait_ms));
+        if !(0..=max_wait_ms).contains(&wait_ms) {
+            return Err(LeaseRequestError::WaitMs {
+                got: wait_ms,
+                max: max_wait_ms,
+            });
         }
         Ok(Self {
             worker_id: request.worker_id,
@@ -252,13 +256,17 @@ mod tests {
 
     #[test]
     fn lease_requests_are_checked_field_by_field() {
-        let ok = LeaseAsk::validate(ask("w", &["a"], None, None)).unwrap();
+        let ok = LeaseAsk::validate(ask("w", &["a"], None, None), MAX_WAIT_MS).unwrap();
         assert_eq!((ok.max, ok.wait), (1, Duration::ZERO));
-        let edges = LeaseAsk::validate(ask(&"w".repeat(128), &["a"; 1], Some(1_000), Some(30_000))).unwrap();
+        let edges = LeaseAsk::validate(
+            ask(&"w".repeat(128), &["a"; 1], Some(1_000), Some(30_000)),
+            MAX_WAIT_MS,
+        )
+        .unwrap();
         assert_eq!((edges.max, edges.wait), (1_000, Duration::from_secs(30)));
         let fifty: Vec<String> = (0..50).map(|n| format!("t{n}")).collect();
         let fifty: Vec<&str> = fifty.iter().map(String::as_str).collect();
-        assert!(LeaseAsk::validate(ask("w", &fifty, None, None)).is_ok());
+        assert!(LeaseAsk::validate(ask("w", &fifty, None, None), MAX_WAIT_MS).is_ok());
         let cases = [
             (ask("", &["a"], None, None), LeaseRequestError::WorkerId),
             (
@@ -273,20 +281,37 @@ mod tests {
             ),
             (ask("w", &["a"], Some(0), None), LeaseRequestError::Max(0)),
             (ask("w", &["a"], Some(1_001), None), LeaseRequestError::Max(1_001)),
-            (ask("w", &["a"], None, Some(-1)), LeaseRequestError::WaitMs(-1)),
+            (
+                ask("w", &["a"], None, Some(-1)),
+                LeaseRequestError::WaitMs {
+                    got: -1,
+                    max: MAX_WAIT_MS,
+                },
+            ),
             (
                 ask("w", &["a"], None, Some(30_001)),
-                LeaseRequestError::WaitMs(30_001),
+                LeaseRequestError::WaitMs {
+                    got: 30_001,
+                    max: MAX_WAIT_MS,
+                },
             ),
         ];
         for (request, error) in cases {
-            assert_eq!(LeaseAsk::validate(request), Err(error));
+            assert_eq!(LeaseAsk::validate(request, MAX_WAIT_MS), Err(error));
         }
+        assert_eq!(
+            LeaseAsk::validate(ask("w", &["a"], None, Some(1_001)), 1_000),
+            Err(LeaseRequestError::WaitMs {
+                got: 1_001,
+                max: 1_000
+            }),
+            "an operator's lower cap"
+        );
         let mut many: Vec<String> = (0..51).map(|n| format!("t{n}")).collect();
         many.dedup();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         assert_eq!(
-            LeaseAsk::validate(ask("w", &many, None, None)),
+            LeaseAsk::validate(ask("w", &many, None, None), MAX_WAIT_MS),
             Err(LeaseRequestError::TypeCount(51))
         );
     }

@@ -147,14 +147,32 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
 pub struct EngineApiDoc;
 
 impl EngineApiDoc {
-    /// The description with `type` limited to the task types this engine runs: which
-    /// types exist is decided by the handlers registered at start-up, not at compile time.
-    pub fn for_task_types(task_types: &[String]) -> serde_json::Value {
+    /// The description with `type` limited to the task types this engine runs, and a lease
+    /// request's `types` to its external ones: which types exist is decided by the
+    /// registrations at start-up, not at compile time.
+    /// `waitMs` is bounded by the engine's `max_wait_ms`.
+    pub fn for_task_types(
+        task_types: &[String],
+        external_types: &[String],
+        max_wait_ms: i32,
+    ) -> serde_json::Value {
         let mut description = serde_json::to_value(<Self as utoipa::OpenApi>::openapi())
             .unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
-        let type_schema =
-            &mut description["components"]["schemas"]["CreateTaskRequest"]["properties"]["type"];
-        type_schema["enum"] = serde_json::json!(task_types);
+        let schemas = &mut description["components"]["schemas"];
+        schemas["CreateTaskRequest"]["properties"]["type"]["enum"] = serde_json::json!(task_types);
+        let lease = &mut schemas["LeaseRequest"];
+        lease["properties"]["types"]["items"]["enum"] = serde_json::json!(external_types);
+        lease["properties"]["types"]["uniqueItems"] = serde_json::json!(true);
+        lease["properties"]["waitMs"]["maximum"] = serde_json::json!(max_wait_ms);
+        lease["example"]["waitMs"] = serde_json::json!(max_wait_ms.min(20_000));
+        match external_types.first() {
+            Some(first) => lease["example"]["types"] = serde_json::json!([first]),
+            None => {
+                if let Some(schema) = lease.as_object_mut() {
+                    schema.remove("example");
+                }
+            }
+        }
         description
     }
 }

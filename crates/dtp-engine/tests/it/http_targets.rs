@@ -354,9 +354,10 @@ async fn the_concurrency_limit_holds_across_two_engines() {
         "[types.limited]\nkind = \"http\"\nurl = \"{}\"\nconcurrency = {LIMIT}\n",
         receiver.url("/limited")
     ));
+    // The first engine has fewer slots than the limit: the second must claim too.
     let first = TestEngine::spawn_with(|config| {
         config.task_types_file = Some(file.path());
-        config.worker.concurrency = 10;
+        config.worker.concurrency = LIMIT - 1;
     })
     .await;
     let second = TestEngine::spawn_sharing(&first, |config| {

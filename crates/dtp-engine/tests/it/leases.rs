@@ -22,7 +22,7 @@ use crate::{stepped, PATIENCE};
 const TYPES: &str =
     "[types.resize]\nkind = \"external\"\nmax_attempts = 3\nbackoff_base_ms = 10\nbackoff_max_ms = 400\n\
     [types.render]\nkind = \"external\"\nconcurrency = 2\n\
-    [types.brief]\nkind = \"external\"\nlease_ms = 300\n\
+    [types.brief]\nkind = \"external\"\nlease_ms = 1000\n\
     [types.notify]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/notify\"\n";
 
 struct Workers {
@@ -307,12 +307,12 @@ async fn wait_until_polling(api: &EngineApi, n: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_lease_past_its_length_and_a_silent_worker_loses_it_to_another() {
     let w = workers().await;
-    // `brief` leases last 300 ms. A worker that heartbeats keeps its task well past that.
+    // `brief` leases last a second. A worker that heartbeats keeps its task well past that.
     let kept = w.submit("brief", json!(null)).await;
     let lease = w.lease_one("steady", "brief").await;
     let mut expires_at = lease.lease_expires_at;
     for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         expires_at = w
             .client
             .heartbeat(&lease.lease_token, None)
@@ -321,7 +321,7 @@ async fn heartbeats_keep_a_lease_past_its_length_and_a_silent_worker_loses_it_to
             .lease_expires_at;
         assert_eq!(w.dtp.rescuer().rescue_expired_leases().await.unwrap(), 0);
     }
-    assert!(expires_at > lease.lease_expires_at + chrono::Duration::milliseconds(400));
+    assert!(expires_at > lease.lease_expires_at + chrono::Duration::milliseconds(1_000));
     w.client.complete(&lease.lease_token, None).await.unwrap();
     assert_eq!(w.api.task(kept).await.status, TaskStatus::Succeeded);
 

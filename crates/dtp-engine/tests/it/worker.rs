@@ -185,7 +185,8 @@ const UNLIMITED_TASKS: usize = 5;
 async fn a_type_s_limit_holds_across_three_engines_while_other_types_run() {
     let gate = Gate::default();
     let limited = |engine: EngineBuilder| engine.register(GatedLimited(gate.clone()));
-    let slots = |config: &mut EngineConfig| config.worker.concurrency = 5;
+    // Each engine has fewer slots than the limit: more than one must claim to reach it.
+    let slots = |config: &mut EngineConfig| config.worker.concurrency = GATED_LIMIT as usize - 1;
     let first = TestEngine::spawn_with_types(slots, limited).await;
     let (second, third) = tokio::join!(
         TestEngine::spawn_sharing_with_types(&first, slots, limited),
