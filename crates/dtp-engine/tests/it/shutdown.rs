@@ -26,7 +26,8 @@ async fn stop_releases_an_attempt_that_outlives_the_grace() {
     // The gate never opens: the grace passes, the attempt is released and its handler stopped.
     dtp.stop().await;
 
-    gate.wait_until("the handler was told to stop", |g| g.stopped() == 1).await;
+    gate.wait_until("the handler was told to stop", |g| g.stopped() == 1)
+        .await;
     let refused = tokio::net::TcpStream::connect(("127.0.0.1", dtp.port())).await;
     assert!(refused.is_err(), "the port must be closed once stopped");
     let db = dtp.database();
