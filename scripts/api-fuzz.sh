@@ -32,12 +32,26 @@ kind = "external"
 kind = "http"
 url = "http://127.0.0.1:9/fuzz"
 TYPES
+# Both services run with authentication on: an admin token for the fuzzer at DTP, a
+# submitter token for TaskPilot, and a TaskPilot admin key made on its database.
+secret() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
+export DTP_FUZZ_TOKEN="$(secret)" DTP_FUZZ_TASKPILOT_TOKEN="$(secret)"
+cat >"$RUN_DIR/tokens.toml" <<'TOKENS'
+[tokens.fuzz]
+secret_env = "DTP_FUZZ_TOKEN"
+role = "admin"
+[tokens.taskpilot]
+secret_env = "DTP_FUZZ_TASKPILOT_TOKEN"
+role = "submitter"
+TOKENS
+WEB_KEY="$(TASKPILOT_DATABASE_URL="$PG/$WEB_DB" "$BIN_DIR/taskpilot-api" keys create --tenant fuzz --scopes admin)"
+
 # Long-polls capped at 200 ms (the description says so), so that fuzzing them does not wait.
 DTP_DATABASE_URL="$PG/$DTP_DB" DTP_HTTP_ADDR="127.0.0.1:$DTP_PORT" DTP_TASK_TYPES_FILE="$RUN_DIR/types.toml" \
-    DTP_LEASE_MAX_WAIT_MS=200 \
+    DTP_LEASE_MAX_WAIT_MS=200 DTP_API_TOKENS_FILE="$RUN_DIR/tokens.toml" \
     "$BIN_DIR/dtp-engine" >"$RUN_DIR/dtp.log" 2>&1 &
 TASKPILOT_DATABASE_URL="$PG/$WEB_DB" TASKPILOT_HTTP_ADDR="127.0.0.1:$WEB_PORT" \
-    TASKPILOT_SCHEDULER_URL="http://127.0.0.1:$DTP_PORT" \
+    TASKPILOT_SCHEDULER_URL="http://127.0.0.1:$DTP_PORT" TASKPILOT_SCHEDULER_TOKEN="$DTP_FUZZ_TASKPILOT_TOKEN" \
     "$BIN_DIR/taskpilot-api" >"$RUN_DIR/taskpilot.log" 2>&1 &
 
 for port in $DTP_PORT $WEB_PORT; do
@@ -53,8 +67,12 @@ done
 
 status=0
 for port in $DTP_PORT $WEB_PORT; do
+    if [ "$port" = "$DTP_PORT" ]; then credential="$DTP_FUZZ_TOKEN"; else credential="$WEB_KEY"; fi
     echo "== schemathesis against :$port ($EXAMPLES examples per operation)"
-    python3 -m schemathesis.cli --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
+    curl -fsS -H "Authorization: Bearer $credential" "http://127.0.0.1:$port/openapi.json" >"$RUN_DIR/spec-$port.json"
+    python3 -m schemathesis.cli --config-file scripts/schemathesis.toml run "$RUN_DIR/spec-$port.json" \
+        --url "http://127.0.0.1:$port" \
+        --header "Authorization: Bearer $credential" \
         --checks all \
         --max-examples "$EXAMPLES" \
         --exclude-path /docs \

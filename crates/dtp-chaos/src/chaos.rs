@@ -12,8 +12,9 @@ use diesel::prelude::*;
 use rand::Rng;
 use service_runtime::database::{self, DatabaseUrl};
 
+use dtp_chaos::credentials::Credentials;
 use dtp_chaos::invariants;
-use dtp_chaos::processes::{free_port, sibling_binary, ServiceProcess};
+use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
 
 const KEY_PREFIX: &str = "chaos-";
 
@@ -56,14 +57,13 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
     let run_dir = std::env::temp_dir().join(&db_name);
     std::fs::create_dir_all(&run_dir)?;
     let engine_bin = sibling_binary("dtp-engine")?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let credentials = Credentials::create(&run_dir)?;
+    let http = credentials.engine_client(Duration::from_secs(10), usize::MAX)?;
 
     let mut engines = Vec::with_capacity(args.engines);
     for n in 0..args.engines {
         let port = free_port()?;
-        let env = engine_env(&db_url, port, &args);
+        let env = engine_env(&db_url, port, &args, &credentials);
         engines.push(ServiceProcess::new(
             &format!("engine{n}"),
             &engine_bin,
@@ -177,8 +177,8 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn engine_env(db_url: &str, port: u16, args: &ChaosArgs) -> Vec<(String, String)> {
-    [
+fn engine_env(db_url: &str, port: u16, args: &ChaosArgs, credentials: &Credentials) -> Vec<(String, String)> {
+    let mut env: Vec<(&str, String)> = vec![
         ("DTP_DATABASE_URL", db_url.to_owned()),
         ("DTP_HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("DTP_LEASE_MS", args.lease_ms.to_string()),
@@ -190,10 +190,9 @@ fn engine_env(db_url: &str, port: u16, args: &ChaosArgs) -> Vec<(String, String)
         ("DTP_SHUTDOWN_GRACE_MS", "1000".into()),
         ("DTP_HTTP_WORKERS", "1".into()),
         ("RUST_LOG", "warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ];
+    env.extend(credentials.engine_env());
+    env_vars(&env)
 }
 
 /// The body of task `i`: 60 % demo, 25 % demo-fail (1–2 failures), 15 % demo-slow

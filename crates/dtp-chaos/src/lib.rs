@@ -1,5 +1,7 @@
 //! What the `dtp-chaos` and `dtp-bench` binaries share: real service processes on loopback
-//! ports (start, kill, restart, memory) and the invariants read back from the engine's tables.
+//! ports (start, kill, restart, memory), their credentials, and the invariants read back from
+//! the engine's tables.
 
+pub mod credentials;
 pub mod invariants;
 pub mod processes;

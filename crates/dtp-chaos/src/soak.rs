@@ -13,6 +13,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use service_runtime::database::{self, DatabaseUrl};
 
+use dtp_chaos::credentials::{client_with, taskpilot_admin_key, Credentials};
 use dtp_chaos::invariants::count;
 use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
 
@@ -45,35 +46,40 @@ pub async fn run(server_url: &str, args: SoakArgs) -> anyhow::Result<()> {
     let (dtp_db, web_db) = (format!("soak_dtp_{suffix}"), format!("soak_web_{suffix}"));
     let run_dir = std::env::temp_dir().join(format!("dtp-soak-{suffix}"));
     std::fs::create_dir_all(&run_dir)?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let credentials = Credentials::create(&run_dir)?;
+    let engine_http = credentials.engine_client(Duration::from_secs(10), usize::MAX)?;
+    let key = taskpilot_admin_key(&server.with_database(&web_db), "soak")?;
+    let http = client_with(&key, Duration::from_secs(10), usize::MAX)?;
 
     let dtp_port = free_port()?;
+    let mut engine_env = vec![
+        ("DTP_DATABASE_URL", server.with_database(&dtp_db)),
+        ("DTP_HTTP_ADDR", format!("127.0.0.1:{dtp_port}")),
+        ("DTP_RETRY_BACKOFF_BASE_MS", "100".into()),
+        ("DTP_WORKER_CONCURRENCY", "32".into()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    engine_env.extend(credentials.engine_env());
     let mut engine = ServiceProcess::new(
         "engine",
         &sibling_binary("dtp-engine")?,
-        env_vars(&[
-            ("DTP_DATABASE_URL", server.with_database(&dtp_db)),
-            ("DTP_HTTP_ADDR", format!("127.0.0.1:{dtp_port}")),
-            ("DTP_RETRY_BACKOFF_BASE_MS", "100".into()),
-            ("DTP_WORKER_CONCURRENCY", "32".into()),
-            ("RUST_LOG", "warn".into()),
-        ]),
+        env_vars(&engine_env),
         dtp_port,
         &run_dir,
     );
-    engine.start(&http).await?;
+    engine.start(&engine_http).await?;
     let web_port = free_port()?;
+    let mut web_env = vec![
+        ("TASKPILOT_DATABASE_URL", server.with_database(&web_db)),
+        ("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{web_port}")),
+        ("TASKPILOT_SCHEDULER_URL", engine.base_url()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    web_env.extend(credentials.taskpilot_env());
     let mut taskpilot = ServiceProcess::new(
         "taskpilot",
         &sibling_binary("taskpilot-api")?,
-        env_vars(&[
-            ("TASKPILOT_DATABASE_URL", server.with_database(&web_db)),
-            ("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{web_port}")),
-            ("TASKPILOT_SCHEDULER_URL", engine.base_url()),
-            ("RUST_LOG", "warn".into()),
-        ]),
+        env_vars(&web_env),
         web_port,
         &run_dir,
     );

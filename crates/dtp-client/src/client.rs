@@ -95,6 +95,16 @@ impl DtpClient {
         }
     }
 
+    /// The same client, presenting `token` (a service token) with every call.
+    pub fn with_bearer(&self, token: &str) -> Self {
+        let mut headers = HeaderMap::new();
+        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        self.with_headers(headers)
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }

@@ -150,7 +150,9 @@ pub struct CreateTaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<String>,
+    /// When the task may run first (RFC 3339, years 1970 to 9999); a time in the past means now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-"))]
     pub run_at: Option<DateTime<Utc>>,
     /// Per-attempt time limit, 1 ms to 24 h; the task type's default when absent.
     #[serde(

@@ -26,6 +26,10 @@ pub struct EngineConfig {
     pub task_types_file: Option<String>,
     /// Register `demo`, `demo-slow` and `demo-fail` (`DTP_DEMO_TYPES`, default true).
     pub demo_types: bool,
+    /// Whether callers must present a service token (`DTP_AUTH`, default on; `disabled` turns it off).
+    pub auth_enabled: bool,
+    /// The service tokens (`DTP_API_TOKENS_FILE`), required while `auth_enabled`.
+    pub api_tokens_file: Option<String>,
     /// The longest a worker's lease request may wait (`DTP_LEASE_MAX_WAIT_MS`, at most 30 s):
     /// below an idle timeout of a proxy in front of the engine.
     pub lease_max_wait_ms: i32,
@@ -88,6 +92,18 @@ impl EngineConfig {
                 .get("DTP_TASK_TYPES_FILE")
                 .filter(|path| !path.trim().is_empty()),
             demo_types: env_config::parsed(source, "DTP_DEMO_TYPES", true, |_| Ok(()))?,
+            auth_enabled: match source.get("DTP_AUTH").as_deref() {
+                None | Some("enabled") => true,
+                Some("disabled") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "DTP_AUTH".into(),
+                        value: other.to_owned(),
+                        reason: "must be \"enabled\" or \"disabled\"".into(),
+                    })
+                }
+            },
+            api_tokens_file: source.get("DTP_API_TOKENS_FILE"),
             lease_max_wait_ms: env_config::parsed(source, "DTP_LEASE_MAX_WAIT_MS", MAX_WAIT_MS, |n| {
                 if (0..=MAX_WAIT_MS).contains(n) {
                     Ok(())
@@ -117,6 +133,8 @@ mod tests {
         assert_eq!(config.task_types_file, None);
         assert!(config.demo_types);
         assert_eq!(config.lease_max_wait_ms, 30_000);
+        assert!(config.auth_enabled);
+        assert_eq!(config.api_tokens_file, None);
     }
 
     #[test]
@@ -130,6 +148,10 @@ mod tests {
         assert!(!config.demo_types);
         let err = EngineConfig::from_source(&FixedSettings(&[("DTP_DEMO_TYPES", "nope")])).unwrap_err();
         assert_eq!(err.name, "DTP_DEMO_TYPES");
+        let off = EngineConfig::from_source(&FixedSettings(&[("DTP_AUTH", "disabled")])).unwrap();
+        assert!(!off.auth_enabled);
+        let err = EngineConfig::from_source(&FixedSettings(&[("DTP_AUTH", "off")])).unwrap_err();
+        assert_eq!(err.name, "DTP_AUTH");
     }
 
     #[test]

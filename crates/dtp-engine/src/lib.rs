@@ -9,6 +9,7 @@ pub mod http;
 pub mod leasing;
 pub mod metrics;
 mod serve;
+pub mod service_tokens;
 pub mod startup;
 pub mod store;
 pub mod submission;

@@ -16,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EngineConfig;
 use crate::domain::new_task::{TaskTypes, DEFAULT_MAX_ATTEMPTS};
 use crate::domain::EngineTypeDefaults;
+use crate::http::auth::Authentication;
 use crate::http::operations::{EngineApiDoc, Operations};
 use crate::http::{self, AppState};
 use crate::leasing::WorkerLeases;
 use crate::metrics::EngineMetrics;
+use crate::service_tokens::{ServiceTokens, TokensFileError};
 use crate::store::tasks as task_store;
 use crate::submission::TaskSubmitter;
 use crate::task_reader::TaskReader;
@@ -45,6 +47,13 @@ pub enum StartupError {
     HttpClient(#[source] reqwest::Error),
     #[error("cannot move pending tasks to the queues of their types: {0}")]
     AssignQueues(#[source] crate::store::StoreError),
+    #[error(transparent)]
+    TokensFile(#[from] TokensFileError),
+    #[error(
+        "DTP_AUTH is on (the default) but DTP_API_TOKENS_FILE is not set: every call would be refused; \
+         name a tokens file, or set DTP_AUTH=disabled for a local experiment"
+    )]
+    NoTokens,
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -160,6 +169,37 @@ fn add_types_file(registry: &mut TaskTypeRegistry, path: &str) -> Result<(), Sta
     Ok(())
 }
 
+/// How the engine knows its callers: the tokens file, unless `DTP_AUTH=disabled`. A worker
+/// token may be limited only to external types of this engine.
+fn authentication(
+    config: &EngineConfig,
+    registry: &TaskTypeRegistry,
+) -> Result<Authentication, StartupError> {
+    if !config.auth_enabled {
+        tracing::warn!(
+            "DTP_AUTH=disabled: anyone who can reach this engine may do anything; never expose it"
+        );
+        return Ok(Authentication::Disabled);
+    }
+    let path = config.api_tokens_file.as_deref().ok_or(StartupError::NoTokens)?;
+    let tokens = ServiceTokens::read(path, &|name| std::env::var(name).ok())?;
+    for (token, types) in tokens.limited_workers() {
+        if let Some(unknown) = types
+            .iter()
+            .find(|t| !matches!(registry.get(t).map(|r| &r.kind), Some(TypeKind::External { .. })))
+        {
+            return Err(TokensFileError {
+                file: path.to_owned(),
+                token: Some(token.to_owned()),
+                field: Some("types".into()),
+                problem: format!("{unknown:?} is not an external task type of this engine"),
+            }
+            .into());
+        }
+    }
+    Ok(Authentication::Tokens(tokens))
+}
+
 /// A refused registration of a file type, told as a problem of the file.
 fn in_types_file(path: &str, refused: RegistryError) -> TypesFileError {
     let (type_name, field, problem) = match refused {
@@ -193,6 +233,7 @@ impl Application {
     }
 
     async fn start(config: EngineConfig, registry: TaskTypeRegistry) -> Result<Self, StartupError> {
+        let authentication = web::Data::new(authentication(&config, &registry)?);
         let db = DatabaseUrl::parse(&config.database_url)?;
         let db_url_for_listener = db.as_str().to_owned();
         let pool_size = config.db_pool_size;
@@ -268,6 +309,8 @@ impl Application {
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .app_data(authentication.clone())
+                .wrap(actix_web::middleware::from_fn(http::auth::identify))
                 .wrap(http_errors::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
                 .app_data(http_metrics.clone())

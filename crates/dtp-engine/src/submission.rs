@@ -27,7 +27,11 @@ impl TaskSubmitter {
             "task submitter",
             MAX_SUBMISSION_GROUP,
             pool,
-            |task: &NewTask| task.idempotency_key.clone(),
+            |task: &NewTask| {
+                task.idempotency_key
+                    .clone()
+                    .map(|key| (task.idempotency_scope.clone(), key))
+            },
             task_store::insert_each_task,
         );
         Self { writer }

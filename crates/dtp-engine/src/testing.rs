@@ -185,6 +185,8 @@ fn test_config(database_url: String) -> EngineConfig {
     config.worker.poll_interval = TEST_POLL_INTERVAL;
     config.worker.retry = TEST_RETRY_POLICY;
     config.worker.shutdown_grace = TEST_SHUTDOWN_GRACE;
+    // Tests of what callers may do turn it on, with a tokens file of their own.
+    config.auth_enabled = false;
     config
 }
 

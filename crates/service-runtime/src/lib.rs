@@ -8,6 +8,8 @@ pub mod env_config;
 pub mod group_commit;
 pub mod http_errors;
 pub mod metrics;
+pub mod notifications;
+pub mod openapi;
 pub mod page_cursor;
 pub mod prepared;
 pub mod request_trace;

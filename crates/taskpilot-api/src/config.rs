@@ -18,9 +18,16 @@ pub struct TaskPilotConfig {
     pub http_addr: String,
     pub scheduler_url: String,
     pub scheduler_timeout: Duration,
+    /// The service token TaskPilot presents to DTP (`TASKPILOT_SCHEDULER_TOKEN`).
+    pub scheduler_token: Option<String>,
     pub http_workers: usize,
     pub max_body_bytes: usize,
     pub db_pool_size: usize,
+    /// Whether callers must present an API key (`TASKPILOT_AUTH`, default on; `disabled`
+    /// makes every request tenant `default` with every scope).
+    pub auth_enabled: bool,
+    /// `/metrics`, `/openapi.json` and `/docs` without a key (`TASKPILOT_PUBLIC_OPS=true`).
+    pub public_ops: bool,
     /// Fault point for crash tests: exit between the scheduler's answer to a bind and our
     /// commit. Off unless `TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE=true`.
     pub crash_after_scheduler_create: bool,
@@ -46,6 +53,19 @@ impl TaskPilotConfig {
                 DEFAULT_SCHEDULER_TIMEOUT,
                 1,
             )?,
+            scheduler_token: source.get("TASKPILOT_SCHEDULER_TOKEN"),
+            auth_enabled: match source.get("TASKPILOT_AUTH").as_deref() {
+                None | Some("enabled") => true,
+                Some("disabled") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "TASKPILOT_AUTH".into(),
+                        value: other.to_owned(),
+                        reason: "must be \"enabled\" or \"disabled\"".into(),
+                    })
+                }
+            },
+            public_ops: env_config::parsed(source, "TASKPILOT_PUBLIC_OPS", false, |_| Ok(()))?,
             http_workers: env_config::parsed(source, "TASKPILOT_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
                 in_range(*n, 1, 64)
             })?,

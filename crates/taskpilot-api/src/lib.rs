@@ -1,10 +1,12 @@
 //! TaskPilot, the web control plane: owns the user-facing task record and its link to
 //! a DTP task, binds tasks to the scheduler exactly once, and serves their execution view.
 
+pub mod api_keys;
 pub mod config;
 pub mod domain;
 pub mod grouped_web_tasks;
 pub mod http;
+pub mod key_commands;
 pub mod metrics;
 pub mod scheduler_client;
 pub mod startup;

@@ -1,18 +1,43 @@
 //! `taskpilot-api`: reads `TASKPILOT_*` settings, brings its database up, then serves
-//! until SIGTERM or Ctrl-C.
+//! until SIGTERM or Ctrl-C; `taskpilot-api keys ...` manages API keys on the same database.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use service_runtime::env_config::ProcessEnv;
 use service_runtime::telemetry;
 use taskpilot_api::config::TaskPilotConfig;
+use taskpilot_api::key_commands::{self, KeyCommand};
 use taskpilot_api::startup::Application;
+
+#[derive(Parser)]
+#[command(about = "TaskPilot, the web control plane over DTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage API keys (on TASKPILOT_DATABASE_URL).
+    Keys {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init("info");
-    match run().await {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => {
+            telemetry::init("info");
+            serve().await
+        }
+        Some(Command::Keys { command }) => keys(command).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("taskpilot-api: {e:#}");
@@ -21,7 +46,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     let config = TaskPilotConfig::from_source(&ProcessEnv).context("configuration")?;
     let app = Application::build(config).await.context("start-up failed")?;
     let shutdown = app.shutdown_token();
@@ -30,4 +55,11 @@ async fn run() -> anyhow::Result<()> {
         shutdown.cancel();
     });
     app.run_until_stopped().await.context("server failed")
+}
+
+async fn keys(command: KeyCommand) -> anyhow::Result<()> {
+    let config = TaskPilotConfig::from_source(&ProcessEnv).context("configuration")?;
+    let printed = key_commands::run(&config.database_url, command).await?;
+    print!("{printed}");
+    Ok(())
 }

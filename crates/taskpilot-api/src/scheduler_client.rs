@@ -67,11 +67,13 @@ pub struct SchedulerClient {
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl SchedulerClient {
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            dtp: DtpClient::new(base_url, timeout)?,
-            metrics: None,
-        })
+    /// A client of the engine at `base_url`, presenting `token` (its service token) if any.
+    pub fn new(base_url: &str, timeout: Duration, token: Option<&str>) -> Result<Self, reqwest::Error> {
+        let mut dtp = DtpClient::new(base_url, timeout)?;
+        if let Some(token) = token {
+            dtp = dtp.with_bearer(token);
+        }
+        Ok(Self { dtp, metrics: None })
     }
 
     pub fn base_url(&self) -> &str {
@@ -189,6 +191,17 @@ fn sorted(operation: Operation, id: Option<i64>, err: DtpError) -> SchedulerErro
         DtpError::Unreachable(reason) => {
             tracing::warn!(?operation, error = %reason, "scheduler unreachable");
             SchedulerError::Unreachable(reason)
+        }
+        // TaskPilot's own credentials were refused: its failure, not the caller's request's.
+        DtpError::Refused {
+            status: status @ (401 | 403),
+            body,
+        } => {
+            tracing::error!(?operation, status, code = %body.code, "the scheduler refused TaskPilot's service token");
+            SchedulerError::Failed {
+                status,
+                message: format!("the scheduler refused TaskPilot's credentials ({})", body.code),
+            }
         }
         DtpError::Refused { status: 404, body } if id.is_some() => SchedulerError::NotFound {
             id: id.unwrap_or_default(),

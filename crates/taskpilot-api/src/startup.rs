@@ -11,8 +11,10 @@ use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
 use service_runtime::{http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::api_keys::ApiKeys;
 use crate::config::TaskPilotConfig;
 use crate::grouped_web_tasks::GroupedWebTasks;
+use crate::http::auth::Authentication;
 use crate::http::operations::Operations;
 use crate::http::{self, AppState};
 use crate::metrics::SchedulerMetrics;
@@ -26,6 +28,8 @@ pub enum StartupError {
     Database(#[from] BootstrapError),
     #[error("cannot build the scheduler client: {0}")]
     SchedulerClient(#[from] reqwest::Error),
+    #[error("cannot read the API keys: {0}")]
+    Keys(#[source] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -38,20 +42,27 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: PgPool,
+    keys: ApiKeys,
+    database_url: String,
     shutdown: CancellationToken,
 }
 
 impl Application {
     pub async fn build(config: TaskPilotConfig) -> Result<Self, StartupError> {
         let db = DatabaseUrl::parse(&config.database_url)?;
+        let database_url = db.as_str().to_owned();
         let pool_size = config.db_pool_size;
         let pool = tokio::task::spawn_blocking(move || database::bootstrap(&db, MIGRATIONS, pool_size))
             .await
             .map_err(|e| BootstrapError::Pool(e.to_string()))??;
         let mut metrics_registry = prometheus_client::registry::Registry::default();
         let http_metrics = web::Data::new(HttpMetrics::register(&mut metrics_registry));
-        let scheduler = SchedulerClient::new(&config.scheduler_url, config.scheduler_timeout)?
-            .with_metrics(SchedulerMetrics::register(&mut metrics_registry));
+        let scheduler = SchedulerClient::new(
+            &config.scheduler_url,
+            config.scheduler_timeout,
+            config.scheduler_token.as_deref(),
+        )?
+        .with_metrics(SchedulerMetrics::register(&mut metrics_registry));
         let operations = web::Data::new(Operations {
             pool: pool.clone(),
             scheduler: scheduler.clone(),
@@ -63,20 +74,31 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
+        let keys = ApiKeys::load(pool.clone()).await.map_err(StartupError::Keys)?;
+        let authentication = web::Data::new(if config.auth_enabled {
+            Authentication::Keys(keys.clone())
+        } else {
+            tracing::warn!("TASKPILOT_AUTH=disabled: every request acts as tenant default with every scope; never expose this");
+            Authentication::Disabled
+        });
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             web_tasks: GroupedWebTasks::start(pool.clone()),
             scheduler,
+            keys: keys.clone(),
             crash_after_scheduler_create: config.crash_after_scheduler_create,
         });
         let max_body = config.max_body_bytes;
+        let public_ops = config.public_ops;
         let server = HttpServer::new(move || {
             App::new()
+                .app_data(authentication.clone())
+                .wrap(actix_web::middleware::from_fn(http::auth::identify))
                 .wrap(http_errors::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
                 .app_data(http_metrics.clone())
                 .configure(|cfg| http::configure(cfg, state.clone(), max_body))
-                .configure(|cfg| http::operations::configure(cfg, operations.clone()))
+                .configure(|cfg| http::operations::configure(cfg, operations.clone(), public_ops))
                 .default_service(web::to(http_errors::route_not_found))
         })
         .workers(config.http_workers)
@@ -90,6 +112,8 @@ impl Application {
             port,
             server,
             pool,
+            keys,
+            database_url,
             shutdown: CancellationToken::new(),
         })
     }
@@ -106,10 +130,12 @@ impl Application {
         self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token fires, then drains in-flight requests.
+    /// Serves until the shutdown token fires, then drains in-flight requests. Meanwhile
+    /// the key cache follows the database's announcements.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
+        let keys = tokio::spawn(self.keys.follow(self.database_url, self.shutdown.clone()));
         let served = tokio::select! {
             served = &mut server => served,
             () = self.shutdown.cancelled() => {
@@ -117,6 +143,8 @@ impl Application {
                 server.await
             }
         };
+        self.shutdown.cancel();
+        let _ = keys.await;
         tracing::info!("taskpilot-api stopped");
         served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }

@@ -1,7 +1,8 @@
 //! `dtp-bench-worker`: the worker process of the `external-workers` benchmark. It runs tasks
 //! of the external type `bench-external` with a no-op handler through `dtp-client`'s runtime,
 //! and logs each handler's start (JSON, microseconds) so that pickup can be timed.
-//! Settings: `DTP_URL`, `WORKER_CONCURRENCY` (default 200), `RUST_LOG`, `LOG_FORMAT`.
+//! Settings: `DTP_URL`, `DTP_TOKEN` (a worker token), `WORKER_CONCURRENCY` (default 200),
+//! `RUST_LOG`, `LOG_FORMAT`.
 
 use std::time::Duration;
 
@@ -34,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(n) => n.parse()?,
         Err(_) => DEFAULT_CONCURRENCY,
     };
-    let client = DtpClient::new(&url, CALL_TIMEOUT)?;
+    let mut client = DtpClient::new(&url, CALL_TIMEOUT)?;
+    if let Ok(token) = std::env::var("DTP_TOKEN") {
+        client = client.with_bearer(&token);
+    }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

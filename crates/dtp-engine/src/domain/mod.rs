@@ -3,6 +3,7 @@
 //! of HTTP delivery (what an answer means, how a request is signed). No I/O, no clock of its
 //! own: callers pass `now` and randomness in.
 
+pub mod access;
 pub mod http_delivery;
 pub mod lease;
 pub mod new_task;

@@ -1,7 +1,7 @@
 //! Validation of a task submission: turns a `CreateTaskRequest` into a `NewTask` the
 //! store can insert, or says precisely which field is unacceptable.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use dtp_contract::CreateTaskRequest;
 use std::ops::RangeInclusive;
 
@@ -12,6 +12,8 @@ pub const MAX_ATTEMPTS_RANGE: RangeInclusive<i32> = 1..=100;
 pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
 /// One day: an attempt may not be given longer than this.
 pub const TIMEOUT_MS_RANGE: RangeInclusive<i32> = 1..=86_400_000;
+/// The years a `runAt` may fall in.
+pub const RUN_AT_YEARS: RangeInclusive<i32> = 1970..=9999;
 
 /// A validated task, ready to be inserted.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,10 +22,25 @@ pub struct NewTask {
     pub payload: serde_json::Value,
     pub max_attempts: i32,
     pub idempotency_key: Option<String>,
+    /// Whose idempotency key it is: the submitting caller's token name (`""` without
+    /// authentication), so that one caller's keys never meet another's.
+    pub idempotency_scope: String,
+    /// As asked, to microseconds (what Postgres keeps); a time in the past means now.
     pub run_at: Option<DateTime<Utc>>,
     pub timeout_ms: i32,
     /// Where the task waits to be claimed, from its type's settings.
     pub queue: TaskQueue,
+}
+
+/// What an existing task was submitted as: what a repeated idempotency key must ask for
+/// again, field by field, to be answered by that task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubmittedAs<'a> {
+    pub task_type: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub max_attempts: i32,
+    pub timeout_ms: i32,
+    pub run_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +53,8 @@ pub enum TaskValidationError {
     IdempotencyKeyLength,
     #[error("timeoutMs must be between {min} and {max}, got {0}", min = TIMEOUT_MS_RANGE.start(), max = TIMEOUT_MS_RANGE.end())]
     TimeoutOutOfRange(i32),
+    #[error("runAt must fall in the years {min} to {max}", min = RUN_AT_YEARS.start(), max = RUN_AT_YEARS.end())]
+    RunAtOutOfRange,
     /// Postgres `text` cannot store U+0000.
     #[error("{field} must not contain the NUL character (\\u0000)")]
     ContainsNul { field: &'static str },
@@ -93,21 +112,46 @@ impl NewTask {
         if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
             return Err(TaskValidationError::TimeoutOutOfRange(timeout_ms));
         }
+        let run_at = match request.run_at {
+            Some(at) if !RUN_AT_YEARS.contains(&at.year()) => {
+                return Err(TaskValidationError::RunAtOutOfRange)
+            }
+            at => at.map(|at| at.trunc_subsecs(6)),
+        };
         Ok(NewTask {
             task_type: request.task_type,
             payload: request.payload,
             max_attempts,
             idempotency_key: request.idempotency_key,
-            run_at: request.run_at,
+            idempotency_scope: String::new(),
+            run_at,
             timeout_ms,
             queue: defaults.queue,
         })
     }
 
-    /// Whether an existing task is what this submission asks for, so that a repeated
-    /// idempotency key may return it (the start time is not compared: "now" moves).
-    pub fn matches(&self, task_type: &str, payload: &serde_json::Value, max_attempts: i32) -> bool {
-        self.task_type == task_type && &self.payload == payload && self.max_attempts == max_attempts
+    /// The same task, its idempotency key being `scope`'s.
+    pub fn scoped_to(mut self, scope: &str) -> Self {
+        self.idempotency_scope = scope.to_owned();
+        self
+    }
+
+    /// What this submission asks for.
+    pub fn submitted_as(&self) -> SubmittedAs<'_> {
+        SubmittedAs {
+            task_type: &self.task_type,
+            payload: &self.payload,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            run_at: self.run_at,
+        }
+    }
+
+    /// Whether an existing task is what this submission asks for, every field compared (a
+    /// missing `maxAttempts` or `timeoutMs` compares as its default), so that a repeated
+    /// idempotency key may return it.
+    pub fn matches(&self, existing: &SubmittedAs<'_>) -> bool {
+        self.submitted_as() == *existing
     }
 }
 
@@ -156,9 +200,34 @@ pub(crate) mod tests {
         let task = NewTask::validate(request("demo"), &Demo).unwrap();
         assert_eq!(task.max_attempts, DEFAULT_MAX_ATTEMPTS);
         assert_eq!(task.timeout_ms, 5_000);
-        assert!(task.matches("demo", &json!({"a": 1}), 3));
-        assert!(!task.matches("demo", &json!({"a": 2}), 3));
-        assert!(!task.matches("demo", &json!({"a": 1}), 4));
+        let same = task.submitted_as();
+        assert!(task.matches(&same));
+        let payload = json!({"a": 2});
+        for other in [
+            SubmittedAs {
+                task_type: "limited",
+                ..same
+            },
+            SubmittedAs {
+                payload: &payload,
+                ..same
+            },
+            SubmittedAs {
+                max_attempts: 4,
+                ..same
+            },
+            SubmittedAs {
+                timeout_ms: 1,
+                ..same
+            },
+            SubmittedAs {
+                run_at: Some(Utc::now()),
+                ..same
+            },
+        ] {
+            assert!(!task.matches(&other), "{other:?}");
+        }
+        assert_eq!(task.scoped_to("taskpilot").idempotency_scope, "taskpilot");
     }
 
     #[test]
@@ -232,5 +301,23 @@ pub(crate) mod tests {
             r.timeout_ms = Some(timeout);
             assert_eq!(NewTask::validate(r, &Demo).is_ok(), ok, "timeoutMs {timeout}");
         }
+        for (at, ok) in [
+            ("1969-12-31T23:59:59Z", false),
+            ("1970-01-01T00:00:00Z", true),
+            ("9999-12-31T23:59:59.999Z", true),
+            ("-4714-01-01T00:00:00Z", false),
+        ] {
+            let mut r = request("demo");
+            r.run_at = Some(at.parse().unwrap());
+            assert_eq!(NewTask::validate(r, &Demo).is_ok(), ok, "runAt {at}");
+        }
+        let mut r = request("demo");
+        r.run_at = Some("2030-01-01T00:00:00.123456789Z".parse().unwrap());
+        let kept = NewTask::validate(r, &Demo).unwrap().run_at.unwrap();
+        assert_eq!(
+            kept.to_rfc3339(),
+            "2030-01-01T00:00:00.123456+00:00",
+            "to microseconds"
+        );
     }
 }

@@ -37,7 +37,7 @@ pub enum BatchValidationError {
 /// a key reused across requests is).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "tasks[{index}] reuses the idempotency key of tasks[{first}] with a different type, payload or maxAttempts"
+    "tasks[{index}] reuses the idempotency key of tasks[{first}] with another type, payload, maxAttempts, timeoutMs or runAt"
 )]
 pub struct KeyReusedInBatch {
     pub index: usize,
@@ -71,7 +71,7 @@ impl NewTaskBatch {
             if let Some(key) = &task.idempotency_key {
                 if let Some(&(first, slot)) = by_key.get(key) {
                     let earlier: &NewTask = &tasks[slot];
-                    if !task.matches(&earlier.task_type, &earlier.payload, earlier.max_attempts) {
+                    if !task.matches(&earlier.submitted_as()) {
                         return Err(KeyReusedInBatch { index, first }.into());
                     }
                     answered_by.push(slot);
@@ -83,6 +83,14 @@ impl NewTaskBatch {
             tasks.push(task);
         }
         Ok(Self { tasks, answered_by })
+    }
+
+    /// The same batch, its idempotency keys being `scope`'s.
+    pub fn scoped_to(mut self, scope: &str) -> Self {
+        for task in &mut self.tasks {
+            task.idempotency_scope = scope.to_owned();
+        }
+        self
     }
 
     /// The first submitted item that `tasks[slot]` answers, for messages that name an item.

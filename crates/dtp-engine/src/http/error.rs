@@ -15,6 +15,9 @@ pub enum ApiError {
     /// 400: a path or body value is malformed.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// 403: the caller's token does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such task.
     #[error("task {0} not found")]
     TaskNotFound(i64),
@@ -42,6 +45,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::TaskNotFound(_) => "TASK_NOT_FOUND",
             ApiError::Invalid(TaskValidationError::UnknownType { .. }) => "UNKNOWN_TASK_TYPE",
             ApiError::Invalid(_) => "VALIDATION_FAILED",
@@ -87,6 +91,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TaskNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid(_) | ApiError::InvalidBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,6 +10,7 @@ use dtp_contract::{
 use super::client_socket::ClientSocket;
 use super::error::ApiError;
 use super::AppState;
+use crate::domain::access::Caller;
 
 #[utoipa::path(
     post, path = "/leases", tag = "workers",
@@ -17,6 +18,9 @@ use super::AppState;
     responses(
         (status = 200, description = "The leases granted, empty when nothing was due within `waitMs`", body = LeaseBatch),
         (status = 400, description = "Malformed JSON, missing field or wrong type", body = ErrorBody),
+        (status = 401, description = "No valid service token (UNAUTHORIZED)", body = ErrorBody),
+        (status = 403, description = "The token may not use the worker API, or not lease one of the types \
+            (FORBIDDEN)", body = ErrorBody),
         (status = 422, description = "A field out of range (VALIDATION_FAILED), a type that is not registered \
             (UNKNOWN_TASK_TYPE) or not external (NOT_EXTERNAL_TYPE)", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -26,9 +30,16 @@ use super::AppState;
 /// with none due, waits up to `waitMs`, woken at once when a task arrives.
 pub async fn lease(
     state: web::Data<AppState>,
+    caller: Caller,
     request: HttpRequest,
     body: web::Json<LeaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(refused) = body.types.iter().find(|t| !caller.may_lease(t)) {
+        let shown: String = refused.chars().take(100).collect();
+        return Err(ApiError::Forbidden(format!(
+            "this worker token may not lease {shown:?}"
+        )));
+    }
     let socket = request.conn_data::<ClientSocket>();
     let client_waits = || socket.is_none_or(ClientSocket::is_open);
     let leases = state.leases.lease(body.into_inner(), client_waits).await?;

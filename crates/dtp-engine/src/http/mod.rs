@@ -1,6 +1,7 @@
 //! The engine's HTTP surface: routes, shared state and error mapping. Handlers validate,
 //! ask the domain what to do, and call the store; they never hold a transaction.
 
+pub mod auth;
 pub mod client_socket;
 pub mod error;
 mod leases;
@@ -10,6 +11,7 @@ mod tasks;
 
 use std::sync::Arc;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
@@ -32,26 +34,69 @@ pub struct AppState {
     pub leases: WorkerLeases,
 }
 
-/// Registers every route of the engine.
+/// Registers every route of the engine, each group behind the access it requires.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_body_bytes: usize) {
+    let tasks = || from_fn(auth::require_tasks);
+    let leases = || from_fn(auth::require_leases);
     cfg.app_data(state)
         .app_data(http_errors::json_config(max_body_bytes))
         .app_data(http_errors::path_config())
         .app_data(http_errors::query_config())
         .service(
             web::resource("/tasks")
+                .wrap(tasks())
                 .route(web::post().to(tasks::create_task))
                 .route(web::get().to(tasks::list_tasks)),
         )
-        .service(web::resource("/tasks/batch").route(web::post().to(tasks::create_task_batch)))
-        .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get_task)))
-        .service(web::resource("/tasks/{id}/cancel").route(web::put().to(tasks::cancel_task)))
-        .service(web::resource("/tasks/{id}/attempts").route(web::get().to(tasks::list_attempts)))
-        .service(web::resource("/task-types").route(web::get().to(task_types::list_task_types)))
-        .service(web::resource("/leases").route(web::post().to(leases::lease)))
-        .service(web::resource("/leases/{token}/heartbeat").route(web::post().to(leases::heartbeat)))
-        .service(web::resource("/leases/{token}/complete").route(web::post().to(leases::complete)))
-        .service(web::resource("/leases/{token}/fail").route(web::post().to(leases::fail)))
-        .service(web::resource("/leases/{token}/release").route(web::post().to(leases::release)))
+        .service(
+            web::resource("/tasks/batch")
+                .wrap(tasks())
+                .route(web::post().to(tasks::create_task_batch)),
+        )
+        .service(
+            web::resource("/tasks/{id}")
+                .wrap(tasks())
+                .route(web::get().to(tasks::get_task)),
+        )
+        .service(
+            web::resource("/tasks/{id}/cancel")
+                .wrap(tasks())
+                .route(web::put().to(tasks::cancel_task)),
+        )
+        .service(
+            web::resource("/tasks/{id}/attempts")
+                .wrap(tasks())
+                .route(web::get().to(tasks::list_attempts)),
+        )
+        .service(
+            web::resource("/task-types")
+                .wrap(tasks())
+                .route(web::get().to(task_types::list_task_types)),
+        )
+        .service(
+            web::resource("/leases")
+                .wrap(leases())
+                .route(web::post().to(leases::lease)),
+        )
+        .service(
+            web::resource("/leases/{token}/heartbeat")
+                .wrap(leases())
+                .route(web::post().to(leases::heartbeat)),
+        )
+        .service(
+            web::resource("/leases/{token}/complete")
+                .wrap(leases())
+                .route(web::post().to(leases::complete)),
+        )
+        .service(
+            web::resource("/leases/{token}/fail")
+                .wrap(leases())
+                .route(web::post().to(leases::fail)),
+        )
+        .service(
+            web::resource("/leases/{token}/release")
+                .wrap(leases())
+                .route(web::post().to(leases::release)),
+        )
         .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
 }

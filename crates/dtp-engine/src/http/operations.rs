@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use diesel_migrations::MigrationHarness;
 use service_runtime::metrics::MetricsRegistry;
@@ -25,11 +26,20 @@ pub struct Operations {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
+    let admins = || from_fn(super::auth::require_operations);
     cfg.app_data(operations)
         .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)))
-        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
-        .service(web::resource("/docs").route(web::get().to(docs)));
+        .service(
+            web::resource("/metrics")
+                .wrap(admins())
+                .route(web::get().to(metrics)),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .wrap(admins())
+                .route(web::get().to(openapi_json)),
+        )
+        .service(web::resource("/docs").wrap(admins()).route(web::get().to(docs)));
 }
 
 #[utoipa::path(
@@ -173,6 +183,11 @@ impl EngineApiDoc {
                 }
             }
         }
+        service_runtime::openapi::require_bearer(
+            &mut description,
+            "A service token of the role the operation needs (submitter, worker or admin)",
+            &["/healthz", "/readyz"],
+        );
         description
     }
 }

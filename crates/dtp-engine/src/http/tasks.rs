@@ -11,6 +11,7 @@ use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
+use crate::domain::access::Caller;
 use crate::domain::{transition, NewTask, NewTaskBatch, TaskEvent};
 use crate::store::tasks::{self as task_store, Inserted, TaskFilter};
 use crate::store::{self, attempts as attempt_store};
@@ -34,9 +35,10 @@ const CANCEL_RACE_RETRIES: usize = 5;
 /// `POST /tasks`: 201 with the new task, or 200 with the task an idempotency key already names.
 pub async fn create_task(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<CreateTaskRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = NewTask::validate(body.into_inner(), state.registry.as_ref())?;
+    let task = NewTask::validate(body.into_inner(), state.registry.as_ref())?.scoped_to(&caller.name);
     let inserted = state.submitter.submit(task.clone()).await?;
     match inserted {
         Inserted::Created(row) => {
@@ -44,12 +46,12 @@ pub async fn create_task(
             tracing::info!(task.id = row.id, task.r#type = %row.task_type, "task accepted");
             Ok(HttpResponse::Created().json(row.into_response()?))
         }
-        Inserted::Existing(row) if task.matches(&row.task_type, &row.payload, row.max_attempts) => {
+        Inserted::Existing(row) if task.matches(&row.submitted_as()) => {
             tracing::debug!(task.id = row.id, "idempotency key names an existing task");
             Ok(HttpResponse::Ok().json(row.into_response()?))
         }
         Inserted::Existing(row) => Err(ApiError::key_reused(format!(
-            "idempotency key already names task {} with a different type, payload or maxAttempts",
+            "idempotency key already names task {}, submitted with another type, payload, maxAttempts, timeoutMs or runAt",
             row.id
         ))),
     }
@@ -79,15 +81,17 @@ pub async fn create_task(
 /// existing task, so that a replayed batch is recognisable; the worker is woken once.
 pub async fn create_task_batch(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<CreateTaskBatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut batch = NewTaskBatch::validate(body.into_inner().tasks, state.registry.as_ref())?;
+    let mut batch =
+        NewTaskBatch::validate(body.into_inner().tasks, state.registry.as_ref())?.scoped_to(&caller.name);
     let tasks = std::mem::take(&mut batch.tasks);
     let inserted = store::run(&state.pool, move |conn| task_store::insert_tasks(conn, &tasks)).await?;
     let inserted = inserted.map_err(|reused| {
         let item = batch.first_item_of(reused.slot);
         ApiError::key_reused(format!(
-            "tasks[{item}]: idempotency key already names task {} with a different type, payload or maxAttempts",
+            "tasks[{item}]: idempotency key already names task {}, submitted with another type, payload, maxAttempts, timeoutMs or runAt",
             reused.existing_id
         ))
     })?;

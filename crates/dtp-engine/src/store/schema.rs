@@ -22,6 +22,8 @@ diesel::table! {
         timeout_ms -> Int4,
         result -> Nullable<Jsonb>,
         type_queue -> Bool,
+        idempotency_scope -> Text,
+        requested_run_at -> Nullable<Timestamptz>,
     }
 }
 

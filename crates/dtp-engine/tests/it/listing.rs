@@ -260,12 +260,18 @@ async fn every_bad_parameter_is_a_json_400() {
 async fn attempts_say_when_they_became_due() {
     let dtp = TestEngine::spawn_with(stepped).await;
     let api = EngineApi::new(&dtp);
-    let run_at = "2020-01-02T03:04:05.678Z";
-    let late = api.create_task(&json!({"type": "demo", "runAt": run_at})).await;
+    // A runAt in the past means now: the task does not jump ahead of those already waiting.
+    let waiting = api.create_task(&json!({"type": "demo"})).await;
+    let late = api
+        .create_task(&json!({"type": "demo", "runAt": "2020-01-02T03:04:05.678Z"}))
+        .await;
+    assert!(late.scheduled_for >= waiting.scheduled_for, "{late:?}");
+    assert_eq!(late.scheduled_for, late.created_at);
     dtp.worker().run_due_tasks().await.unwrap();
     let attempts = api.attempts(late.id).await;
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].due_at, Some(run_at.parse().unwrap()));
+    assert_eq!(attempts[0].due_at, Some(late.scheduled_for));
+    let run_at = serde_json::to_value(&late).unwrap()["scheduledFor"].clone();
     let body: Value = api
         .client()
         .get(api.url(&format!("/tasks/{}/attempts", late.id)))

@@ -3,6 +3,7 @@
 //! poll for an outcome under a deadline, or step the worker when the loop is off.
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, also in shared test code.
 
+mod access;
 mod api;
 mod bad_input;
 mod batch;

@@ -209,6 +209,7 @@ fn refused_start(env: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_dtp-engine"))
         .env("DTP_DATABASE_URL", "postgres://postgres@127.0.0.1:1/never")
         .env("DTP_HTTP_ADDR", "127.0.0.1:0")
+        .env("DTP_AUTH", "disabled")
         .envs(env.iter().copied())
         .output()
         .unwrap();

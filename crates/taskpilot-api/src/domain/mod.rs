@@ -1,6 +1,8 @@
 //! TaskPilot's pure core: what a web task is, how a bind request is decided against
-//! the current binding, and the execution view's latency maths. No I/O, no clock.
+//! the current binding, the execution view's latency maths, and API keys (their text,
+//! scopes, and who a key makes a request act as). No I/O, no clock, no randomness.
 
+pub mod api_key;
 pub mod binding;
 pub mod execution_view;
 pub mod web_task;

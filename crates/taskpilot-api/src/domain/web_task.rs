@@ -54,6 +54,8 @@ pub enum WebTaskValidationError {
 pub struct NewWebTask {
     pub task_type: String,
     pub payload: serde_json::Value,
+    /// Whose it is: the tenant of the key that created it.
+    pub tenant: String,
 }
 
 impl NewWebTask {
@@ -65,7 +67,17 @@ impl NewWebTask {
             field: "payload",
             reason,
         })?;
-        Ok(Self { task_type, payload })
+        Ok(Self {
+            task_type,
+            payload,
+            tenant: crate::domain::api_key::DEFAULT_TENANT.to_owned(),
+        })
+    }
+
+    /// The same web task, `tenant`'s.
+    pub fn for_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_owned();
+        self
     }
 }
 

@@ -20,9 +20,15 @@ pub enum ApiError {
     /// 422: well-formed but unacceptable input.
     #[error(transparent)]
     Invalid(#[from] WebTaskValidationError),
-    /// 404: no such web task.
+    /// 404: no such web task (or one of another tenant, which is the same to the caller).
     #[error("web task {0} not found")]
     WebTaskNotFound(i64),
+    /// 422: a key that cannot be made.
+    #[error("{0}")]
+    InvalidKey(String),
+    /// 404: no such key in the caller's tenant.
+    #[error("no key {0:?} in this tenant")]
+    KeyNotFound(String),
     /// 409: the web task has no scheduler task yet.
     #[error("web task {0} is not bound to a scheduler task; bind it with POST /api/tasks/{0}/scheduler")]
     NotBound(i64),
@@ -119,6 +125,8 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Invalid(_) => "VALIDATION_FAILED",
             ApiError::WebTaskNotFound(_) => "WEB_TASK_NOT_FOUND",
+            ApiError::InvalidKey(_) => "VALIDATION_FAILED",
+            ApiError::KeyNotFound(_) => "KEY_NOT_FOUND",
             ApiError::NotBound(_) => "NOT_BOUND",
             ApiError::AlreadyBound { .. } => "ALREADY_BOUND",
             ApiError::SchedulerTaskMissing { .. } => "SCHEDULER_TASK_MISSING",
@@ -135,8 +143,12 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Invalid(_) | ApiError::SchedulerInvalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::WebTaskNotFound(_) | ApiError::SchedulerTaskMissing { .. } => StatusCode::NOT_FOUND,
+            ApiError::Invalid(_) | ApiError::SchedulerInvalid { .. } | ApiError::InvalidKey(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::WebTaskNotFound(_)
+            | ApiError::SchedulerTaskMissing { .. }
+            | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotBound(_) | ApiError::AlreadyBound { .. } | ApiError::SchedulerConflict { .. } => {
                 StatusCode::CONFLICT
             }

@@ -8,8 +8,10 @@ use serde::Deserialize;
 use service_runtime::request_trace::RequestContext;
 
 use super::error::{parse_web_task_id, ApiError, SchedulerCall};
+use super::tasks::web_task_of;
 use super::tasks::WebTaskResponse;
 use super::{AppState, WebTaskIdParam};
+use crate::domain::api_key::Principal;
 use crate::domain::binding::{idempotency_key, Binding};
 use crate::domain::web_task::validate_scheduler_type;
 use crate::domain::ExecutionView;
@@ -25,14 +27,6 @@ pub struct BindRequest {
     /// scheduler decides which it knows and answers 422 for others.
     #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     scheduler_type: String,
-}
-
-async fn load_web_task(state: &AppState, id: i64) -> Result<WebTaskRow, ApiError> {
-    state
-        .web_tasks
-        .find(id)
-        .await?
-        .ok_or(ApiError::WebTaskNotFound(id))
 }
 
 fn answer_bind(decision: BindDecision, row: WebTaskRow, newly_bound: bool) -> Result<HttpResponse, ApiError> {
@@ -81,6 +75,7 @@ fn answer_bind(decision: BindDecision, row: WebTaskRow, newly_bound: bool) -> Re
 /// written only if the web task is still unbound.
 pub async fn bind_to_scheduler(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     body: web::Json<BindRequest>,
     context: RequestContext,
@@ -88,7 +83,7 @@ pub async fn bind_to_scheduler(
     let id = parse_web_task_id(&id)?;
     let requested = body.into_inner().scheduler_type;
     validate_scheduler_type(&requested)?;
-    let row = load_web_task(&state, id).await?;
+    let row = web_task_of(&state, &principal, id).await?;
     let decision = decide_bind(row.binding(), &requested);
     if decision != BindDecision::CreateSchedulerTask {
         return answer_bind(decision, row, false);
@@ -106,7 +101,7 @@ pub async fn bind_to_scheduler(
         Ok(created) => created,
         Err(err) => {
             // A concurrent bind with another type may have won at the scheduler: say so plainly.
-            let current = load_web_task(&state, id).await?;
+            let current = web_task_of(&state, &principal, id).await?;
             if let BindDecision::Conflict(_) = decide_bind(current.binding(), &requested) {
                 return answer_bind(decide_bind(current.binding(), &requested), current, false);
             }
@@ -146,15 +141,19 @@ pub async fn bind_to_scheduler(
         }
         // A concurrent bind committed first; answer from what it wrote.
         None => {
-            let row = load_web_task(&state, id).await?;
+            let row = web_task_of(&state, &principal, id).await?;
             answer_bind(decide_bind(row.binding(), &requested), row, false)
         }
     }
 }
 
 /// Loads a web task and its binding, or answers 404/409.
-async fn bound_task(state: &AppState, id: i64) -> Result<(WebTaskRow, Binding), ApiError> {
-    let row = load_web_task(state, id).await?;
+async fn bound_task(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<(WebTaskRow, Binding), ApiError> {
+    let row = web_task_of(state, principal, id).await?;
     let binding = row.binding().ok_or(ApiError::NotBound(id))?;
     Ok((row, binding))
 }
@@ -205,13 +204,14 @@ impl ExecutionQuery {
 /// task, with latencies; with `include=attempts`, also every attempt and its latencies.
 pub async fn get_execution(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     query: web::Query<ExecutionQuery>,
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let with_attempts = query.wants_attempts()?;
-    let (_, binding) = bound_task(&state, id).await?;
+    let (_, binding) = bound_task(&state, &principal, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,
@@ -253,11 +253,12 @@ pub async fn get_execution(
 /// `PUT /api/tasks/{id}/execution/cancel`: forwards the cancel; 204 once CANCELED.
 pub async fn cancel_execution(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let (_, binding) = bound_task(&state, id).await?;
+    let (_, binding) = bound_task(&state, &principal, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,

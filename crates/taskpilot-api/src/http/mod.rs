@@ -1,14 +1,18 @@
 //! TaskPilot's HTTP surface under `/api`: web tasks, their binding to the scheduler,
 //! and the execution view. Handlers never hold a transaction across a scheduler call.
 
+pub mod auth;
 pub mod error;
 mod execution;
+mod keys;
 pub mod operations;
 mod tasks;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 use service_runtime::{http_errors, PgPool};
 
+use crate::api_keys::ApiKeys;
 use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::scheduler_client::SchedulerClient;
 
@@ -31,29 +35,48 @@ pub struct AppState {
     /// Reads, creates and binds of single web tasks, grouped with those arriving at the same time.
     pub web_tasks: GroupedWebTasks,
     pub scheduler: SchedulerClient,
+    pub keys: ApiKeys,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     pub crash_after_scheduler_create: bool,
 }
 
-/// Registers every route of TaskPilot.
+/// Registers every route of TaskPilot, each behind the scope it requires.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_body_bytes: usize) {
+    let read = || from_fn(auth::require_read);
+    let write = || from_fn(auth::require_write);
+    let admin = || from_fn(auth::require_admin);
     cfg.app_data(state)
         .app_data(http_errors::json_config(max_body_bytes))
         .app_data(http_errors::path_config())
         .app_data(http_errors::query_config())
         .service(
             web::resource("/api/tasks")
-                .route(web::post().to(tasks::create_web_task))
-                .route(web::get().to(tasks::list_web_tasks)),
+                .route(web::post().to(tasks::create_web_task).wrap(write()))
+                .route(web::get().to(tasks::list_web_tasks).wrap(read())),
         )
-        .service(web::resource("/api/tasks/{id}").route(web::get().to(tasks::get_web_task)))
+        .service(web::resource("/api/tasks/{id}").route(web::get().to(tasks::get_web_task).wrap(read())))
         .service(
-            web::resource("/api/tasks/{id}/scheduler").route(web::post().to(execution::bind_to_scheduler)),
+            web::resource("/api/tasks/{id}/scheduler")
+                .route(web::post().to(execution::bind_to_scheduler).wrap(write())),
         )
-        .service(web::resource("/api/tasks/{id}/execution").route(web::get().to(execution::get_execution)))
+        .service(
+            web::resource("/api/tasks/{id}/execution")
+                .route(web::get().to(execution::get_execution).wrap(read())),
+        )
         .service(
             web::resource("/api/tasks/{id}/execution/cancel")
-                .route(web::put().to(execution::cancel_execution)),
+                .route(web::put().to(execution::cancel_execution).wrap(write())),
+        )
+        .service(
+            web::resource("/api/admin/keys")
+                .wrap(admin())
+                .route(web::post().to(keys::create_key))
+                .route(web::get().to(keys::list_keys)),
+        )
+        .service(
+            web::resource("/api/admin/keys/{id}")
+                .wrap(admin())
+                .route(web::delete().to(keys::revoke_key)),
         )
         .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
 }

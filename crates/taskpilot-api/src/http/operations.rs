@@ -2,12 +2,14 @@
 //! reported but does not fail readiness, since TaskPilot still serves its own records) and
 //! `/metrics` (Prometheus); `/openapi.json` and `/docs` describe the whole API.
 
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpResponse};
 use diesel_migrations::MigrationHarness;
 use serde_json::json;
 use service_runtime::metrics::MetricsRegistry;
 use service_runtime::PgPool;
 
+use crate::domain::api_key::Scope;
 use crate::scheduler_client::SchedulerClient;
 use crate::startup::MIGRATIONS;
 use crate::store;
@@ -18,12 +20,23 @@ pub struct Operations {
     pub registry: MetricsRegistry,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
+/// The probes are open; `/metrics`, `/openapi.json` and `/docs` need an admin key unless
+/// `public_ops` (`TASKPILOT_PUBLIC_OPS=true`).
+pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>, public_ops: bool) {
+    let admin = || Condition::new(!public_ops, from_fn(super::auth::require_admin));
     cfg.app_data(operations)
         .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)))
-        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
-        .service(web::resource("/docs").route(web::get().to(docs)));
+        .service(
+            web::resource("/metrics")
+                .wrap(admin())
+                .route(web::get().to(metrics)),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .wrap(admin())
+                .route(web::get().to(openapi_json)),
+        )
+        .service(web::resource("/docs").wrap(admin()).route(web::get().to(docs)));
 }
 
 #[utoipa::path(
@@ -87,6 +100,9 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::execution::bind_to_scheduler,
         super::execution::get_execution,
         super::execution::cancel_execution,
+        super::keys::create_key,
+        super::keys::list_keys,
+        super::keys::revoke_key,
         super::tasks::healthz,
         readyz,
         metrics,
@@ -96,6 +112,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     tags(
         (name = "web tasks", description = "The user-facing task records TaskPilot owns"),
         (name = "execution", description = "Binding to the scheduler, the execution view and cancel"),
+        (name = "keys", description = "API keys of the caller's tenant (admin scope)"),
         (name = "operations", description = "Probes, metrics and this description"),
     )
 )]
@@ -105,7 +122,24 @@ pub struct TaskPilotApiDoc;
     responses((status = 200, description = "This OpenAPI description", body = Object)))]
 /// `GET /openapi.json`.
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(<TaskPilotApiDoc as utoipa::OpenApi>::openapi())
+    HttpResponse::Ok().json(TaskPilotApiDoc::description())
+}
+
+impl TaskPilotApiDoc {
+    /// The description, with the API key every operation but the probes needs.
+    pub fn description() -> serde_json::Value {
+        let mut description = serde_json::to_value(<Self as utoipa::OpenApi>::openapi())
+            .unwrap_or_else(|e| unreachable!("an OpenAPI document always serializes: {e}"));
+        let scopes = &mut description["components"]["schemas"]["CreateKeyRequest"]["properties"]["scopes"];
+        scopes["items"]["enum"] = serde_json::json!(Scope::ALL.map(Scope::as_str));
+        scopes["uniqueItems"] = serde_json::json!(true);
+        service_runtime::openapi::require_bearer(
+            &mut description,
+            "An API key, tp_<id>_<secret>, with the scope the operation needs",
+            &["/healthz", "/readyz"],
+        );
+        description
+    }
 }
 
 #[utoipa::path(get, path = "/docs", tag = "operations",

@@ -8,6 +8,7 @@ use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
 use super::error::{parse_web_task_id, ApiError};
 use super::{AppState, WebTaskIdParam};
+use crate::domain::api_key::Principal;
 use crate::domain::{NewWebTask, WebTaskStatus};
 use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow};
 use crate::store::{self, StoreError};
@@ -81,7 +82,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The store filter and page size this query asks for, or the 400 that says what is wrong.
-    fn into_filter(self) -> Result<(WebTaskFilter, PageRequest), ApiError> {
+    fn into_filter(self, tenant: String) -> Result<(WebTaskFilter, PageRequest), ApiError> {
         let page = PageRequest::parse(self.limit, self.cursor.as_deref())?;
         let status = match self.status.as_deref() {
             None => None,
@@ -106,6 +107,7 @@ impl ListQuery {
         };
         check_type_filter(self.task_type.as_deref())?;
         let filter = WebTaskFilter {
+            tenant,
             status,
             task_type: self.task_type,
             bound,
@@ -143,10 +145,11 @@ pub struct WebTaskPage {
 /// `POST /api/tasks`: 201 with the new, unbound web task.
 pub async fn create_web_task(
     state: web::Data<AppState>,
+    principal: Principal,
     body: web::Json<CreateWebTaskRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let task = NewWebTask::validate(body.task_type, body.payload)?;
+    let task = NewWebTask::validate(body.task_type, body.payload)?.for_tenant(&principal.tenant);
     let row = state.web_tasks.create(task).await?;
     tracing::info!(web_task.id = row.id, "web task created");
     Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row)?))
@@ -165,15 +168,27 @@ pub async fn create_web_task(
 /// `GET /api/tasks/{id}`.
 pub async fn get_web_task(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let row = state
+    let row = web_task_of(&state, &principal, id).await?;
+    Ok(HttpResponse::Ok().json(WebTaskResponse::from_row(row)?))
+}
+
+/// Web task `id` if it is the principal's tenant's; another tenant's is answered as one that
+/// does not exist.
+pub(super) async fn web_task_of(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<WebTaskRow, ApiError> {
+    state
         .web_tasks
         .find(id)
         .await?
-        .ok_or(ApiError::WebTaskNotFound(id))?;
-    Ok(HttpResponse::Ok().json(WebTaskResponse::from_row(row)?))
+        .filter(|row| row.tenant == principal.tenant)
+        .ok_or(ApiError::WebTaskNotFound(id))
 }
 
 #[utoipa::path(
@@ -198,9 +213,10 @@ pub async fn get_web_task(
 /// the last id returned, so pages stay correct while new tasks are inserted.
 pub async fn list_web_tasks(
     state: web::Data<AppState>,
+    principal: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, page) = query.into_inner().into_filter()?;
+    let (filter, page) = query.into_inner().into_filter(principal.tenant)?;
     let rows = store::run(&state.pool, move |conn| {
         web_task_store::list_web_tasks(conn, &filter, page.rows_to_fetch())
     })

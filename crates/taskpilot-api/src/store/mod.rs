@@ -1,6 +1,8 @@
-//! Every SQL statement of TaskPilot (one table: `web_tasks`). Functions are synchronous
-//! and take a connection; callers run them on the pool through `store::run`.
+//! Every SQL statement of TaskPilot, one module per table (`web_tasks`, `api_keys`).
+//! Functions are synchronous and take a connection; callers run them on the pool through
+//! `store::run`.
 
+pub mod api_keys;
 pub mod schema;
 pub mod web_tasks;
 

@@ -11,5 +11,20 @@ diesel::table! {
         scheduler_task_id -> Nullable<Int8>,
         scheduler_type -> Nullable<Text>,
         bound_at -> Nullable<Timestamptz>,
+        tenant -> Text,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        tenant -> Text,
+        name -> Text,
+        scopes -> Array<Text>,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }

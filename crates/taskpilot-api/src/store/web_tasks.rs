@@ -26,6 +26,7 @@ pub struct WebTaskRow {
     pub scheduler_task_id: Option<i64>,
     pub scheduler_type: Option<String>,
     pub bound_at: Option<DateTime<Utc>>,
+    pub tenant: String,
 }
 
 impl WebTaskRow {
@@ -46,20 +47,21 @@ impl WebTaskRow {
 /// `WebTaskRow`'s columns, named: a kept prepared statement must not change its result's
 /// shape when a later migration adds a column, as `RETURNING *` would.
 const WEB_TASK_ROW_COLUMNS: &str =
-    "id, task_type, payload, status, created_at, updated_at, scheduler_task_id, scheduler_type, bound_at";
+    "id, task_type, payload, status, created_at, updated_at, scheduler_task_id, scheduler_type, bound_at, tenant";
 
 /// Inserts new, unbound web tasks in one statement; their rows in the order of `tasks`.
 pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryResult<Vec<WebTaskRow>> {
     let mut rows: Vec<WebTaskRow> = Prepared(
         diesel::sql_query(format!(
-            "INSERT INTO web_tasks (task_type, payload, status) \
-             SELECT item.task_type, item.payload, $3 \
-             FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS item(task_type, payload, position) \
+            "INSERT INTO web_tasks (task_type, payload, status, tenant) \
+             SELECT item.task_type, item.payload, $3, item.tenant \
+             FROM unnest($1::text[], $2::jsonb[], $4::text[]) WITH ORDINALITY AS item(task_type, payload, tenant, position) \
              ORDER BY item.position RETURNING {WEB_TASK_ROW_COLUMNS}"
         ))
         .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
         .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
-        .bind::<Text, _>(WebTaskStatus::Pending.as_str()),
+        .bind::<Text, _>(WebTaskStatus::Pending.as_str())
+        .bind::<Array<Text>, _>(tasks.iter().map(|t| t.tenant.as_str()).collect::<Vec<_>>()),
     )
     .load(conn)?;
     // Ids are drawn in insertion order, which is the request order.
@@ -76,9 +78,11 @@ pub fn find_web_tasks(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<O
     Ok(rows_in_order_of(ids, rows, |row| row.id))
 }
 
-/// Which web tasks a listing returns: all filters are optional and combine with AND.
+/// Which web tasks a listing returns: those of one tenant; all other filters are optional
+/// and combine with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebTaskFilter {
+    pub tenant: String,
     pub status: Option<WebTaskStatus>,
     pub task_type: Option<String>,
     /// Bound to a scheduler task or not. A web task is bound exactly when it is SUBMITTED
@@ -96,6 +100,7 @@ pub fn list_web_tasks(
 ) -> QueryResult<Vec<WebTaskRow>> {
     let mut query = web_tasks::table
         .select(WebTaskRow::as_select())
+        .filter(web_tasks::tenant.eq(filter.tenant.clone()))
         .order(web_tasks::id.desc())
         .limit(limit)
         .into_boxed();

@@ -15,6 +15,9 @@ const SERVED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/tasks/{id}/scheduler"),
     ("get", "/api/tasks/{id}/execution"),
     ("put", "/api/tasks/{id}/execution/cancel"),
+    ("post", "/api/admin/keys"),
+    ("get", "/api/admin/keys"),
+    ("delete", "/api/admin/keys/{id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -53,6 +56,8 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
             let request = match (method.as_str(), path.as_str()) {
                 ("get", _) => system.http.get(url),
                 ("post", "/api/tasks") => system.http.post(url).json(&json!({"type": "report"})),
+                ("post", "/api/admin/keys") => system.http.post(url).json(&json!({"scopes": ["tasks:read"]})),
+                ("delete", _) => system.http.delete(url),
                 ("post", _) => system.http.post(url).json(&json!({"schedulerType": "demo"})),
                 ("put", _) => system.http.put(url),
                 (other, _) => panic!("unexpected method {other}"),

@@ -109,6 +109,7 @@ async fn a_crash_between_the_schedulers_answer_and_the_commit_binds_the_same_tas
             .env("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("TASKPILOT_SCHEDULER_URL", &config.scheduler_url)
             .env("TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE", fault.to_string())
+            .env("TASKPILOT_AUTH", "disabled")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

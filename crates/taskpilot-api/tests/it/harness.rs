@@ -1,6 +1,7 @@
 //! `TestSystem`: a TaskPilot wired to a DTP engine, each on a fresh database, plus the
 //! small HTTP helpers the tests share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -16,14 +17,30 @@ use tokio_util::sync::CancellationToken;
 
 pub struct TestTaskPilot {
     pub base_url: String,
-    pub database: TestDatabase,
+    pub database: Arc<TestDatabase>,
     shutdown: CancellationToken,
 }
 
 impl TestTaskPilot {
     /// TaskPilot on a fresh database, talking to the scheduler at `scheduler_url`.
     pub async fn spawn(scheduler_url: &str, tweak: impl FnOnce(&mut TaskPilotConfig)) -> Self {
-        let database = TestDatabase::new("web");
+        Self::spawn_on(Arc::new(TestDatabase::new("web")), scheduler_url, tweak).await
+    }
+
+    /// A second TaskPilot process on `other`'s database.
+    pub async fn spawn_sharing(
+        other: &TestTaskPilot,
+        scheduler_url: &str,
+        tweak: impl FnOnce(&mut TaskPilotConfig),
+    ) -> Self {
+        Self::spawn_on(Arc::clone(&other.database), scheduler_url, tweak).await
+    }
+
+    async fn spawn_on(
+        database: Arc<TestDatabase>,
+        scheduler_url: &str,
+        tweak: impl FnOnce(&mut TaskPilotConfig),
+    ) -> Self {
         let mut config = test_config(&database, scheduler_url);
         tweak(&mut config);
         let app = Application::build(config).await.expect("taskpilot starts");
@@ -61,6 +78,8 @@ pub fn test_config(database: &TestDatabase, scheduler_url: &str) -> TaskPilotCon
     config.http_workers = 1;
     config.scheduler_url = scheduler_url.to_owned();
     config.scheduler_timeout = Duration::from_secs(3);
+    // Tests of keys and tenants turn it on.
+    config.auth_enabled = false;
     config
 }
 

@@ -9,6 +9,7 @@ mod bind;
 mod error_mapping;
 mod flow;
 mod harness;
+mod keys;
 mod listing;
 mod own_types;
 mod trace_forwarding;

@@ -46,6 +46,8 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
             rand::random::<u32>()
         ),
     };
+    // The key is made on TaskPilot's database before TaskPilot starts on it.
+    let web_http = bench.taskpilot_client(&web_db.name)?;
     let mut services = vec![bench.engine("cp-engine", &dtp_db, &settings)?];
     bench.start_all(&mut services).await?;
     let taskpilot = bench.taskpilot(&web_db.name, &services[0], &settings)?;
@@ -57,7 +59,7 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     let duration = Duration::from_secs(plan.control_plane_s);
     let end = Instant::now() + duration;
     let clients: Vec<_> = (0..plan.clients)
-        .map(|_| tokio::spawn(client(bench.http.clone(), Arc::clone(&base), end)))
+        .map(|_| tokio::spawn(client(web_http.clone(), Arc::clone(&base), end)))
         .collect();
     let mut tally = ClientTally::default();
     for c in clients {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dtp_chaos::credentials::{client_with, taskpilot_admin_key, Credentials};
 use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
 use service_runtime::database::DatabaseUrl;
 
@@ -21,6 +22,8 @@ pub struct Bench {
     engine_bin: PathBuf,
     taskpilot_bin: PathBuf,
     worker_bin: PathBuf,
+    /// Every service runs with authentication on; `http` presents the harness's token.
+    credentials: Credentials,
 }
 
 /// The engine settings a scenario chooses; everything else keeps the engine's defaults.
@@ -92,12 +95,11 @@ impl Bench {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&run_dir)?;
+        let credentials = Credentials::create(&run_dir)?;
         Ok(Self {
             server,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(1024)
-                .build()?,
+            http: credentials.engine_client(Duration::from_secs(30), 1024)?,
+            credentials,
             run_dir,
             engine_log,
             engine_bin: sibling_binary("dtp-engine")?,
@@ -138,6 +140,7 @@ impl Bench {
         if let Some(types_file) = &settings.types_file {
             env.push(("DTP_TASK_TYPES_FILE", types_file.display().to_string()));
         }
+        env.extend(self.credentials.engine_env());
         Ok(ServiceProcess::new(
             name,
             &self.engine_bin,
@@ -165,6 +168,7 @@ impl Bench {
         if let Some(http) = settings.http_workers {
             env.push(("TASKPILOT_HTTP_WORKERS", http.to_string()));
         }
+        env.extend(self.credentials.taskpilot_env());
         Ok(ServiceProcess::new(
             "taskpilot",
             &self.taskpilot_bin,
@@ -183,8 +187,15 @@ impl Bench {
             ("WORKER_CONCURRENCY", concurrency.to_string()),
             ("RUST_LOG", format!("{},dtp_bench_worker=debug", self.engine_log)),
             ("LOG_FORMAT", "json".to_owned()),
+            ("DTP_TOKEN", self.credentials.worker_token().to_owned()),
         ];
         ServiceProcess::new(name, &self.worker_bin, env_vars(&env), 0, &self.run_dir)
+    }
+
+    /// A client of the TaskPilot on database `web_db`, with an admin key made for it there.
+    pub fn taskpilot_client(&self, web_db: &str) -> anyhow::Result<reqwest::Client> {
+        let key = taskpilot_admin_key(&self.server.with_database(web_db), "bench")?;
+        client_with(&key, Duration::from_secs(30), 1024)
     }
 
     /// Starts every process at the same moment and waits until all of them answer.

@@ -6,7 +6,7 @@ use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz};
 use service_runtime::prepared::Prepared;
 use std::collections::{HashMap, VecDeque};
 
-use super::{tasks, TaskRow, TASK_ROW_COLUMNS};
+use super::{TaskRow, TASK_ROW_COLUMNS};
 use crate::domain::{NewTask, TaskState};
 
 /// The result of an insert that may have hit an existing idempotency key.
@@ -50,7 +50,7 @@ pub fn insert_tasks(
         let answers = insert_or_find(conn, tasks)?;
         for (slot, (task, answer)) in tasks.iter().zip(&answers).enumerate() {
             if let Inserted::Existing(row) = answer {
-                if !task.matches(&row.task_type, &row.payload, row.max_attempts) {
+                if !task.matches(&row.submitted_as()) {
                     return Err(BatchAbort::KeyNamesAnotherTask(KeyNamesAnotherTask {
                         slot,
                         existing_id: row.id,
@@ -88,48 +88,63 @@ fn without_keys(tasks: &[NewTask]) -> bool {
     tasks.iter().all(|t| t.idempotency_key.is_none())
 }
 
+/// A task's idempotency key with its scope: what makes it unique.
+type ScopedKey = (String, String);
+
+fn scoped_key(scope: &str, key: Option<&str>) -> Option<ScopedKey> {
+    key.map(|key| (scope.to_owned(), key.to_owned()))
+}
+
 /// For each task, in order: the row inserted for it, or the existing row its taken key names.
 fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
-    let mut created_by_key = HashMap::new();
+    let mut created_by_key: HashMap<ScopedKey, TaskRow> = HashMap::new();
     let mut created_without_key = VecDeque::new();
     for row in insert_rows_skipping_taken_keys(conn, tasks)? {
-        match row.idempotency_key.clone() {
+        match scoped_key(&row.idempotency_scope, row.idempotency_key.as_deref()) {
             Some(key) => {
                 created_by_key.insert(key, row);
             }
             None => created_without_key.push_back(row),
         }
     }
-    let taken: Vec<&str> = tasks
+    let taken: Vec<ScopedKey> = tasks
         .iter()
-        .filter_map(|t| t.idempotency_key.as_deref())
-        .filter(|key| !created_by_key.contains_key(*key))
+        .filter_map(|t| scoped_key(&t.idempotency_scope, t.idempotency_key.as_deref()))
+        .filter(|key| !created_by_key.contains_key(key))
         .collect();
-    let mut existing_by_key: HashMap<String, TaskRow> = HashMap::new();
+    let mut existing_by_key: HashMap<ScopedKey, TaskRow> = HashMap::new();
     if !taken.is_empty() {
         // Conflicting inserts were waited for, so the rows they made are visible now.
-        let rows: Vec<TaskRow> = tasks::table
-            .filter(tasks::idempotency_key.eq_any(&taken))
-            .select(TaskRow::as_select())
-            .load(conn)?;
+        let (scopes, keys): (Vec<&str>, Vec<&str>) =
+            taken.iter().map(|(s, k)| (s.as_str(), k.as_str())).unzip();
+        let rows: Vec<TaskRow> = diesel::sql_query(format!(
+            "SELECT {TASK_ROW_COLUMNS} FROM tasks \
+             WHERE (idempotency_scope, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+               AND idempotency_key IS NOT NULL"
+        ))
+        .bind::<Array<Text>, _>(scopes)
+        .bind::<Array<Text>, _>(keys)
+        .load(conn)?;
         existing_by_key.extend(
             rows.into_iter()
-                .filter_map(|r| Some((r.idempotency_key.clone()?, r))),
+                .filter_map(|r| Some((scoped_key(&r.idempotency_scope, r.idempotency_key.as_deref())?, r))),
         );
     }
     tasks
         .iter()
-        .map(|task| match &task.idempotency_key {
-            None => Ok(Inserted::Created(
-                created_without_key.pop_front().ok_or(diesel::NotFound)?,
-            )),
-            Some(key) => match created_by_key.remove(key) {
-                Some(row) => Ok(Inserted::Created(row)),
-                None => Ok(Inserted::Existing(
-                    existing_by_key.remove(key).ok_or(diesel::NotFound)?,
+        .map(
+            |task| match scoped_key(&task.idempotency_scope, task.idempotency_key.as_deref()) {
+                None => Ok(Inserted::Created(
+                    created_without_key.pop_front().ok_or(diesel::NotFound)?,
                 )),
+                Some(key) => match created_by_key.remove(&key) {
+                    Some(row) => Ok(Inserted::Created(row)),
+                    None => Ok(Inserted::Existing(
+                        existing_by_key.remove(&key).ok_or(diesel::NotFound)?,
+                    )),
+                },
             },
-        })
+        )
         .collect()
 }
 
@@ -144,19 +159,19 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
     let on_conflict = if without_keys(tasks) {
         ""
     } else {
-        "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        "ON CONFLICT (idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     };
     let mut rows: Vec<TaskRow> = Prepared(
         diesel::sql_query(format!(
             "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
-                            scheduled_for, status, retry_state, type_queue) \
+                            scheduled_for, status, retry_state, type_queue, idempotency_scope, requested_run_at) \
          SELECT item.task_type, item.payload, item.max_attempts, item.idempotency_key, item.timeout_ms, \
-                COALESCE(item.run_at, now()), $7, $8, item.type_queue \
+                GREATEST(item.run_at, now()), $7, $8, item.type_queue, item.idempotency_scope, item.run_at \
          FROM unnest($1::text[], $2::jsonb[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[], \
-                     $9::bool[]) \
+                     $9::bool[], $10::text[]) \
               WITH ORDINALITY AS item(task_type, payload, max_attempts, idempotency_key, timeout_ms, \
-                                      run_at, type_queue, position) \
-         ORDER BY item.idempotency_key NULLS LAST, item.position \
+                                      run_at, type_queue, idempotency_scope, position) \
+         ORDER BY item.idempotency_scope, item.idempotency_key NULLS LAST, item.position \
          {on_conflict} RETURNING {TASK_ROW_COLUMNS}"
         ))
         .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
@@ -172,7 +187,8 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
         .bind::<Array<Nullable<Timestamptz>>, _>(tasks.iter().map(|t| t.run_at).collect::<Vec<_>>())
         .bind::<Text, _>(TaskState::NEW.status.as_str())
         .bind::<Text, _>(TaskState::NEW.retry_state.as_str())
-        .bind::<Array<Bool>, _>(tasks.iter().map(|t| t.queue.is_type_queue()).collect::<Vec<_>>()),
+        .bind::<Array<Bool>, _>(tasks.iter().map(|t| t.queue.is_type_queue()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(tasks.iter().map(|t| t.idempotency_scope.as_str()).collect::<Vec<_>>()),
     )
     .load(conn)?;
     // Rows draw their ids from the sequence in the order they are inserted, so sorting by

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use super::schema::tasks;
 use super::StoreError;
+use crate::domain::new_task::SubmittedAs;
 use crate::domain::{AttemptOutcome, TaskState};
 
 /// One row of `tasks`.
@@ -58,6 +59,8 @@ pub struct TaskRow {
     pub worker_id: Option<String>,
     pub timeout_ms: i32,
     pub result: Option<serde_json::Value>,
+    pub idempotency_scope: String,
+    pub requested_run_at: Option<DateTime<Utc>>,
 }
 
 impl TaskRow {
@@ -69,6 +72,17 @@ impl TaskRow {
             StoreError::CorruptRow(format!("task {} has retry state {:?}", self.id, self.retry_state))
         })?;
         Ok(TaskState { status, retry_state })
+    }
+
+    /// What the task was submitted as (for a repeated idempotency key).
+    pub fn submitted_as(&self) -> SubmittedAs<'_> {
+        SubmittedAs {
+            task_type: &self.task_type,
+            payload: &self.payload,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            run_at: self.requested_run_at,
+        }
     }
 
     pub fn into_response(self) -> Result<TaskResponse, StoreError> {
@@ -97,7 +111,8 @@ impl TaskRow {
 /// when a later migration adds a column, as `RETURNING *` would.
 const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, attempt_count, max_attempts, \
      last_error, idempotency_key, created_at, scheduled_for, processing_started_at, completed_at, \
-     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms, result";
+     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms, result, idempotency_scope, \
+     requested_run_at";
 
 /// Reads one task.
 pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow>> {

@@ -1,0 +1,119 @@
+//! Who may call which route. `identify` runs for every request: it reads the bearer key and
+//! leaves its `Principal` (a tenant and scopes) in the request. Each route then requires a
+//! scope (`require_read`, `require_write`, `require_admin`): 401 `UNAUTHORIZED` (with
+//! `WWW-Authenticate: Bearer`) without a live key, 403 `FORBIDDEN` with one that lacks it.
+
+use std::future::{ready, Ready};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use service_runtime::http_errors::json_error;
+
+use crate::api_keys::ApiKeys;
+use crate::domain::api_key::{Principal, Scope};
+
+/// How callers are known.
+pub enum Authentication {
+    /// `TASKPILOT_AUTH=disabled`: every request is `Principal::anyone()`.
+    Disabled,
+    Keys(ApiKeys),
+}
+
+/// Every request: who is calling, if their key is live.
+pub async fn identify(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let principal = match request
+        .app_data::<web::Data<Authentication>>()
+        .map(|a| a.get_ref())
+    {
+        Some(Authentication::Disabled) => Some(Principal::anyone()),
+        Some(Authentication::Keys(keys)) => bearer(request.request()).and_then(|key| keys.authenticate(key)),
+        None => None,
+    };
+    if let Some(principal) = principal {
+        request.extensions_mut().insert(principal);
+    }
+    next.call(request).await
+}
+
+fn bearer(request: &HttpRequest) -> Option<&str> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+async fn require<B: MessageBody>(
+    scope: Scope,
+    request: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let allowed = request.extensions().get::<Principal>().map(|p| p.may(scope));
+    match allowed {
+        Some(true) => Ok(next.call(request).await?.map_into_left_body()),
+        Some(false) => {
+            let refused = json_error(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!("this key lacks the {} scope", scope.as_str()),
+            );
+            Ok(request.into_response(refused).map_into_right_body())
+        }
+        None => {
+            let mut refused = json_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "a live API key is required: Authorization: Bearer tp_...",
+            );
+            refused
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Ok(request.into_response(refused).map_into_right_body())
+        }
+    }
+}
+
+/// The GET routes of `/api/tasks`.
+pub async fn require_read<B: MessageBody>(
+    request: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    require(Scope::TasksRead, request, next).await
+}
+
+/// Create, bind, cancel.
+pub async fn require_write<B: MessageBody>(
+    request: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    require(Scope::TasksWrite, request, next).await
+}
+
+/// Keys, and the operational routes unless `TASKPILOT_PUBLIC_OPS=true`.
+pub async fn require_admin<B: MessageBody>(
+    request: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    require(Scope::Admin, request, next).await
+}
+
+/// The principal of a route that requires a scope (set by `identify`, checked by `require_*`).
+impl FromRequest for Principal {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(
+            request
+                .extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or_else(|| actix_web::error::ErrorUnauthorized("no principal")),
+        )
+    }
+}
