@@ -277,6 +277,21 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// How much of a client's input an error message repeats.
+pub const ECHO_CHARS: usize = 100;
+
+/// `raw` as an error message may show it: at most `ECHO_CHARS` characters, then `…`, so that
+/// a megabyte of input is not answered with a megabyte of error.
+pub fn shown(raw: &str) -> String {
+    let mut chars = raw.chars();
+    let head: String = chars.by_ref().take(ECHO_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
 /// Why Postgres `jsonb` cannot keep a JSON value as given. Neither service accepts such
 /// a value: it would be stored but break every later read of its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,13 +301,22 @@ pub enum UnstorableJson {
     /// A number of magnitude 1e308 or more: `jsonb` keeps all its digits, which no longer
     /// read back as a double.
     NumberTooLarge,
+    /// Arrays and objects nested more levels than allowed (`MAX_JSON_DEPTH` at DTP).
+    TooDeep { max_depth: usize },
 }
 
 impl fmt::Display for UnstorableJson {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let UnstorableJson::TooDeep { max_depth } = self {
+            return write!(
+                f,
+                "must not nest arrays and objects more than {max_depth} levels deep"
+            );
+        }
         f.write_str(match self {
             UnstorableJson::NulCharacter => "must not contain the NUL character (\\u0000)",
             UnstorableJson::NumberTooLarge => "must not hold numbers of magnitude 1e308 or more",
+            UnstorableJson::TooDeep { .. } => unreachable!("written above"),
         })
     }
 }
@@ -300,20 +324,40 @@ impl fmt::Display for UnstorableJson {
 /// Largest number magnitude (exclusive) that survives a round trip through `jsonb`.
 pub const MAX_STORABLE_MAGNITUDE: f64 = 1e308;
 
+/// Most arrays and objects a stored JSON value may nest. Parsers stop at 128 levels and
+/// TaskPilot wraps a payload two levels deeper before submitting it, so a cap well below
+/// that keeps every value it accepts submittable.
+pub const MAX_JSON_DEPTH: usize = 100;
+
 /// The first reason, at any depth, why `value` cannot be stored in `jsonb` and read back.
 pub fn check_storable(value: &serde_json::Value) -> Result<(), UnstorableJson> {
+    check_storable_within(value, MAX_JSON_DEPTH)
+}
+
+/// `check_storable` for a value that will be nested inside others: at most `max_depth` levels.
+pub fn check_storable_within(value: &serde_json::Value, max_depth: usize) -> Result<(), UnstorableJson> {
+    check_nested(value, 0, max_depth)
+}
+
+fn check_nested(value: &serde_json::Value, depth: usize, max_depth: usize) -> Result<(), UnstorableJson> {
     use serde_json::Value;
+    let inside = depth + 1;
     match value {
         Value::String(s) if s.contains('\0') => Err(UnstorableJson::NulCharacter),
         Value::Number(n) if n.as_f64().is_some_and(|f| f.abs() >= MAX_STORABLE_MAGNITUDE) => {
             Err(UnstorableJson::NumberTooLarge)
         }
-        Value::Array(items) => items.iter().try_for_each(check_storable),
+        Value::Array(_) | Value::Object(_) if inside > max_depth => {
+            Err(UnstorableJson::TooDeep { max_depth })
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| check_nested(item, inside, max_depth)),
         Value::Object(fields) => fields.iter().try_for_each(|(key, value)| {
             if key.contains('\0') {
                 return Err(UnstorableJson::NulCharacter);
             }
-            check_storable(value)
+            check_nested(value, inside, max_depth)
         }),
         _ => Ok(()),
     }
@@ -336,6 +380,17 @@ mod tests {
         assert_eq!(
             check_storable(&json!({"a": ["x", 1, null, {"b": 9.9e307, "c": 1e-300}]})),
             Ok(())
+        );
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+        assert_eq!(check_storable(&nested(MAX_JSON_DEPTH)), Ok(()));
+        let too_deep = Err(UnstorableJson::TooDeep {
+            max_depth: MAX_JSON_DEPTH,
+        });
+        assert_eq!(check_storable(&nested(MAX_JSON_DEPTH + 1)), too_deep);
+        assert_eq!(check_storable(&json!({"k": nested(MAX_JSON_DEPTH)})), too_deep);
+        assert_eq!(
+            check_storable_within(&nested(3), 2).unwrap_err().to_string(),
+            "must not nest arrays and objects more than 2 levels deep"
         );
     }
 

@@ -34,6 +34,8 @@ pub struct TaskTypeInfo {
     pub kind: TaskTypeKind,
     pub max_attempts: i32,
     pub timeout_ms: i32,
+    /// The longest `timeoutMs` a submission of this type may ask for.
+    pub max_timeout_ms: i32,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     /// Most attempts of this type running at once across every engine; null when unlimited.

@@ -311,6 +311,7 @@ impl Application {
             App::new()
                 .app_data(authentication.clone())
                 .wrap(actix_web::middleware::from_fn(http::auth::identify))
+                .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
                 .wrap(http_errors::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
                 .app_data(http_metrics.clone())

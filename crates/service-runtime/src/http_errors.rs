@@ -20,9 +20,11 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     })
 }
 
-/// A resource id from a path segment: a positive integer, or `None`.
+/// A resource id from a path segment: a positive integer in canonical decimal (no sign, no
+/// leading zero), or `None`.
 pub fn parse_positive_id(raw: &str) -> Option<i64> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0)
+    let canonical = raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
+    raw.parse::<i64>().ok().filter(|id| canonical && *id > 0)
 }
 
 /// Status, code and message for a request body that could not be read as JSON.
@@ -41,12 +43,12 @@ pub fn describe_json_error(err: &JsonPayloadError, limit: usize) -> (StatusCode,
         JsonPayloadError::Deserialize(e) if e.is_data() => (
             StatusCode::BAD_REQUEST,
             "INVALID_BODY",
-            format!("invalid request body: {e}"),
+            format!("invalid request body: {}", shown(&e.to_string())),
         ),
         JsonPayloadError::Deserialize(e) => (
             StatusCode::BAD_REQUEST,
             "MALFORMED_JSON",
-            format!("malformed JSON: {e}"),
+            format!("malformed JSON: {}", shown(&e.to_string())),
         ),
         other => (
             StatusCode::BAD_REQUEST,
@@ -142,4 +144,138 @@ pub fn api_docs_page(title: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(page)
+}
+
+pub use dtp_contract::{shown, ECHO_CHARS};
+
+/// Refuses, before any route runs, what no route of the services takes: a body that is not
+/// `application/json` (a page on another site can post `text/plain` cross-site without a
+/// preflight) or is encoded other than identity or gzip (415 `UNSUPPORTED_MEDIA_TYPE`), and a
+/// path with a percent-encoded letter, digit or `-._~` (400 `INVALID_PATH`: `/tasks/%31` is not a
+/// canonical way to name task 1). A `HEAD` is answered as the `GET` would be, without the body.
+pub async fn guard_requests(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::body::BoxBody;
+    use actix_web::http::Method;
+
+    let refuse = |req: actix_web::dev::ServiceRequest, status, code: &str, message: &str| {
+        Ok(req
+            .into_response(json_error(status, code, message))
+            .map_into_boxed_body())
+    };
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes().to_ascii_lowercase());
+    if encoding
+        .as_deref()
+        .is_some_and(|e| e != b"identity" && e != b"gzip")
+    {
+        return refuse(
+            req,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "request bodies may be sent as they are or gzip-encoded, nothing else",
+        );
+    }
+    if has_body(&req) && !is_json(&req) {
+        return refuse(
+            req,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "request body must be JSON (Content-Type: application/json)",
+        );
+    }
+    if encodes_unreserved(req.uri().path()) {
+        return refuse(
+            req,
+            StatusCode::BAD_REQUEST,
+            "INVALID_PATH",
+            "the path percent-encodes a character that needs no encoding",
+        );
+    }
+    let head = req.method() == Method::HEAD;
+    if head {
+        req.head_mut().method = Method::GET;
+    }
+    let response = next.call(req).await?;
+    Ok(if head {
+        response.map_body(|_, _| BoxBody::new(()))
+    } else {
+        response.map_into_boxed_body()
+    })
+}
+
+fn has_body(req: &actix_web::dev::ServiceRequest) -> bool {
+    let headers = req.headers();
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+fn is_json(req: &actix_web::dev::ServiceRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `path` holds `%XX` for an unreserved character (RFC 3986: letters, digits, `-._~`).
+fn encodes_unreserved(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .is_some_and(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_input_is_cut_in_messages() {
+        assert_eq!(shown("short"), "short");
+        let long = "x".repeat(1_000_000);
+        let cut = shown(&long);
+        assert_eq!(cut.chars().count(), ECHO_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(shown(&"é".repeat(ECHO_CHARS)), "é".repeat(ECHO_CHARS));
+    }
+
+    #[test]
+    fn ids_are_canonical_decimals() {
+        assert_eq!(parse_positive_id("42"), Some(42));
+        for bad in [
+            "+1",
+            "01",
+            "0",
+            "-1",
+            " 1",
+            "1 ",
+            "1e3",
+            "",
+            "9223372036854775808",
+            "１",
+        ] {
+            assert_eq!(parse_positive_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn finds_needlessly_encoded_characters() {
+        assert!(encodes_unreserved("/tasks/%31"));
+        assert!(encodes_unreserved("/tasks/%7e"));
+        assert!(!encodes_unreserved("/tasks/1"));
+        assert!(!encodes_unreserved("/leases/a%2Fb"));
+        assert!(!encodes_unreserved("/x%2"));
+    }
 }

@@ -2,6 +2,8 @@
 //! cut of each page. A cursor names the id of the last item a page returned, as lowercase
 //! hex of `v1:{id}`; anything that is not exactly a cursor this module wrote is refused.
 
+use dtp_contract::shown;
+
 /// Items per page when the client does not say.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 /// The most items one page may hold.
@@ -36,7 +38,7 @@ impl PageRequest {
             None => None,
             Some(raw) => Some(decode_cursor(raw).ok_or_else(|| ListingParamError {
                 code: "INVALID_CURSOR",
-                message: format!("cursor {raw:?} is not one this API returned"),
+                message: format!("cursor {:?} is not one this API returned", shown(raw)),
             })?),
         };
         Ok(Self { limit, before_id })

@@ -81,6 +81,24 @@ impl FromRequest for RequestContext {
     }
 }
 
+/// A request's method as a label of a closed set: a made-up method is `other`, so that
+/// clients cannot grow the metrics (and the memory behind them) without bound.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// The middleware; install with `App::wrap(actix_web::middleware::from_fn(trace_requests))`.
 pub async fn trace_requests(
     req: ServiceRequest,
@@ -88,7 +106,7 @@ pub async fn trace_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let context = RequestContext::from_headers(req.headers());
     let http_metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     req.extensions_mut().insert(context.clone());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
@@ -107,7 +125,7 @@ pub async fn trace_requests(
         Ok(mut response) => {
             let status = response.status().as_u16();
             if let Some(metrics) = &http_metrics {
-                metrics.observe(&route, &method, status, elapsed_ms / 1_000.0);
+                metrics.observe(&route, method, status, elapsed_ms / 1_000.0);
             }
             if let Ok(value) = HeaderValue::from_str(&context.request_id) {
                 response

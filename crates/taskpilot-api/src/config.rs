@@ -22,6 +22,9 @@ pub struct TaskPilotConfig {
     pub scheduler_token: Option<String>,
     pub http_workers: usize,
     pub max_body_bytes: usize,
+    /// The largest request body DTP takes (`TASKPILOT_SCHEDULER_MAX_BODY_BYTES`, its
+    /// `DTP_MAX_BODY_BYTES`): creates whose payload could not be submitted are refused.
+    pub scheduler_max_body_bytes: usize,
     pub db_pool_size: usize,
     /// Whether callers must present an API key (`TASKPILOT_AUTH`, default on; `disabled`
     /// makes every request tenant `default` with every scope).
@@ -74,6 +77,12 @@ impl TaskPilotConfig {
                 "TASKPILOT_MAX_BODY_BYTES",
                 DEFAULT_MAX_BODY_BYTES,
                 |n| in_range(*n, 1_024, 64 * 1024 * 1024),
+            )?,
+            scheduler_max_body_bytes: env_config::parsed(
+                source,
+                "TASKPILOT_SCHEDULER_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                |n| in_range(*n, 4_096, 64 * 1024 * 1024),
             )?,
             db_pool_size: env_config::parsed(source, "TASKPILOT_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, |n| {
                 in_range(*n, 2, 1_000)

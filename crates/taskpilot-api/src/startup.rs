@@ -87,6 +87,7 @@ impl Application {
             scheduler,
             keys: keys.clone(),
             crash_after_scheduler_create: config.crash_after_scheduler_create,
+            scheduler_max_body_bytes: config.scheduler_max_body_bytes,
         });
         let max_body = config.max_body_bytes;
         let public_ops = config.public_ops;
@@ -94,6 +95,7 @@ impl Application {
             App::new()
                 .app_data(authentication.clone())
                 .wrap(actix_web::middleware::from_fn(http::auth::identify))
+                .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
                 .wrap(http_errors::json_error_bodies())
                 .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
                 .app_data(http_metrics.clone())

@@ -1,6 +1,6 @@
 //! `send-invoice`: a task type written in Rust and run by an engine binary of one's own.
-//! The payload is typed: a task whose payload is not an `Invoice` fails at once, as
-//! `NOT_RETRYABLE`, with serde's message.
+//! The payload is typed: a submission whose payload is not an `Invoice` is refused with a
+//! 422 and serde's message.
 
 use dtp_engine::task_types::{Task, TaskContext, TaskError, TaskOutput};
 use serde::Deserialize;

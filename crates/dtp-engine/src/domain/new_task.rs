@@ -53,6 +53,10 @@ pub enum TaskValidationError {
     IdempotencyKeyLength,
     #[error("timeoutMs must be between {min} and {max}, got {0}", min = TIMEOUT_MS_RANGE.start(), max = TIMEOUT_MS_RANGE.end())]
     TimeoutOutOfRange(i32),
+    #[error("timeoutMs of a {task_type} task must be at most {max}, got {got}")]
+    TimeoutAboveTypeMax { task_type: String, max: i32, got: i32 },
+    #[error("payload is not what {task_type} takes: {reason}")]
+    PayloadRefused { task_type: String, reason: String },
     #[error("runAt must fall in the years {min} to {max}", min = RUN_AT_YEARS.start(), max = RUN_AT_YEARS.end())]
     RunAtOutOfRange,
     /// Postgres `text` cannot store U+0000.
@@ -70,6 +74,8 @@ pub enum TaskValidationError {
 pub struct SubmissionDefaults {
     pub max_attempts: i32,
     pub timeout_ms: i32,
+    /// The longest `timeoutMs` the type allows.
+    pub max_timeout_ms: i32,
     pub queue: TaskQueue,
 }
 
@@ -79,13 +85,15 @@ pub trait TaskTypes {
     fn submission_defaults(&self, task_type: &str) -> Option<SubmissionDefaults>;
     /// Every known type name, sorted.
     fn names(&self) -> Vec<String>;
+    /// Why `payload` is not what a known `task_type` takes, if it is not.
+    fn check_payload(&self, task_type: &str, payload: &serde_json::Value) -> Result<(), String>;
 }
 
 impl NewTask {
     pub fn validate(request: CreateTaskRequest, types: &dyn TaskTypes) -> Result<Self, TaskValidationError> {
         let Some(defaults) = types.submission_defaults(&request.task_type) else {
             return Err(TaskValidationError::UnknownType {
-                given: request.task_type,
+                given: dtp_contract::shown(&request.task_type),
                 known: types.names(),
             });
         };
@@ -112,6 +120,19 @@ impl NewTask {
         if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
             return Err(TaskValidationError::TimeoutOutOfRange(timeout_ms));
         }
+        if timeout_ms > defaults.max_timeout_ms {
+            return Err(TaskValidationError::TimeoutAboveTypeMax {
+                task_type: request.task_type,
+                max: defaults.max_timeout_ms,
+                got: timeout_ms,
+            });
+        }
+        types
+            .check_payload(&request.task_type, &request.payload)
+            .map_err(|reason| TaskValidationError::PayloadRefused {
+                task_type: request.task_type.clone(),
+                reason: dtp_contract::shown(&reason),
+            })?;
         let run_at = match request.run_at {
             Some(at) if !RUN_AT_YEARS.contains(&at.year()) => {
                 return Err(TaskValidationError::RunAtOutOfRange)
@@ -169,11 +190,13 @@ pub(crate) mod tests {
                 "demo" => Some(SubmissionDefaults {
                     max_attempts: DEFAULT_MAX_ATTEMPTS,
                     timeout_ms: 5_000,
+                    max_timeout_ms: *TIMEOUT_MS_RANGE.end(),
                     queue: TaskQueue::Shared,
                 }),
                 "limited" => Some(SubmissionDefaults {
                     max_attempts: 2,
                     timeout_ms: 7_000,
+                    max_timeout_ms: 10_000,
                     queue: TaskQueue::OwnType,
                 }),
                 _ => None,
@@ -181,6 +204,12 @@ pub(crate) mod tests {
         }
         fn names(&self) -> Vec<String> {
             vec!["demo".into(), "limited".into()]
+        }
+        fn check_payload(&self, _: &str, payload: &serde_json::Value) -> Result<(), String> {
+            match payload.get("refuse") {
+                Some(reason) => Err(reason.to_string()),
+                None => Ok(()),
+            }
         }
     }
 

@@ -36,6 +36,9 @@ pub fn check_type_name(name: &str) -> Result<(), InvalidTypeName> {
 pub struct TypeOptions {
     pub max_attempts: Option<i32>,
     pub timeout_ms: Option<i32>,
+    /// The longest `timeoutMs` a submission may ask for: with `concurrency`, what bounds how
+    /// long one client can hold the type's slots.
+    pub max_timeout_ms: Option<i32>,
     pub backoff_base_ms: Option<u64>,
     pub backoff_max_ms: Option<u64>,
     /// Most attempts of the type running at once across every engine on the database.
@@ -82,6 +85,7 @@ impl TaskQueue {
 pub struct TypeSettings {
     pub max_attempts: i32,
     pub timeout_ms: i32,
+    pub max_timeout_ms: i32,
     pub retry: RetryPolicy,
     pub concurrency: Option<u32>,
 }
@@ -112,9 +116,27 @@ impl TypeOptions {
                 n.to_string(),
             ));
         }
-        if let Some(n) = self.timeout_ms.filter(|n| !TIMEOUT_MS_RANGE.contains(n)) {
-            return Err(out_of("timeout_ms", range_text(&TIMEOUT_MS_RANGE), n.to_string()));
+        for (field, value) in [
+            ("timeout_ms", self.timeout_ms),
+            ("max_timeout_ms", self.max_timeout_ms),
+        ] {
+            if let Some(n) = value.filter(|n| !TIMEOUT_MS_RANGE.contains(n)) {
+                return Err(out_of(field, range_text(&TIMEOUT_MS_RANGE), n.to_string()));
+            }
         }
+        let max_timeout_ms = self.max_timeout_ms.unwrap_or(*TIMEOUT_MS_RANGE.end());
+        // An undeclared timeout is the engine's, lowered to the type's ceiling; a declared
+        // one above the ceiling is a mistake.
+        let timeout_ms = match self.timeout_ms {
+            Some(ms) if ms > max_timeout_ms => {
+                return Err(InvalidTypeOption {
+                    field: "timeout_ms",
+                    problem: format!("must not be above max_timeout_ms ({max_timeout_ms}), got {ms}"),
+                })
+            }
+            Some(ms) => ms,
+            None => defaults.timeout_ms.min(max_timeout_ms),
+        };
         for (field, value) in [
             ("backoff_base_ms", self.backoff_base_ms),
             ("backoff_max_ms", self.backoff_max_ms),
@@ -151,7 +173,8 @@ impl TypeOptions {
         }
         Ok(TypeSettings {
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
-            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            timeout_ms,
+            max_timeout_ms,
             retry: RetryPolicy { base, max },
             concurrency: self.concurrency,
         })
@@ -203,6 +226,7 @@ mod tests {
         assert_eq!(settings.timeout_ms, 300_000);
         assert_eq!(settings.retry, defaults().retry);
         assert_eq!(settings.concurrency, None);
+        assert_eq!(settings.max_timeout_ms, 86_400_000);
         assert_eq!(settings.queue(false), TaskQueue::Shared);
         assert_eq!(settings.queue(true), TaskQueue::OwnType);
     }
@@ -212,6 +236,7 @@ mod tests {
         let options = TypeOptions {
             max_attempts: Some(5),
             timeout_ms: Some(10_000),
+            max_timeout_ms: Some(60_000),
             backoff_base_ms: Some(50),
             backoff_max_ms: Some(400),
             concurrency: Some(20),
@@ -219,10 +244,34 @@ mod tests {
         let settings = options.resolve(&defaults()).unwrap();
         assert_eq!(settings.max_attempts, 5);
         assert_eq!(settings.timeout_ms, 10_000);
+        assert_eq!(settings.max_timeout_ms, 60_000);
         assert_eq!(settings.retry.base, Duration::from_millis(50));
         assert_eq!(settings.retry.max, Duration::from_millis(400));
         assert_eq!(settings.queue(false), TaskQueue::OwnType);
         assert!(TaskQueue::OwnType.is_type_queue() && !TaskQueue::Shared.is_type_queue());
+    }
+
+    #[test]
+    fn a_timeout_ceiling_lowers_the_default_and_refuses_a_declared_timeout_above_it() {
+        let ceiling = TypeOptions {
+            max_timeout_ms: Some(1_000),
+            ..TypeOptions::default()
+        };
+        let settings = ceiling.resolve(&defaults()).unwrap();
+        assert_eq!((settings.timeout_ms, settings.max_timeout_ms), (1_000, 1_000));
+        let above = TypeOptions {
+            timeout_ms: Some(2_000),
+            ..ceiling
+        };
+        assert_eq!(
+            above.resolve(&defaults()).unwrap_err().to_string(),
+            "timeout_ms: must not be above max_timeout_ms (1000), got 2000"
+        );
+        let zero = TypeOptions {
+            max_timeout_ms: Some(0),
+            ..TypeOptions::default()
+        };
+        assert_eq!(zero.resolve(&defaults()).unwrap_err().field, "max_timeout_ms");
     }
 
     #[test]
@@ -314,6 +363,7 @@ mod tests {
         let edges = TypeOptions {
             max_attempts: Some(100),
             timeout_ms: Some(1),
+            max_timeout_ms: Some(86_400_000),
             backoff_base_ms: Some(1),
             backoff_max_ms: Some(86_400_000),
             concurrency: Some(10_000),

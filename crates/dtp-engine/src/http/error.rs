@@ -169,7 +169,10 @@ impl From<StoreError> for ApiError {
 pub fn parse_task_id(raw: &str) -> Result<i64, ApiError> {
     service_runtime::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
         code: "INVALID_ID",
-        message: format!("task id must be a positive integer, got {raw:?}"),
+        message: format!(
+            "task id must be a positive integer in decimal, got {:?}",
+            service_runtime::http_errors::shown(raw)
+        ),
     })
 }
 

@@ -142,8 +142,9 @@ impl ListTasksQuery {
             Some(raw) => Some(TaskStatus::parse(raw).ok_or_else(|| ApiError::BadRequest {
                 code: "INVALID_STATUS",
                 message: format!(
-                    "status must be one of {}, got {raw:?}",
-                    TaskStatus::ALL.map(TaskStatus::as_str).join(", ")
+                    "status must be one of {}, got {:?}",
+                    TaskStatus::ALL.map(TaskStatus::as_str).join(", "),
+                    service_runtime::http_errors::shown(raw)
                 ),
             })?),
         };

@@ -37,13 +37,34 @@ pub struct TaskContext {
     pub cancel: CancellationToken,
 }
 
-impl TaskContext {
-    /// A setting of the demo types: `payload.<key>`, or `payload.payload.<key>` for tasks
-    /// submitted through TaskPilot, which wraps the web task's payload in an envelope.
-    pub fn demo_setting(&self, key: &str) -> Option<&serde_json::Value> {
-        self.payload
-            .get(key)
-            .or_else(|| self.payload.get("payload").and_then(|inner| inner.get(key)))
+/// A setting of the demo types: `payload.<key>`, or `payload.payload.<key>` for tasks
+/// submitted through TaskPilot, which wraps the web task's payload in an envelope.
+fn demo_setting<'a>(payload: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    payload
+        .get(key)
+        .or_else(|| payload.get("payload").and_then(|inner| inner.get(key)))
+}
+
+/// A demo setting as a whole number in `range`, `None` when absent; anything else (a
+/// negative, a fraction, a string) is refused rather than silently replaced by the default.
+fn demo_number(
+    payload: &serde_json::Value,
+    key: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, String> {
+    match demo_setting(payload, key) {
+        None => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "{key} must be a whole number from {} to {}, got {value}",
+                    range.start(),
+                    range.end()
+                )
+            }),
     }
 }
 
@@ -102,6 +123,12 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<TaskOutput, TaskErro
 pub trait TaskHandler: Send + Sync + 'static {
     /// Runs one attempt.
     fn run(&self, ctx: TaskContext) -> HandlerFuture;
+
+    /// Why `payload` is not what this type takes, checked at submission so that a task
+    /// that could never run is refused (422) rather than accepted; anything by default.
+    fn check_payload(&self, _payload: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ impl RegisteredType {
             kind,
             max_attempts: self.settings.max_attempts,
             timeout_ms: self.settings.timeout_ms,
+            max_timeout_ms: self.settings.max_timeout_ms,
             backoff_base_ms: millis(self.settings.retry.base),
             backoff_max_ms: millis(self.settings.retry.max),
             concurrency: self.settings.concurrency,
@@ -210,8 +211,16 @@ impl TaskTypes for TaskTypeRegistry {
         self.types.get(task_type).map(|t| SubmissionDefaults {
             max_attempts: t.settings.max_attempts,
             timeout_ms: t.settings.timeout_ms,
+            max_timeout_ms: t.settings.max_timeout_ms,
             queue: t.queue(),
         })
+    }
+
+    fn check_payload(&self, task_type: &str, payload: &serde_json::Value) -> Result<(), String> {
+        match self.types.get(task_type).and_then(|t| t.handler.as_ref()) {
+            Some(handler) => handler.check_payload(payload),
+            None => Ok(()),
+        }
     }
 
     fn names(&self) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! Typed handlers for engines built on this crate: a `Task` names its type, declares its
-//! payload's shape and runs one attempt. The engine deserializes the payload first; a
-//! payload of the wrong shape fails the task as `NOT_RETRYABLE` with serde's message.
+//! payload's shape and runs one attempt. A submission whose payload does not deserialize is
+//! refused (422, serde's message); one that reaches a run anyway (submitted before the shape
+//! changed) fails as `NOT_RETRYABLE`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,5 +67,11 @@ impl<T: Task> TaskHandler for Typed<T> {
             })?;
             task.run(ctx, payload).await
         })
+    }
+
+    fn check_payload(&self, payload: &serde_json::Value) -> Result<(), String> {
+        T::Payload::deserialize(payload)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }

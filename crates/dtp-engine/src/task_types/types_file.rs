@@ -82,10 +82,11 @@ const RESERVED_HEADERS: [&str; 7] = [
 ];
 const RESERVED_HEADER_PREFIXES: [&str; 2] = ["dtp-", "webhook-"];
 
-const COMMON_FIELDS: [&str; 6] = [
+const COMMON_FIELDS: [&str; 7] = [
     "kind",
     "max_attempts",
     "timeout_ms",
+    "max_timeout_ms",
     "backoff_base_ms",
     "backoff_max_ms",
     "concurrency",
@@ -196,6 +197,12 @@ fn declared_type(
         .map(narrow),
         timeout_ms: in_range(
             "timeout_ms",
+            i64::from(*TIMEOUT_MS_RANGE.start()),
+            i64::from(*TIMEOUT_MS_RANGE.end()),
+        )?
+        .map(narrow),
+        max_timeout_ms: in_range(
+            "max_timeout_ms",
             i64::from(*TIMEOUT_MS_RANGE.start()),
             i64::from(*TIMEOUT_MS_RANGE.end()),
         )?

@@ -71,7 +71,22 @@ async fn typed_handlers_get_their_payload_keep_their_result_and_say_whether_to_r
     };
     let paid = submit(json!({"customer": "ada", "cents": 500})).await;
     let empty = submit(json!({"customer": "bob", "cents": 0})).await;
-    let misshapen = submit(json!({"customer": "eve", "amount": 5})).await;
+    // A payload the handler could never take is refused at submission, not run to fail.
+    let misshapen = api
+        .post_task(&json!({"type": "invoice", "payload": {"customer": "eve", "amount": 5}}))
+        .await;
+    let error = expect_error(
+        misshapen,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert!(
+        error
+            .message
+            .starts_with("payload is not what invoice takes: unknown field `amount`"),
+        "{error:?}"
+    );
     let huge = submit(json!({"customer": "huge", "cents": 1})).await;
     let busy = submit(json!({"customer": "busy", "cents": 1})).await;
 
@@ -84,10 +99,6 @@ async fn typed_handlers_get_their_payload_keep_their_result_and_say_whether_to_r
     );
     for (task, error) in [
         (&empty, "nothing to invoice"),
-        (
-            &misshapen,
-            "the payload is not what invoice takes: unknown field `amount`",
-        ),
         (&huge, "the result is 70002 bytes of JSON; at most 65536 are kept"),
     ] {
         let done = api
@@ -117,7 +128,7 @@ async fn typed_handlers_get_their_payload_keep_their_result_and_say_whether_to_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listing_the_spec_and_the_422_name_exactly_the_registered_types() {
     let file = TypesFile::write(
-        "[types.resize-image]\nkind = \"external\"\nlease_ms = 60000\nconcurrency = 4\n\
+        "[types.resize-image]\nkind = \"external\"\nlease_ms = 60000\nconcurrency = 4\nmax_timeout_ms = 120000\n\
          [types.notify]\nkind = \"http\"\nurl = \"https://hooks.example.com/notify\"\nmax_attempts = 7\n",
     );
     let dtp = TestEngine::spawn_with_types(
@@ -143,6 +154,22 @@ async fn the_listing_the_spec_and_the_422_name_exactly_the_registered_types() {
     assert_eq!(
         (resize.lease_ms, resize.concurrency, resize.max_attempts),
         (Some(60_000), Some(4), 3)
+    );
+    // The ceiling lowers the engine's default timeout and refuses a longer one.
+    assert_eq!((resize.timeout_ms, resize.max_timeout_ms), (120_000, 120_000));
+    assert_eq!(types[1].max_timeout_ms, 86_400_000);
+    let too_long = api
+        .post_task(&json!({"type": "resize-image", "timeoutMs": 120_001}))
+        .await;
+    let error = expect_error(
+        too_long,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(
+        error.message,
+        "timeoutMs of a resize-image task must be at most 120000, got 120001"
     );
     let engine_retry = dtp.config().worker.retry;
     assert_eq!(resize.backoff_base_ms, engine_retry.base.as_millis() as u64);

@@ -6,6 +6,10 @@ use std::fmt;
 
 pub const TASK_TYPE_MAX_CHARS: usize = 100;
 
+/// Room a submission to the scheduler takes beyond the payload itself: the envelope's
+/// fields, the scheduler type (at most 100 characters, escaped) and the idempotency key.
+pub const SUBMISSION_OVERHEAD_BYTES: usize = 2 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "UPPERCASE")]
 pub enum WebTaskStatus {
@@ -42,6 +46,10 @@ pub enum WebTaskValidationError {
     TypeLength,
     #[error("schedulerType must be 1 to {TASK_TYPE_MAX_CHARS} characters")]
     SchedulerTypeLength,
+    /// The payload would make a submission larger than the scheduler takes: refused at
+    /// create, since the task could never be bound.
+    #[error("payload is {size} bytes as JSON; at most {limit} fit in a submission to the scheduler")]
+    PayloadTooLarge { size: usize, limit: usize },
     #[error("{field} {reason}")]
     Unstorable {
         field: &'static str,
@@ -59,14 +67,28 @@ pub struct NewWebTask {
 }
 
 impl NewWebTask {
-    pub fn validate(task_type: String, payload: serde_json::Value) -> Result<Self, WebTaskValidationError> {
+    /// Checks a create request; `scheduler_max_body_bytes` is the largest body the scheduler
+    /// takes, which the payload wrapped into a submission must fit.
+    pub fn validate(
+        task_type: String,
+        payload: serde_json::Value,
+        scheduler_max_body_bytes: usize,
+    ) -> Result<Self, WebTaskValidationError> {
         if !valid_type_name(&task_type) {
             return Err(WebTaskValidationError::TypeLength);
         }
-        dtp_contract::check_storable(&payload).map_err(|reason| WebTaskValidationError::Unstorable {
-            field: "payload",
-            reason,
-        })?;
+        // The submission nests the payload one level down in its own payload.
+        dtp_contract::check_storable_within(&payload, dtp_contract::MAX_JSON_DEPTH - 1).map_err(
+            |reason| WebTaskValidationError::Unstorable {
+                field: "payload",
+                reason,
+            },
+        )?;
+        let limit = scheduler_max_body_bytes.saturating_sub(SUBMISSION_OVERHEAD_BYTES);
+        let size = json_size(&payload);
+        if size > limit {
+            return Err(WebTaskValidationError::PayloadTooLarge { size, limit });
+        }
         Ok(Self {
             task_type,
             payload,
@@ -90,6 +112,24 @@ pub fn validate_scheduler_type(scheduler_type: &str) -> Result<(), WebTaskValida
     }
 }
 
+/// Bytes of `value` written as compact JSON, counted without building the text.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
 fn valid_type_name(name: &str) -> bool {
     let chars = name.chars().count();
     chars > 0 && chars <= TASK_TYPE_MAX_CHARS && !name.trim().is_empty() && !name.contains('\0')
@@ -98,6 +138,8 @@ fn valid_type_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMIT: usize = 1024 * 1024;
 
     #[test]
     fn statuses_round_trip() {
@@ -109,28 +151,51 @@ mod tests {
 
     #[test]
     fn type_names_are_bounded_and_not_blank() {
-        assert!(NewWebTask::validate("demo".into(), serde_json::json!("hello")).is_ok());
+        assert!(NewWebTask::validate("demo".into(), serde_json::json!("hello"), LIMIT).is_ok());
         for bad in [String::new(), "   ".into(), "x".repeat(101)] {
             assert_eq!(
-                NewWebTask::validate(bad.clone(), serde_json::Value::Null),
+                NewWebTask::validate(bad.clone(), serde_json::Value::Null, LIMIT),
                 Err(WebTaskValidationError::TypeLength),
                 "{bad:?}"
             );
             assert!(validate_scheduler_type(&bad).is_err());
         }
         assert!(validate_scheduler_type(&"x".repeat(100)).is_ok());
-        assert!(NewWebTask::validate("a\0".into(), serde_json::Value::Null).is_err());
+        assert!(NewWebTask::validate("a\0".into(), serde_json::Value::Null, LIMIT).is_err());
         assert_eq!(
-            NewWebTask::validate("demo".into(), serde_json::json!({"x": "\0"})),
+            NewWebTask::validate("demo".into(), serde_json::json!({"x": "\0"}), LIMIT),
             Err(WebTaskValidationError::Unstorable {
                 field: "payload",
                 reason: dtp_contract::UnstorableJson::NulCharacter
             })
         );
-        let too_large = NewWebTask::validate("demo".into(), serde_json::json!({"n": 1.7e308}));
+        let too_large = NewWebTask::validate("demo".into(), serde_json::json!({"n": 1.7e308}), LIMIT);
         assert_eq!(
             too_large.unwrap_err().to_string(),
             "payload must not hold numbers of magnitude 1e308 or more"
+        );
+    }
+
+    #[test]
+    fn payloads_must_fit_a_submission_to_the_scheduler() {
+        let limit = 10_000;
+        let fits = "x".repeat(limit - SUBMISSION_OVERHEAD_BYTES - 2);
+        assert!(NewWebTask::validate("demo".into(), serde_json::json!(fits), limit).is_ok());
+        let over = "x".repeat(limit - SUBMISSION_OVERHEAD_BYTES - 1);
+        assert_eq!(
+            NewWebTask::validate("demo".into(), serde_json::json!(over), limit),
+            Err(WebTaskValidationError::PayloadTooLarge {
+                size: limit - SUBMISSION_OVERHEAD_BYTES + 1,
+                limit: limit - SUBMISSION_OVERHEAD_BYTES
+            })
+        );
+        let deep = (0..100).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]));
+        assert_eq!(
+            NewWebTask::validate("demo".into(), deep, LIMIT),
+            Err(WebTaskValidationError::Unstorable {
+                field: "payload",
+                reason: dtp_contract::UnstorableJson::TooDeep { max_depth: 99 }
+            })
         );
     }
 }

@@ -5,6 +5,7 @@
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use dtp_contract::shown;
 use service_runtime::http_errors::json_error;
 use service_runtime::page_cursor::ListingParamError;
 
@@ -123,6 +124,7 @@ impl ApiError {
     pub fn code(&self) -> &str {
         match self {
             ApiError::BadRequest { code, .. } => code,
+            ApiError::Invalid(WebTaskValidationError::PayloadTooLarge { .. }) => "PAYLOAD_TOO_LARGE",
             ApiError::Invalid(_) => "VALIDATION_FAILED",
             ApiError::WebTaskNotFound(_) => "WEB_TASK_NOT_FOUND",
             ApiError::InvalidKey(_) => "VALIDATION_FAILED",
@@ -143,6 +145,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(WebTaskValidationError::PayloadTooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::Invalid(_) | ApiError::SchedulerInvalid { .. } | ApiError::InvalidKey(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -199,7 +204,10 @@ impl From<StoreError> for ApiError {
 pub fn parse_web_task_id(raw: &str) -> Result<i64, ApiError> {
     service_runtime::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
         code: "INVALID_ID",
-        message: format!("task id must be a positive integer, got {raw:?}"),
+        message: format!(
+            "task id must be a positive integer in decimal, got {:?}",
+            shown(raw)
+        ),
     })
 }
 

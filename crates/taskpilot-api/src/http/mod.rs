@@ -36,6 +36,8 @@ pub struct AppState {
     pub web_tasks: GroupedWebTasks,
     pub scheduler: SchedulerClient,
     pub keys: ApiKeys,
+    /// The largest body the scheduler takes: a payload that could not be submitted is refused.
+    pub scheduler_max_body_bytes: usize,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     pub crash_after_scheduler_create: bool,
 }

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use dtp_contract::ErrorBody;
+use dtp_contract::{shown, ErrorBody};
 use serde::{Deserialize, Serialize};
 use service_runtime::page_cursor::{check_type_filter, PageRequest};
 
@@ -90,7 +90,7 @@ impl ListQuery {
                 let known = WebTaskStatus::ALL.map(WebTaskStatus::as_str).join(", ");
                 bad_request(
                     "INVALID_STATUS",
-                    format!("status must be one of {known}, got {raw:?}"),
+                    format!("status must be one of {known}, got {:?}", shown(raw)),
                 )
             })?),
         };
@@ -101,7 +101,7 @@ impl ListQuery {
             Some(raw) => {
                 return Err(bad_request(
                     "INVALID_BOUND",
-                    format!("bound must be true or false, got {raw:?}"),
+                    format!("bound must be true or false, got {:?}", shown(raw)),
                 ))
             }
         };
@@ -149,7 +149,8 @@ pub async fn create_web_task(
     body: web::Json<CreateWebTaskRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let task = NewWebTask::validate(body.task_type, body.payload)?.for_tenant(&principal.tenant);
+    let task = NewWebTask::validate(body.task_type, body.payload, state.scheduler_max_body_bytes)?
+        .for_tenant(&principal.tenant);
     let row = state.web_tasks.create(task).await?;
     tracing::info!(web_task.id = row.id, "web task created");
     Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row)?))

@@ -34,6 +34,28 @@ async fn bad_bodies_ids_and_routes_are_refused_with_json() {
         ),
         (system.http.get(system.url("/api/tasks/abc")), 400, "INVALID_ID"),
         (system.http.get(system.url("/api/tasks/-4")), 400, "INVALID_ID"),
+        (system.http.get(system.url("/api/tasks/+1")), 400, "INVALID_ID"),
+        (system.http.get(system.url("/api/tasks/01")), 400, "INVALID_ID"),
+        (system.http.get(system.url("/api/tasks/%31")), 400, "INVALID_PATH"),
+        (
+            system
+                .http
+                .post(system.url("/api/tasks"))
+                .header("content-type", "text/plain")
+                .body(r#"{"type": "demo"}"#),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            system
+                .http
+                .post(system.url("/api/tasks"))
+                .header("content-type", "application/json")
+                .header("content-encoding", "br")
+                .body(r#"{"type": "demo"}"#),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
         (
             system.http.get(system.url("/api/tasks/0/execution")),
             400,
@@ -87,6 +109,14 @@ async fn bad_bodies_ids_and_routes_are_refused_with_json() {
         assert_eq!(got, status, "{body}");
         assert_error(&body, code);
     }
+    let head = system
+        .http
+        .head(system.url(&format!("/api/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
     assert_eq!(
         system.taskpilot.web_task_count(),
         1,
@@ -125,4 +155,36 @@ async fn bodies_over_the_limit_are_413() {
     )
     .await;
     assert_eq!(status, 201);
+}
+
+/// A web task whose payload DTP would refuse once wrapped could never be bound: such a
+/// create is refused up front, and one just within the limits binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_the_scheduler_would_refuse_are_refused_at_create() {
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let create = |payload: serde_json::Value| {
+        system
+            .http
+            .post(system.url("/api/tasks"))
+            .json(&json!({"type": "demo", "payload": payload}))
+    };
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+
+    let (status, body) = system.send(create(nested(126))).await;
+    assert_eq!(status, 422, "{body}");
+    assert_error(&body, "VALIDATION_FAILED");
+    let just_under_a_mebibyte = "x".repeat(1024 * 1024 - 1_500);
+    let (status, body) = system.send(create(json!(just_under_a_mebibyte))).await;
+    assert_eq!(status, 413, "{body}");
+    assert_error(&body, "PAYLOAD_TOO_LARGE");
+    assert_eq!(system.taskpilot.web_task_count(), 0);
+
+    let largest = "x".repeat(1024 * 1024 - 2 * 1024 - 2);
+    for payload in [nested(99), json!(largest)] {
+        let (status, body) = system.send(create(payload)).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, bound) = system.bind(body["id"].as_i64().unwrap(), "demo").await;
+        assert_eq!(status, 201, "{bound}");
+    }
+    assert_eq!(system.scheduler_task_count(), 2);
 }
