@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
 use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
-use service_runtime::{http_errors, request_trace, PgPool};
+use service_runtime::{deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
@@ -47,6 +47,8 @@ pub enum StartupError {
     HttpClient(#[source] reqwest::Error),
     #[error("cannot move pending tasks to the queues of their types: {0}")]
     AssignQueues(#[source] crate::store::StoreError),
+    #[error("cannot read the deployment's cursor key: {0}")]
+    CursorKey(#[source] crate::store::StoreError),
     #[error(transparent)]
     TokensFile(#[from] TokensFileError),
     #[error(
@@ -253,6 +255,9 @@ impl Application {
                 "moved pending tasks to the queues their types' settings now give them"
             );
         }
+        let cursor_key = deployment_secrets::cursor_key(&pool)
+            .await
+            .map_err(StartupError::CursorKey)?;
         let registry = Arc::new(registry);
         let mut metrics_registry = prometheus_client::registry::Registry::default();
         let http_metrics = web::Data::new(HttpMetrics::register(&mut metrics_registry));
@@ -305,6 +310,7 @@ impl Application {
             submitter: TaskSubmitter::start(pool.clone()),
             reader: TaskReader::start(pool.clone()),
             leases,
+            cursor_key,
         });
         let max_body = config.max_body_bytes;
         let server = HttpServer::new(move || {

@@ -4,6 +4,7 @@
 
 pub mod database;
 pub mod dedicated_connection;
+pub mod deployment_secrets;
 pub mod env_config;
 pub mod group_commit;
 pub mod http_errors;

@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
 use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
-use service_runtime::{http_errors, request_trace, PgPool};
+use service_runtime::{deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::api_keys::ApiKeys;
@@ -30,6 +30,8 @@ pub enum StartupError {
     SchedulerClient(#[from] reqwest::Error),
     #[error("cannot read the API keys: {0}")]
     Keys(#[source] crate::store::StoreError),
+    #[error("cannot read the deployment's cursor key: {0}")]
+    CursorKey(#[source] crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -75,6 +77,9 @@ impl Application {
         let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
         let keys = ApiKeys::load(pool.clone()).await.map_err(StartupError::Keys)?;
+        let cursor_key = deployment_secrets::cursor_key(&pool)
+            .await
+            .map_err(StartupError::CursorKey)?;
         let authentication = web::Data::new(if config.auth_enabled {
             Authentication::Keys(keys.clone())
         } else {
@@ -88,6 +93,7 @@ impl Application {
             keys: keys.clone(),
             crash_after_scheduler_create: config.crash_after_scheduler_create,
             scheduler_max_body_bytes: config.scheduler_max_body_bytes,
+            cursor_key,
         });
         let max_body = config.max_body_bytes;
         let public_ops = config.public_ops;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use service_runtime::page_cursor::CursorKey;
 use service_runtime::{http_errors, PgPool};
 
 use crate::leasing::WorkerLeases;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub reader: TaskReader,
     /// The worker API's use cases.
     pub leases: WorkerLeases,
+    /// Seals the cursors of `GET /tasks`.
+    pub cursor_key: CursorKey,
 }
 
 /// Registers every route of the engine, each group behind the access it requires.

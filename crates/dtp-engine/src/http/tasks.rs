@@ -7,7 +7,7 @@ use dtp_contract::{
     TaskResponse, TaskStatus,
 };
 use serde::Deserialize;
-use service_runtime::page_cursor::{check_type_filter, PageRequest};
+use service_runtime::page_cursor::{check_type_filter, CursorKey, PageRequest};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
@@ -135,8 +135,15 @@ pub struct ListTasksQuery {
 
 impl ListTasksQuery {
     /// The store filter and page size this query asks for, or the 400 that says what is wrong.
-    fn into_filter(self) -> Result<(TaskFilter, PageRequest), ApiError> {
-        let page = PageRequest::parse(self.limit, self.cursor.as_deref())?;
+    fn into_filter(self, key: &CursorKey) -> Result<(TaskFilter, PageRequest), ApiError> {
+        // A cursor continues only the listing it came from, with the same filters.
+        let listing = key.listing([
+            "dtp",
+            "GET /tasks",
+            self.status.as_deref().unwrap_or_default(),
+            self.task_type.as_deref().unwrap_or_default(),
+        ]);
+        let page = PageRequest::parse(self.limit, self.cursor.as_deref(), listing)?;
         let status = match self.status.as_deref() {
             None => None,
             Some(raw) => Some(TaskStatus::parse(raw).ok_or_else(|| ApiError::BadRequest {
@@ -165,7 +172,7 @@ impl ListTasksQuery {
         ("type" = Option<String>, Query, min_length = 1, description = "Only tasks of this type"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
             description = "Tasks per page, 1 to 100 (default 20)"),
-        ("cursor" = Option<String>, Query, pattern = "^76313a3[1-9](3[0-9]){0,17}$",
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{32}$",
             description = "`nextCursor` of the previous page (opaque)"),
     ),
     responses(
@@ -175,15 +182,16 @@ impl ListTasksQuery {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
-/// `GET /tasks?status=&type=&limit=&cursor=`: newest first. The cursor names the last id
+/// `GET /tasks?status=&type=&limit=&cursor=`: newest first. The cursor seals the last id
 /// returned, so pages stay correct while new tasks are inserted.
 pub async fn list_tasks(
     state: web::Data<AppState>,
     query: web::Query<ListTasksQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, page) = query.into_inner().into_filter()?;
+    let (filter, page) = query.into_inner().into_filter(&state.cursor_key)?;
+    let rows_to_fetch = page.rows_to_fetch();
     let rows = store::run(&state.pool, move |conn| {
-        task_store::list_tasks(conn, &filter, page.rows_to_fetch())
+        task_store::list_tasks(conn, &filter, rows_to_fetch)
     })
     .await?;
     let (rows, next_cursor) = page.finish(rows, |row| row.id);

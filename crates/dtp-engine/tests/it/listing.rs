@@ -6,7 +6,6 @@ use dtp_contract::{TaskPage, TaskResponse, TaskStatus};
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use service_runtime::page_cursor::encode_cursor;
 
 use crate::api::{assert_wire_timestamp, expect_error, EngineApi};
 use crate::sql::claim_as_lost_worker;
@@ -211,10 +210,13 @@ async fn every_bad_parameter_is_a_json_400() {
     let dtp = TestEngine::spawn_with(stepped).await;
     let api = EngineApi::new(&dtp);
     let task = api.create_task(&json!({"type": "demo"})).await;
-    let good = encode_cursor(task.id);
+    api.create_task(&json!({"type": "demo"})).await;
+    // The first page holds the newer task; its cursor continues after it.
+    let good = list(&api, "?limit=1").await.next_cursor.unwrap();
     let mut tampered = good.clone().into_bytes();
-    tampered[1] = if tampered[1] == b'7' { b'8' } else { b'7' };
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
+    let typed = list(&api, "?type=demo&limit=1").await.next_cursor.unwrap();
 
     let cases = [
         ("status=pending".to_owned(), "INVALID_STATUS"),
@@ -232,7 +234,11 @@ async fn every_bad_parameter_is_a_json_400() {
         (format!("cursor={tampered}"), "INVALID_CURSOR"),
         (format!("cursor={}", &good[..good.len() - 1]), "INVALID_CURSOR"),
         (format!("cursor={}", good.to_uppercase()), "INVALID_CURSOR"),
-        (format!("cursor={}", encode_cursor(0)), "INVALID_CURSOR"),
+        ("cursor=76313a31".to_owned(), "INVALID_CURSOR"),
+        // A cursor continues only its own listing: not one with other filters.
+        (format!("cursor={good}&type=demo"), "INVALID_CURSOR"),
+        (format!("cursor={good}&status=PENDING"), "INVALID_CURSOR"),
+        (format!("cursor={typed}"), "INVALID_CURSOR"),
         ("bogus=1".to_owned(), "INVALID_QUERY"),
         ("Status=PENDING".to_owned(), "INVALID_QUERY"),
     ];
@@ -245,15 +251,15 @@ async fn every_bad_parameter_is_a_json_400() {
             .unwrap();
         expect_error(response, StatusCode::BAD_REQUEST, code).await;
     }
-    // The good cursor continues after the only task: an empty last page.
+    // The good cursor continues after the newer task: a last page with the older one, and
+    // any engine on the same database takes it.
     let after = list(&api, &format!("?cursor={good}")).await;
-    assert_eq!(
-        after,
-        TaskPage {
-            items: vec![],
-            next_cursor: None
-        }
-    );
+    assert_eq!((ids(&after), after.next_cursor), (vec![task.id], None));
+    let other = TestEngine::spawn_sharing(&dtp, stepped).await;
+    let after = list(&EngineApi::new(&other), &format!("?cursor={good}")).await;
+    assert_eq!(ids(&after), vec![task.id]);
+    let after = list(&api, &format!("?type=demo&cursor={typed}")).await;
+    assert_eq!(ids(&after), vec![task.id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod tasks;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use service_runtime::page_cursor::CursorKey;
 use service_runtime::{http_errors, PgPool};
 
 use crate::api_keys::ApiKeys;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub keys: ApiKeys,
     /// The largest body the scheduler takes: a payload that could not be submitted is refused.
     pub scheduler_max_body_bytes: usize,
+    /// Seals the cursors of `GET /api/tasks`.
+    pub cursor_key: CursorKey,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     pub crash_after_scheduler_create: bool,
 }

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use dtp_contract::{shown, ErrorBody};
 use serde::{Deserialize, Serialize};
-use service_runtime::page_cursor::{check_type_filter, PageRequest};
+use service_runtime::page_cursor::{check_type_filter, CursorKey, PageRequest};
 
 use super::error::{parse_web_task_id, ApiError};
 use super::{AppState, WebTaskIdParam};
@@ -82,8 +82,17 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The store filter and page size this query asks for, or the 400 that says what is wrong.
-    fn into_filter(self, tenant: String) -> Result<(WebTaskFilter, PageRequest), ApiError> {
-        let page = PageRequest::parse(self.limit, self.cursor.as_deref())?;
+    fn into_filter(self, tenant: String, key: &CursorKey) -> Result<(WebTaskFilter, PageRequest), ApiError> {
+        // A cursor continues only the listing it came from: this tenant's, with these filters.
+        let listing = key.listing([
+            "taskpilot",
+            "GET /api/tasks",
+            &tenant,
+            self.status.as_deref().unwrap_or_default(),
+            self.task_type.as_deref().unwrap_or_default(),
+            self.bound.as_deref().unwrap_or_default(),
+        ]);
+        let page = PageRequest::parse(self.limit, self.cursor.as_deref(), listing)?;
         let status = match self.status.as_deref() {
             None => None,
             Some(raw) => Some(WebTaskStatus::parse(raw).ok_or_else(|| {
@@ -200,7 +209,7 @@ pub(super) async fn web_task_of(
         ("bound" = Option<bool>, Query, description = "Only bound (true) or unbound (false) web tasks"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
             description = "Web tasks per page, 1 to 100 (default 20)"),
-        ("cursor" = Option<String>, Query, pattern = "^76313a3[1-9](3[0-9]){0,17}$",
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{32}$",
             description = "`nextCursor` of the previous page (opaque)"),
     ),
     responses(
@@ -210,16 +219,19 @@ pub(super) async fn web_task_of(
         (status = 503, description = "TaskPilot's database unavailable", body = ErrorBody),
     )
 )]
-/// `GET /api/tasks?status=&type=&bound=&limit=&cursor=`: newest first. The cursor names
+/// `GET /api/tasks?status=&type=&bound=&limit=&cursor=`: newest first. The cursor seals
 /// the last id returned, so pages stay correct while new tasks are inserted.
 pub async fn list_web_tasks(
     state: web::Data<AppState>,
     principal: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, page) = query.into_inner().into_filter(principal.tenant)?;
+    let (filter, page) = query
+        .into_inner()
+        .into_filter(principal.tenant, &state.cursor_key)?;
+    let rows_to_fetch = page.rows_to_fetch();
     let rows = store::run(&state.pool, move |conn| {
-        web_task_store::list_web_tasks(conn, &filter, page.rows_to_fetch())
+        web_task_store::list_web_tasks(conn, &filter, rows_to_fetch)
     })
     .await?;
     let (rows, next_cursor) = page.finish(rows, |row| row.id);

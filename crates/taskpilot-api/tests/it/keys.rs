@@ -255,6 +255,18 @@ async fn a_tenant_never_sees_another_tenant_s_tasks() {
     assert_eq!(page["items"], json!([]));
     let (_, page, _) = g.call("GET", "/api/tasks", &Value::Null, Some(&ours)).await;
     assert_eq!(page["items"][0]["id"], id);
+    // A cursor is sealed to its tenant's listing: another tenant cannot page with it.
+    g.create(&ours).await;
+    let (_, page, _) = g
+        .call("GET", "/api/tasks?limit=1", &Value::Null, Some(&ours))
+        .await;
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let path = format!("/api/tasks?limit=1&cursor={cursor}");
+    let (status, answer, _) = g.call("GET", &path, &Value::Null, Some(&theirs)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_error(&answer, "INVALID_CURSOR");
+    let (_, page, _) = g.call("GET", &path, &Value::Null, Some(&ours)).await;
+    assert_eq!(page["items"][0]["id"], id);
     let (_, task, _) = g
         .call("GET", &format!("/api/tasks/{id}"), &Value::Null, Some(&ours))
         .await;

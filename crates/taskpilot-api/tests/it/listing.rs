@@ -2,7 +2,6 @@
 //! that stays correct while web tasks are inserted; every bad parameter is a JSON 400.
 
 use serde_json::{json, Value};
-use service_runtime::page_cursor::encode_cursor;
 
 use crate::harness::{assert_error, TestSystem};
 
@@ -109,9 +108,23 @@ async fn filtered_pages_neither_repeat_nor_skip_while_tasks_are_inserted() {
 async fn every_bad_listing_parameter_is_a_json_400() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", Value::Null).await;
-    let good = encode_cursor(id);
-    // "v1:" becomes "w1:".
-    let tampered = format!("77{}", &good[2..]);
+    system.create_web_task("demo", Value::Null).await;
+    // The first page holds the newer web task; its cursor continues after it.
+    let good = list(&system, "?limit=1").await.1.unwrap();
+    let tampered = format!("{}{}", if good.starts_with('A') { "B" } else { "A" }, &good[1..]);
+    // DTP's cursors are sealed for DTP's listing, under DTP's key.
+    system.bind(id, "demo").await;
+    system.bind(id + 1, "demo").await;
+    let dtp_page: Value = system
+        .http
+        .get(format!("{}/tasks?limit=1", system.dtp.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dtp_cursor = dtp_page["nextCursor"].as_str().unwrap().to_owned();
     let cases = [
         ("status=RUNNING".to_owned(), "INVALID_STATUS"),
         ("status=pending".to_owned(), "INVALID_STATUS"),
@@ -128,7 +141,10 @@ async fn every_bad_listing_parameter_is_a_json_400() {
         ("cursor=zzz".to_owned(), "INVALID_CURSOR"),
         (format!("cursor={id}"), "INVALID_CURSOR"),
         (format!("cursor={tampered}"), "INVALID_CURSOR"),
-        (format!("cursor={}", encode_cursor(-1)), "INVALID_CURSOR"),
+        ("cursor=76313a31".to_owned(), "INVALID_CURSOR"),
+        (format!("cursor={dtp_cursor}"), "INVALID_CURSOR"),
+        (format!("cursor={good}&bound=true"), "INVALID_CURSOR"),
+        (format!("cursor={good}&type=demo"), "INVALID_CURSOR"),
         ("schedulerType=demo".to_owned(), "INVALID_QUERY"),
     ];
     for (query, code) in cases {
@@ -138,6 +154,6 @@ async fn every_bad_listing_parameter_is_a_json_400() {
         assert_eq!(status, 400, "{query}: {body}");
         assert_error(&body, code);
     }
-    // The good cursor continues after the only web task: an empty last page.
-    assert_eq!(list(&system, &format!("?cursor={good}")).await, (vec![], None));
+    // The good cursor continues after the newer web task: the older one, and no more.
+    assert_eq!(list(&system, &format!("?cursor={good}")).await, (vec![id], None));
 }
