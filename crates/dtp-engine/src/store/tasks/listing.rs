@@ -25,21 +25,24 @@ pub fn list_tasks(conn: &mut PgConnection, filter: &TaskFilter, limit: i64) -> Q
     listing_statement(Planning::Run, filter, limit).load(conn)
 }
 
-/// Which rows a listing reads, each named by conditions that match one partial index's
-/// predicate word for word, so that the index is used whatever the plan's parameters.
+/// Which rows one arm of a listing reads, each named by conditions that match one partial
+/// index's predicate word for word, so that the index is used whatever the plan's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rows {
     All,
+    /// From the rescuer's index of running tasks.
     Running,
-    NotRunning,
+    /// Rows in a status other than RUNNING, from a listing index.
+    InStatus(TaskStatus),
 }
 
 impl Rows {
-    fn condition(self) -> &'static str {
+    fn condition(self) -> String {
         match self {
-            Rows::All => "TRUE",
-            Rows::Running => "status = 'RUNNING'",
-            Rows::NotRunning => "status <> 'RUNNING'",
+            Rows::All => "TRUE".to_owned(),
+            Rows::Running => "status = 'RUNNING'".to_owned(),
+            // A status name from the closed set, never client text.
+            Rows::InStatus(status) => format!("status <> 'RUNNING' AND status = '{}'", status.as_str()),
         }
     }
 }
@@ -49,22 +52,26 @@ pub(super) fn listing_statement(
     filter: &TaskFilter,
     limit: i64,
 ) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
-    // $1 the cursor, $2 the page size, then the type and the status where they filter.
-    let mut filters = String::new();
-    if filter.task_type.is_some() {
-        filters.push_str(" AND task_type = $3");
-    }
-    let (arms, status): (&[Rows], Option<&'static str>) = match filter.status {
-        Some(TaskStatus::Running) => (&[Rows::Running], None),
-        Some(status) => (&[Rows::NotRunning], Some(status.as_str())),
-        // Every status of one type: the type index holds all but the running ones.
-        None if filter.task_type.is_some() => (&[Rows::NotRunning, Rows::Running], None),
-        None => (&[Rows::All], None),
+    // $1 the cursor, $2 the page size, then the type where it filters.
+    let filters = if filter.task_type.is_some() {
+        " AND task_type = $3"
+    } else {
+        ""
     };
-    if status.is_some() {
-        let parameter = if filter.task_type.is_some() { 4 } else { 3 };
-        filters.push_str(&format!(" AND status = ${parameter}"));
-    }
+    let arms: Vec<Rows> = match filter.status {
+        Some(TaskStatus::Running) => vec![Rows::Running],
+        Some(status) => vec![Rows::InStatus(status)],
+        // Every status of one type: one arm per status, each an index range of its own, so
+        // that neither a busy status nor a rare one makes the others wait.
+        None if filter.task_type.is_some() => TaskStatus::ALL
+            .into_iter()
+            .map(|status| match status {
+                TaskStatus::Running => Rows::Running,
+                other => Rows::InStatus(other),
+            })
+            .collect(),
+        None => vec![Rows::All],
+    };
     let arms = arms
         .iter()
         .map(|rows| {
@@ -84,8 +91,5 @@ pub(super) fn listing_statement(
     if let Some(task_type) = &filter.task_type {
         statement = statement.bind::<Text, _>(task_type.clone());
     }
-    match status {
-        Some(status) => statement.bind::<Text, _>(status),
-        None => statement,
-    }
+    statement
 }

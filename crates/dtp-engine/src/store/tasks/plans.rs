@@ -110,13 +110,7 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
 /// The plans of `GET /tasks` for each kind of filter (`task_type` the type filtered on), by
 /// the filter's query string.
 pub fn explain_listings(conn: &mut PgConnection, task_type: &str) -> QueryResult<Vec<(String, String)>> {
-    let statuses = [
-        None,
-        Some(TaskStatus::Pending),
-        Some(TaskStatus::Running),
-        Some(TaskStatus::Succeeded),
-        Some(TaskStatus::Failed),
-    ];
+    let statuses = std::iter::once(None).chain(TaskStatus::ALL.map(Some));
     let mut plans = Vec::new();
     for status in statuses {
         for filtered_type in [None, Some(task_type)] {
