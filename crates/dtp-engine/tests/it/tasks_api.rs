@@ -7,6 +7,7 @@ use dtp_contract::{RetryState, TaskResponse, TaskStatus};
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use service_runtime::testing::doubles;
 
 use crate::api::{assert_wire_timestamp, expect_error, EngineApi};
 use crate::{sql, stepped};
@@ -186,5 +187,22 @@ async fn cancel_of_a_finished_task_is_409() {
             finished,
             "a refused cancel changes nothing"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_numbers_come_back_exactly_as_sent() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let doubles = doubles::spread();
+    let body = format!(
+        r#"{{"type": "demo", "payload": {}}}"#,
+        doubles::json_array(&doubles)
+    );
+    let response = api.post_raw(body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: TaskResponse = response.json().await.unwrap();
+    for answer in [created.payload.clone(), api.task(created.id).await.payload] {
+        doubles::assert_same_bits(&answer, &doubles);
     }
 }

@@ -1,8 +1,10 @@
 //! Test support. Throwaway databases: each test gets a uniquely named database on the
 //! server at `TEST_DATABASE_URL`, dropped (with its connections) when the guard drops.
-//! `api_spec`: checks of a served OpenAPI description against the served routes.
+//! `api_spec`: checks of a served OpenAPI description against the served routes; `doubles`:
+//! numbers for payload round-trip tests.
 
 pub mod api_spec;
+pub mod doubles;
 
 use diesel::prelude::*;
 use rand::Rng;

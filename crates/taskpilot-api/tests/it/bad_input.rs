@@ -188,3 +188,47 @@ async fn payloads_the_scheduler_would_refuse_are_refused_at_create() {
     }
     assert_eq!(system.scheduler_task_count(), 2);
 }
+
+/// Doubles in a payload keep every bit: in TaskPilot's record and in the DTP task a bind makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_numbers_come_back_exactly_as_sent() {
+    use service_runtime::testing::doubles;
+
+    let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    let sent = doubles::spread();
+    let (status, created) = system
+        .send(
+            system
+                .http
+                .post(system.url("/api/tasks"))
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"type": "demo", "payload": {}}}"#,
+                    doubles::json_array(&sent)
+                )),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    doubles::assert_same_bits(&created["payload"], &sent);
+    let id = created["id"].as_i64().unwrap();
+    let (_, read) = system
+        .send(system.http.get(system.url(&format!("/api/tasks/{id}"))))
+        .await;
+    doubles::assert_same_bits(&read["payload"], &sent);
+    let (status, bound) = system.bind(id, "demo").await;
+    assert_eq!(status, 201, "{bound}");
+    let scheduler_task: serde_json::Value = system
+        .http
+        .get(format!(
+            "{}/tasks/{}",
+            system.dtp.base_url(),
+            bound["schedulerTaskId"]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doubles::assert_same_bits(&scheduler_task["payload"]["payload"], &sent);
+}
