@@ -33,6 +33,8 @@ pub struct EngineConfig {
     /// The longest a worker's lease request may wait (`DTP_LEASE_MAX_WAIT_MS`, at most 30 s):
     /// below an idle timeout of a proxy in front of the engine.
     pub lease_max_wait_ms: i32,
+    /// Origins whose pages may call the engine from a browser (`DTP_CORS_ORIGINS`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl EngineConfig {
@@ -104,6 +106,7 @@ impl EngineConfig {
                 }
             },
             api_tokens_file: source.get("DTP_API_TOKENS_FILE"),
+            cors_origins: service_runtime::cross_origin::origins(source, "DTP_CORS_ORIGINS")?,
             lease_max_wait_ms: env_config::parsed(source, "DTP_LEASE_MAX_WAIT_MS", MAX_WAIT_MS, |n| {
                 if (0..=MAX_WAIT_MS).contains(n) {
                     Ok(())

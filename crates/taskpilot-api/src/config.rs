@@ -31,6 +31,8 @@ pub struct TaskPilotConfig {
     pub auth_enabled: bool,
     /// `/metrics`, `/openapi.json` and `/docs` without a key (`TASKPILOT_PUBLIC_OPS=true`).
     pub public_ops: bool,
+    /// Origins whose pages may call TaskPilot from a browser (`TASKPILOT_CORS_ORIGINS`); none by default.
+    pub cors_origins: Vec<String>,
     /// Fault point for crash tests: exit between the scheduler's answer to a bind and our
     /// commit. Off unless `TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE=true`.
     pub crash_after_scheduler_create: bool,
@@ -69,6 +71,7 @@ impl TaskPilotConfig {
                 }
             },
             public_ops: env_config::parsed(source, "TASKPILOT_PUBLIC_OPS", false, |_| Ok(()))?,
+            cors_origins: service_runtime::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
             http_workers: env_config::parsed(source, "TASKPILOT_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
                 in_range(*n, 1, 64)
             })?,

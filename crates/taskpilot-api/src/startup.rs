@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
 use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
-use service_runtime::{deployment_secrets, http_errors, request_trace, PgPool};
+use service_runtime::{cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::api_keys::ApiKeys;
@@ -97,6 +97,7 @@ impl Application {
         });
         let max_body = config.max_body_bytes;
         let public_ops = config.public_ops;
+        let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(authentication.clone())
@@ -108,6 +109,9 @@ impl Application {
                 .configure(|cfg| http::configure(cfg, state.clone(), max_body))
                 .configure(|cfg| http::operations::configure(cfg, operations.clone(), public_ops))
                 .default_service(web::to(http_errors::route_not_found))
+                // Outermost: a preflight is answered before authentication, which it cannot carry.
+                .app_data(cors_origins.clone())
+                .wrap(actix_web::middleware::from_fn(cross_origin::cross_origin))
         })
         .workers(config.http_workers)
         .disable_signals()

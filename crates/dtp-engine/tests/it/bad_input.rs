@@ -321,3 +321,63 @@ async fn unknown_routes_and_methods_answer_json() {
     expect_error(delete_all, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
     assert_eq!(sql::count_tasks(dtp.database()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_of_listed_origins_only_may_call_across_sites() {
+    let closed = spawn_engine().await;
+    let open = TestEngine::spawn_with(|config| {
+        stepped(config);
+        config.cors_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let preflight = |engine: &TestEngine, origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{}/tasks", engine.base_url()))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let allowed = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    // Without listed origins no answer grants anything to a page elsewhere.
+    let answer = preflight(&closed, "https://app.example.com").await.unwrap();
+    assert_eq!(allowed(&answer), None);
+    expect_error(answer, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
+    let read = client
+        .get(format!("{}/healthz", closed.base_url()))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed(&read), None);
+
+    let answer = preflight(&open, "https://app.example.com").await.unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(allowed(&answer).as_deref(), Some("https://app.example.com"));
+    let methods = answer.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let created = client
+        .post(format!("{}/tasks", open.base_url()))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"type": "demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(allowed(&created).as_deref(), Some("https://app.example.com"));
+
+    let other = preflight(&open, "https://evil.example.com").await.unwrap();
+    assert_eq!(allowed(&other), None);
+    let error = expect_error(other, StatusCode::FORBIDDEN, "ORIGIN_NOT_ALLOWED").await;
+    assert!(error.message.contains("origin"), "{error:?}");
+}
