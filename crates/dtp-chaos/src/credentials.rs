@@ -20,6 +20,9 @@ pub struct Credentials {
     worker: String,
 }
 
+/// Requests per second a run's token or key may send: beyond what any run reaches.
+const RUN_QUOTA: &str = "10000000";
+
 fn secret() -> String {
     format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
 }
@@ -50,12 +53,18 @@ impl Credentials {
             ("DTP_HARNESS_TOKEN", self.harness.clone()),
             ("DTP_TASKPILOT_TOKEN", self.taskpilot.clone()),
             ("DTP_WORKERS_TOKEN", self.worker.clone()),
+            // Runs push one token far past any client's quota on purpose; the quota is still
+            // checked on every request, so its cost is in what they measure.
+            ("DTP_RATE_LIMIT_PER_SEC", RUN_QUOTA.to_owned()),
         ]
     }
 
     /// What TaskPilot's environment needs to call the engines.
     pub fn taskpilot_env(&self) -> Vec<(&'static str, String)> {
-        vec![("TASKPILOT_SCHEDULER_TOKEN", self.taskpilot.clone())]
+        vec![
+            ("TASKPILOT_SCHEDULER_TOKEN", self.taskpilot.clone()),
+            ("TASKPILOT_RATE_LIMIT_PER_SEC", RUN_QUOTA.to_owned()),
+        ]
     }
 
     /// The worker token, for worker processes (`DTP_TOKEN`).

@@ -2,6 +2,7 @@
 
 use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
 use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
+use service_runtime::rate_limit::Quota;
 
 use crate::domain::lease::MAX_WAIT_MS;
 use crate::domain::RetryPolicy;
@@ -10,6 +11,10 @@ use crate::worker::WorkerConfig;
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/dtp";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_HTTP_WORKERS: usize = 2;
+
+/// Requests (or batched tasks) per second one token may send to one engine: far above what
+/// a well-behaved client needs, far below what would crowd out everyone else.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -35,6 +40,9 @@ pub struct EngineConfig {
     pub lease_max_wait_ms: i32,
     /// Origins whose pages may call the engine from a browser (`DTP_CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
+    /// Each service token's quota of requests (a batch counts its tasks), per process
+    /// (`DTP_RATE_LIMIT_PER_SEC`, `DTP_RATE_LIMIT_BURST`).
+    pub rate_limit: Quota,
 }
 
 impl EngineConfig {
@@ -107,6 +115,7 @@ impl EngineConfig {
             },
             api_tokens_file: source.get("DTP_API_TOKENS_FILE"),
             cors_origins: service_runtime::cross_origin::origins(source, "DTP_CORS_ORIGINS")?,
+            rate_limit: service_runtime::rate_limit::quota(source, "DTP", DEFAULT_RATE_LIMIT_PER_SEC)?,
             lease_max_wait_ms: env_config::parsed(source, "DTP_LEASE_MAX_WAIT_MS", MAX_WAIT_MS, |n| {
                 if (0..=MAX_WAIT_MS).contains(n) {
                     Ok(())

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
 use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
+use service_runtime::rate_limit::RateLimiter;
 use service_runtime::{cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -303,6 +304,7 @@ impl Application {
             Arc::clone(&engine_metrics),
             config.lease_max_wait_ms,
         );
+        let rate_limiter = RateLimiter::new(config.rate_limit);
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             registry,
@@ -311,12 +313,14 @@ impl Application {
             reader: TaskReader::start(pool.clone()),
             leases,
             cursor_key,
+            rate_limiter: rate_limiter.clone(),
         });
         let max_body = config.max_body_bytes;
         let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(authentication.clone())
+                .app_data(web::Data::new(rate_limiter.clone()))
                 .wrap(actix_web::middleware::from_fn(http::auth::identify))
                 .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
                 .wrap(http_errors::json_error_bodies())

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
 use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
+use service_runtime::rate_limit::Quota;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/webdb";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8081";
@@ -11,6 +12,8 @@ pub const DEFAULT_SCHEDULER_URL: &str = "http://localhost:8080";
 pub const DEFAULT_SCHEDULER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HTTP_WORKERS: usize = 2;
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
+/// Requests per second one key may send to one TaskPilot process.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct TaskPilotConfig {
@@ -33,6 +36,8 @@ pub struct TaskPilotConfig {
     pub public_ops: bool,
     /// Origins whose pages may call TaskPilot from a browser (`TASKPILOT_CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
+    /// Each key's quota of requests, per process (`TASKPILOT_RATE_LIMIT_PER_SEC`, `_BURST`).
+    pub rate_limit: Quota,
     /// Fault point for crash tests: exit between the scheduler's answer to a bind and our
     /// commit. Off unless `TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE=true`.
     pub crash_after_scheduler_create: bool,
@@ -72,6 +77,7 @@ impl TaskPilotConfig {
             },
             public_ops: env_config::parsed(source, "TASKPILOT_PUBLIC_OPS", false, |_| Ok(()))?,
             cors_origins: service_runtime::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
+            rate_limit: service_runtime::rate_limit::quota(source, "TASKPILOT", DEFAULT_RATE_LIMIT_PER_SEC)?,
             http_workers: env_config::parsed(source, "TASKPILOT_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
                 in_range(*n, 1, 64)
             })?,

@@ -203,6 +203,15 @@ fn sorted(operation: Operation, id: Option<i64>, err: DtpError) -> SchedulerErro
                 message: format!("the scheduler refused TaskPilot's credentials ({})", body.code),
             }
         }
+        // Over TaskPilot's quota at the scheduler: the scheduler is busy for now, as when it is
+        // unreachable, not a refusal of the caller's request.
+        DtpError::Refused { status: 429, body } => {
+            tracing::warn!(?operation, message = %body.message, "the scheduler is rate limiting TaskPilot");
+            SchedulerError::Unreachable(format!(
+                "the scheduler is rate limiting TaskPilot: {}",
+                body.message
+            ))
+        }
         DtpError::Refused { status: 404, body } if id.is_some() => SchedulerError::NotFound {
             id: id.unwrap_or_default(),
             message: body.message,
@@ -228,6 +237,27 @@ fn sorted(operation: Operation, id: Option<i64>, err: DtpError) -> SchedulerErro
         DtpError::Failed { status, message } => {
             tracing::error!(?operation, status, %message, "scheduler failed");
             SchedulerError::Failed { status, message }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtp_contract::ErrorBody;
+
+    #[test]
+    fn the_scheduler_s_quota_is_unavailability_not_a_refusal_of_the_request() {
+        let limited = DtpError::Refused {
+            status: 429,
+            body: ErrorBody {
+                code: "RATE_LIMITED".into(),
+                message: "rate limit of 10000 requests per second exceeded".into(),
+            },
+        };
+        match sorted(Operation::Create, None, limited) {
+            SchedulerError::Unreachable(reason) => assert!(reason.contains("rate limiting"), "{reason}"),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -8,6 +8,7 @@ use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
 use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
+use service_runtime::rate_limit::RateLimiter;
 use service_runtime::{cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -95,12 +96,14 @@ impl Application {
             scheduler_max_body_bytes: config.scheduler_max_body_bytes,
             cursor_key,
         });
+        let rate_limiter = web::Data::new(RateLimiter::new(config.rate_limit));
         let max_body = config.max_body_bytes;
         let public_ops = config.public_ops;
         let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(authentication.clone())
+                .app_data(rate_limiter.clone())
                 .wrap(actix_web::middleware::from_fn(http::auth::identify))
                 .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
                 .wrap(http_errors::json_error_bodies())

@@ -1,8 +1,8 @@
 //! Who may call which route. `identify` runs for every request: it reads the bearer token
 //! and leaves its `Caller` in the request. Each route group then requires its access
 //! (`require_tasks`, `require_leases`, `require_operations`): 401 `UNAUTHORIZED` without a
-//! valid token, 403 `FORBIDDEN` with one that lacks the access. `/healthz` and `/readyz`
-//! require nothing.
+//! valid token, 403 `FORBIDDEN` with one that lacks the access, 429 `RATE_LIMITED` over the
+//! token's quota. `/healthz` and `/readyz` require nothing.
 
 use std::future::{ready, Ready};
 
@@ -13,6 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use service_runtime::http_errors::json_error;
+use service_runtime::rate_limit::RateLimiter;
 
 use crate::domain::access::{Access, Caller};
 use crate::service_tokens::ServiceTokens;
@@ -58,7 +59,19 @@ async fn require<B: MessageBody>(
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     let allowed = request.extensions().get::<Caller>().map(|c| c.may(access));
     match allowed {
-        Some(true) => Ok(next.call(request).await?.map_into_left_body()),
+        Some(true) => {
+            let charged = match (
+                request.app_data::<web::Data<RateLimiter>>(),
+                request.extensions().get::<Caller>(),
+            ) {
+                (Some(limiter), Some(caller)) => limiter.charge(&caller.name, 1),
+                _ => Ok(()),
+            };
+            match charged {
+                Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
+                Err(limited) => Ok(request.into_response(limited.response()).map_into_right_body()),
+            }
+        }
         Some(false) => {
             let refused = json_error(
                 StatusCode::FORBIDDEN,

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// 404, 409, 422: the worker API's refusals (see `LeaseError`).
     #[error(transparent)]
     Lease(LeaseError),
+    /// 429: over the caller's quota.
+    #[error(transparent)]
+    RateLimited(#[from] service_runtime::rate_limit::RateLimited),
     /// 503: the database cannot be reached.
     #[error("the task database is unavailable; try again shortly")]
     Unavailable,
@@ -65,6 +68,7 @@ impl ApiError {
                 LeaseError::ResultNotKept(_) => "RESULT_NOT_KEPT",
                 LeaseError::Store(_) => "INTERNAL",
             },
+            ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::Unavailable => "DATABASE_UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
         }
@@ -99,12 +103,16 @@ impl ResponseError for ApiError {
             ApiError::Lease(LeaseError::Lost { .. }) => StatusCode::CONFLICT,
             ApiError::Lease(LeaseError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Lease(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::RateLimited(limited) = self {
+            return limited.response();
+        }
         if let ApiError::Lease(LeaseError::Lost { reason, message }) = self {
             return HttpResponse::Conflict().json(dtp_contract::LeaseLostBody {
                 code: self.code().to_owned(),

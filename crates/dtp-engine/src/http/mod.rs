@@ -14,6 +14,7 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 use service_runtime::page_cursor::CursorKey;
+use service_runtime::rate_limit::RateLimiter;
 use service_runtime::{http_errors, PgPool};
 
 use crate::leasing::WorkerLeases;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub leases: WorkerLeases,
     /// Seals the cursors of `GET /tasks`.
     pub cursor_key: CursorKey,
+    /// Each token's quota (also charged by `require_*` for every request).
+    pub rate_limiter: RateLimiter,
 }
 
 /// Registers every route of the engine, each group behind the access it requires.

@@ -71,6 +71,7 @@ pub async fn create_task(
         (status = 422, description = "Empty or over 1000 items, or an item with an unknown type or a value out \
             of range; the message names the item (`tasks[3]: ...`) and nothing was inserted", body = ErrorBody,
             example = json!({"code": "VALIDATION_FAILED", "message": "tasks[3]: maxAttempts must be between 1 and 100, got 0"})),
+        (status = 429, description = "Over the token's quota (RATE_LIMITED): a batch costs one per task;             retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -84,6 +85,12 @@ pub async fn create_task_batch(
     caller: Caller,
     body: web::Json<CreateTaskBatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let items = body.tasks.len();
+    // The request itself was charged one; each further task costs one more.
+    state.rate_limiter.charge(
+        &caller.name,
+        u32::try_from(items.saturating_sub(1)).unwrap_or(u32::MAX),
+    )?;
     let mut batch =
         NewTaskBatch::validate(body.into_inner().tasks, state.registry.as_ref())?.scoped_to(&caller.name);
     let tasks = std::mem::take(&mut batch.tasks);

@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use dtp_engine::config::EngineConfig;
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use service_runtime::rate_limit::Quota;
 
 use crate::api::{expect_error, EngineApi};
 use crate::sql;
@@ -21,6 +23,10 @@ const ADMIN: &str = "admin-secret-operator-1";
 
 /// An engine with authentication on, its tokens in the environment.
 async fn guarded() -> (TestEngine, TypesFile, TypesFile) {
+    guarded_with(|_| {}).await
+}
+
+async fn guarded_with(tweak: impl FnOnce(&mut EngineConfig)) -> (TestEngine, TypesFile, TypesFile) {
     for (name, secret) in [
         ("DTP_IT_SUBMITTER", SUBMITTER),
         ("DTP_IT_OTHER_SUBMITTER", OTHER_SUBMITTER),
@@ -42,6 +48,7 @@ async fn guarded() -> (TestEngine, TypesFile, TypesFile) {
         config.auth_enabled = true;
         config.api_tokens_file = Some(tokens.path());
         config.task_types_file = Some(types.path());
+        tweak(config);
     })
     .await;
     (dtp, tokens, types)
@@ -218,4 +225,51 @@ async fn an_idempotency_key_belongs_to_the_token_that_used_it() {
         expect_error(reused, StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED").await;
     }
     assert_eq!(sql::count_tasks(dtp.database()), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_token_has_its_own_quota_and_a_batch_costs_one_per_task() {
+    let (dtp, _tokens, _types) = guarded_with(|config| {
+        config.rate_limit = Quota {
+            per_second: 1,
+            burst: 4,
+        };
+    })
+    .await;
+    let api = EngineApi::new(&dtp);
+    let submitter: &'static str = format!("Bearer {SUBMITTER}").leak();
+    let other = format!("Bearer {OTHER_SUBMITTER}");
+    let one = json!({"type": "demo"});
+    let submit = |authorization: &'static str| call(&api, "POST", "/tasks", &one, Some(authorization));
+
+    let batch = json!({"tasks": [{"type": "demo"}, {"type": "demo"}, {"type": "demo"}]});
+    let response = call(&api, "POST", "/tasks/batch", &batch, Some(submitter)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(submit(submitter).await.status(), StatusCode::CREATED);
+    let limited = call(&api, "POST", "/tasks/batch", &batch, Some(submitter)).await;
+    let retry_after = limited.headers()["retry-after"].to_str().unwrap().to_owned();
+    assert_eq!(retry_after, "1");
+    let error = expect_error(limited, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    assert!(error.message.contains("1 requests per second"), "{error:?}");
+    let reads = call(&api, "GET", "/tasks", &Value::Null, Some(submitter)).await;
+    assert_eq!(
+        reads.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "every route counts"
+    );
+    // A batch over what is left is refused whole.
+    let response = call(&api, "POST", "/tasks/batch", &batch, Some(&other)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = call(&api, "POST", "/tasks/batch", &batch, Some(&other)).await;
+    expect_error(response, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    assert_eq!(
+        sql::count_tasks(dtp.database()),
+        7,
+        "refused requests stored nothing"
+    );
+    // Probes are never limited.
+    for _ in 0..10 {
+        let probe = call(&api, "GET", "/healthz", &Value::Null, None).await;
+        assert_eq!(probe.status(), StatusCode::OK);
+    }
 }

@@ -1,7 +1,8 @@
 //! Who may call which route. `identify` runs for every request: it reads the bearer key and
 //! leaves its `Principal` (a tenant and scopes) in the request. Each route then requires a
 //! scope (`require_read`, `require_write`, `require_admin`): 401 `UNAUTHORIZED` (with
-//! `WWW-Authenticate: Bearer`) without a live key, 403 `FORBIDDEN` with one that lacks it.
+//! `WWW-Authenticate: Bearer`) without a live key, 403 `FORBIDDEN` with one that lacks it,
+//! 429 `RATE_LIMITED` over the key's quota.
 
 use std::future::{ready, Ready};
 
@@ -12,6 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use service_runtime::http_errors::json_error;
+use service_runtime::rate_limit::RateLimiter;
 
 use crate::api_keys::ApiKeys;
 use crate::domain::api_key::{Principal, Scope};
@@ -55,7 +57,21 @@ async fn require<B: MessageBody>(
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     let allowed = request.extensions().get::<Principal>().map(|p| p.may(scope));
     match allowed {
-        Some(true) => Ok(next.call(request).await?.map_into_left_body()),
+        Some(true) => {
+            let charged = match (
+                request.app_data::<web::Data<RateLimiter>>(),
+                request.extensions().get::<Principal>(),
+            ) {
+                (Some(limiter), Some(principal)) => {
+                    limiter.charge(principal.key_id.as_deref().unwrap_or_default(), 1)
+                }
+                _ => Ok(()),
+            };
+            match charged {
+                Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
+                Err(limited) => Ok(request.into_response(limited.response()).map_into_right_body()),
+            }
+        }
         Some(false) => {
             let refused = json_error(
                 StatusCode::FORBIDDEN,

@@ -417,3 +417,37 @@ async fn taskpilot_calls_dtp_with_its_service_token() {
     }
     let _ = std::fs::remove_file(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_has_its_own_quota() {
+    let dtp = TestEngine::spawn_with(|c| c.worker_enabled = false).await;
+    let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |c| {
+        c.auth_enabled = true;
+        c.rate_limit = service_runtime::rate_limit::Quota {
+            per_second: 1,
+            burst: 2,
+        };
+    })
+    .await;
+    let g = Guarded {
+        _dtp: dtp,
+        taskpilot,
+        http: reqwest::Client::new(),
+    };
+    let busy = key(&g.taskpilot, "acme", "tasks:read,tasks:write");
+    let calm = key(&g.taskpilot, "acme", "tasks:read,tasks:write");
+    g.create(&busy).await;
+    let (status, _, _) = g.call("GET", "/api/tasks", &Value::Null, Some(&busy)).await;
+    assert_eq!(status, 200);
+    let (status, answer, _) = g
+        .call("POST", "/api/tasks", &json!({"type": "report"}), Some(&busy))
+        .await;
+    assert_eq!(status, 429, "{answer}");
+    assert_error(&answer, "RATE_LIMITED");
+    g.create(&calm).await;
+    assert_eq!(
+        g.taskpilot.web_task_count(),
+        2,
+        "the refused create stored nothing"
+    );
+}
