@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use diesel::{PgConnection, QueryResult};
 use tokio::sync::{mpsc, oneshot};
@@ -59,8 +58,8 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
 }
 
 impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
-    /// Starts a writer that runs each group on `pool` as one statement with `write`, item by
-    /// item when that fails (`write_together_or_one_by_one`).
+    /// Starts a writer that runs each group on `pool` as one statement with `write`, in halves
+    /// down to the failing item when that fails (`write_together_isolating_failures`).
     pub fn start_statements(
         name: &'static str,
         max_group: usize,
@@ -69,7 +68,7 @@ impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
     ) -> Self {
         Self::start(name, max_group, move |items| {
             let pool = pool.clone();
-            Box::pin(async move { write_together_or_one_by_one(&pool, items, write).await })
+            Box::pin(async move { write_together_isolating_failures(&pool, items, write).await })
         })
     }
 
@@ -113,9 +112,10 @@ async fn write_groups<I, O, W>(
 }
 
 /// Writes `items` in one go with `write`, which answers each item in order. When that fails
-/// for a reason other than the database being unavailable (which every item shares), the
-/// items are written one by one, so that one bad item fails alone.
-pub async fn write_together_or_one_by_one<I, O>(
+/// for a reason other than the database being unavailable (which every item shares), each
+/// half is written again, and so on down to single items: a bad item fails alone, and the
+/// others of its group pay a few statements (two per halving) rather than one each.
+pub async fn write_together_isolating_failures<I, O>(
     pool: &PgPool,
     items: Vec<I>,
     write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
@@ -124,35 +124,50 @@ where
     I: Clone + Send + Sync + 'static,
     O: Send + 'static,
 {
-    let items = Arc::new(items);
-    let together = Arc::clone(&items);
-    match run(pool, move |conn| write(conn, &together)).await {
-        Ok(answers) => answers.into_iter().map(Ok).collect(),
-        Err(StoreError::Unavailable(reason)) => items
-            .iter()
-            .map(|_| Err(StoreError::Unavailable(reason.clone())))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, items = items.len(), "group write failed; writing one by one");
-            let mut answers = Vec::with_capacity(items.len());
-            for item in items.iter() {
-                let alone = vec![item.clone()];
-                let one = run(pool, move |conn| write(conn, &alone))
-                    .await
-                    .and_then(|mut answer| {
-                        answer
-                            .pop()
-                            .ok_or_else(|| StoreError::CorruptRow("a single write answered nothing".into()))
-                    });
-                answers.push(one);
+    let mut answers: Vec<Option<Result<O, StoreError>>> = items.iter().map(|_| None).collect();
+    // Parts still to write, as ranges of `items`: the whole group first.
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..items.len());
+    while let Some(part) = parts.pop() {
+        let chunk = items[part.clone()].to_vec();
+        let size = chunk.len();
+        match run(pool, move |conn| write(conn, &chunk)).await {
+            Ok(written) if written.len() == size => {
+                for (slot, answer) in part.zip(written) {
+                    answers[slot] = Some(Ok(answer));
+                }
             }
-            answers
+            Ok(_) => {
+                for slot in part {
+                    answers[slot] = Some(Err(StoreError::CorruptRow(format!(
+                        "a group write of {size} items answered another number"
+                    ))));
+                }
+            }
+            Err(StoreError::Unavailable(reason)) => {
+                for slot in part {
+                    answers[slot] = Some(Err(StoreError::Unavailable(reason.clone())));
+                }
+            }
+            Err(e) if size == 1 => answers[part.start] = Some(Err(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, items = size, "group write failed; writing each half again");
+                let middle = part.start + size / 2;
+                parts.push(middle..part.end);
+                parts.push(part.start..middle);
+            }
         }
     }
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| Err(StoreError::CorruptRow("an item was never written".into())))
+        })
+        .collect()
 }
 
 /// Writes `items` in rounds in which no two items share a key (items without one all go in
-/// the first round), each round with `write_together_or_one_by_one`: one statement writes a
+/// the first round), each round with `write_together_isolating_failures`: one statement writes a
 /// keyed row once, so a repeat waits for the next round, where it finds what the first wrote.
 /// Answers in the items' order.
 async fn write_in_rounds_by_key<I, O, K>(
@@ -176,7 +191,7 @@ where
         let round_items: Vec<I> = round.iter().map(|&i| items[i].clone()).collect();
         for (i, answer) in round
             .iter()
-            .zip(write_together_or_one_by_one(pool, round_items, write).await)
+            .zip(write_together_isolating_failures(pool, round_items, write).await)
         {
             answers[*i] = Some(answer);
         }

@@ -71,7 +71,7 @@ pub fn insert_tasks(
 /// on its own, an existing task for a taken key whatever it holds.
 ///
 /// Only a group that mixes keyed and unkeyed submissions needs a transaction: if the read of
-/// the tasks taken keys name fails, the writer retries the group one by one, and committed
+/// the tasks taken keys name fails, the writer retries the group in parts, and committed
 /// unkeyed rows would be inserted twice. Without keys the insert is one atomic statement
 /// that reads nothing back. With a key on every submission, a retry finds each committed row
 /// under its key and answers it as existing, as a client's own retry with that key would.
