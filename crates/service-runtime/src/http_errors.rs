@@ -129,23 +129,6 @@ fn rewrite_to_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
     ))
 }
 
-/// A browsable API page (Swagger UI, loaded by the browser) over the service's `/openapi.json`.
-pub fn api_docs_page(title: &str) -> HttpResponse {
-    const SWAGGER_UI: &str = "https://unpkg.com/swagger-ui-dist@5";
-    let page = format!(
-        r##"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title} API</title>
-<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css"></head>
-<body><div id="ui"></div>
-<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({{ url: "/openapi.json", dom_id: "#ui" }});</script>
-</body></html>"##
-    );
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(page)
-}
-
 pub use dtp_contract::{shown, ECHO_CHARS};
 
 /// Refuses, before any route runs, what no route of the services takes: a body that is not

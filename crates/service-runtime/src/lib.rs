@@ -2,6 +2,7 @@
 //! bringing up the service's own Postgres database, JSON error bodies for everything
 //! actix answers by itself, telemetry set-up, and typed reading of environment settings.
 
+pub mod api_docs;
 pub mod cross_origin;
 pub mod database;
 pub mod dedicated_connection;

@@ -39,7 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>
                 .wrap(admins())
                 .route(web::get().to(openapi_json)),
         )
-        .service(web::resource("/docs").wrap(admins()).route(web::get().to(docs)));
+        .service(web::resource("/docs").wrap(admins()).route(web::get().to(docs)))
+        .configure(service_runtime::api_docs::configure_assets);
 }
 
 #[utoipa::path(
@@ -203,5 +204,5 @@ pub async fn openapi_json(ops: web::Data<Operations>) -> HttpResponse {
     responses((status = 200, description = "Browsable API documentation", body = String, content_type = "text/html")))]
 /// `GET /docs`: a browsable view of `/openapi.json`.
 pub async fn docs() -> HttpResponse {
-    service_runtime::http_errors::api_docs_page("DTP engine")
+    service_runtime::api_docs::page("DTP engine")
 }

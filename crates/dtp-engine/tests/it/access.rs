@@ -79,6 +79,7 @@ fn routes() -> Vec<(&'static str, &'static str, Value, Option<&'static str>)> {
         ("GET", "/metrics", Value::Null, Some("admin")),
         ("GET", "/openapi.json", Value::Null, Some("admin")),
         ("GET", "/docs", Value::Null, Some("admin")),
+        ("GET", "/docs/assets/5.35.0/swagger-ui.css", Value::Null, None),
         ("GET", "/healthz", Value::Null, None),
         ("GET", "/readyz", Value::Null, None),
     ]

@@ -212,3 +212,45 @@ async fn the_served_spec_describes_exactly_the_served_routes() {
         }
     }
 }
+
+/// `/docs` loads nothing from elsewhere: its script and stylesheet come from the engine,
+/// open to a browser that cannot send a token with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_page_is_served_whole_by_the_engine() {
+    let engine = TestEngine::spawn_with(|config| {
+        crate::stepped(config);
+        config.auth_enabled = false;
+    })
+    .await;
+    let api = EngineApi::new(&engine);
+    let page = api
+        .client()
+        .get(api.url("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("https://") && !page.contains("http://"), "{page}");
+    let assets: Vec<&str> = page
+        .split('"')
+        .filter(|part| part.starts_with("/docs/assets/"))
+        .collect();
+    assert_eq!(assets.len(), 2, "{page}");
+    let plain = reqwest::Client::new();
+    for (asset, content_type) in assets.iter().zip(["text/css", "text/javascript"]) {
+        let response = plain.get(api.url(asset)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asset}");
+        let served_as = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(served_as.starts_with(content_type), "{asset}: {served_as}");
+        assert!(response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        assert!(
+            response.bytes().await.unwrap().len() > 100_000,
+            "{asset} is the real asset"
+        );
+    }
+}

@@ -36,7 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>
                 .wrap(admin())
                 .route(web::get().to(openapi_json)),
         )
-        .service(web::resource("/docs").wrap(admin()).route(web::get().to(docs)));
+        .service(web::resource("/docs").wrap(admin()).route(web::get().to(docs)))
+        .configure(service_runtime::api_docs::configure_assets);
 }
 
 #[utoipa::path(
@@ -146,5 +147,5 @@ impl TaskPilotApiDoc {
     responses((status = 200, description = "Browsable API documentation", body = String, content_type = "text/html")))]
 /// `GET /docs`: a browsable view of `/openapi.json`.
 pub async fn docs() -> HttpResponse {
-    service_runtime::http_errors::api_docs_page("TaskPilot")
+    service_runtime::api_docs::page("TaskPilot")
 }
