@@ -142,6 +142,11 @@ impl DatabaseUrl {
         if loopback && !url.query_pairs().any(|(k, _)| k == "sslmode") {
             url.query_pairs_mut().append_pair("sslmode", "disable");
         }
+        // The connections the services open themselves read the same settings: refuse at
+        // start-up what they could not use, rather than fall back to polling later.
+        crate::postgres_tls::TlsSettings::from_url(url.as_str())
+            .and_then(|settings| settings.connector().map(drop))
+            .map_err(|e| invalid(&e.to_string()))?;
         Ok(Self { url, name })
     }
 

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod page_cursor;
+pub mod postgres_tls;
 pub mod prepared;
 pub mod rate_limit;
 pub mod request_trace;

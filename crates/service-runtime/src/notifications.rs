@@ -6,11 +6,22 @@
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use crate::postgres_tls::{TlsSettings, TlsSettingsError};
 use tokio_util::sync::CancellationToken;
 
 const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// Why the listening connection was lost or could not be made.
+#[derive(Debug, thiserror::Error)]
+enum ListenError {
+    #[error(transparent)]
+    Settings(#[from] TlsSettingsError),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
 
 /// What listens through a `Listener`.
 pub trait Subscriber: Send + Sync {
@@ -53,8 +64,10 @@ impl Listener {
         }
     }
 
-    async fn listen_once(&self, subscriber: &impl Subscriber) -> Result<(), tokio_postgres::Error> {
-        let (client, mut connection) = tokio_postgres::connect(&self.database_url, NoTls).await?;
+    async fn listen_once(&self, subscriber: &impl Subscriber) -> Result<(), ListenError> {
+        // The URL's sslmode and sslrootcert, as for every other connection of the service.
+        let (config, tls) = TlsSettings::from_url(&self.database_url)?.connector()?;
+        let (client, mut connection) = config.connect(tls).await?;
         let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
         let statement: String = self.channels.iter().map(|c| format!("LISTEN {c}; ")).collect();
         let subscribe = async move {
@@ -63,7 +76,7 @@ impl Listener {
             subscriber.subscribed();
             // Keep the client alive while the connection delivers notifications.
             std::future::pending::<()>().await;
-            Ok::<(), tokio_postgres::Error>(())
+            Ok::<(), ListenError>(())
         };
         tokio::pin!(subscribe);
         loop {
@@ -72,7 +85,7 @@ impl Listener {
                 message = messages.next() => match message {
                     Some(Ok(AsyncMessage::Notification(n))) => subscriber.notified(n.channel(), n.payload()),
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) => return Err(e.into()),
                     None => return Ok(()),
                 },
             }

@@ -26,6 +26,7 @@ mod shutdown;
 mod sql;
 mod task_types;
 mod tasks_api;
+mod tls;
 mod types_files;
 mod worker;
 

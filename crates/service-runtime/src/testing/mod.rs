@@ -5,6 +5,7 @@
 
 pub mod api_spec;
 pub mod doubles;
+pub mod tls_cluster;
 
 use diesel::prelude::*;
 use rand::Rng;
