@@ -354,7 +354,7 @@ async fn the_concurrency_limit_holds_across_two_engines() {
         "[types.limited]\nkind = \"http\"\nurl = \"{}\"\nconcurrency = {LIMIT}\n",
         receiver.url("/limited")
     ));
-    // The first engine has fewer slots than the limit: the second must claim too.
+    // Each engine has fewer slots than the limit: a round's worth in flight needs both.
     let first = TestEngine::spawn_with(|config| {
         config.task_types_file = Some(file.path());
         config.worker.concurrency = LIMIT - 1;
@@ -362,7 +362,7 @@ async fn the_concurrency_limit_holds_across_two_engines() {
     .await;
     let second = TestEngine::spawn_sharing(&first, |config| {
         config.task_types_file = Some(file.path());
-        config.worker.concurrency = 10;
+        config.worker.concurrency = LIMIT - 1;
     })
     .await;
     let api = EngineApi::new(&first);
