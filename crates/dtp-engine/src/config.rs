@@ -40,6 +40,11 @@ pub struct EngineConfig {
     pub lease_max_wait_ms: i32,
     /// Origins whose pages may call the engine from a browser (`DTP_CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
+    /// The most client connections held open (`DTP_MAX_CONNECTIONS`), lowered to what the
+    /// file-descriptor limit allows; a connection beyond it is answered 503.
+    pub max_connections: usize,
+    /// Bytes of large request bodies read at once (`DTP_BODY_BUDGET_BYTES`); others wait.
+    pub body_budget_bytes: usize,
     /// Each service token's quota of requests (a batch counts its tasks), per process
     /// (`DTP_RATE_LIMIT_PER_SEC`, `DTP_RATE_LIMIT_BURST`).
     pub rate_limit: Quota,
@@ -115,6 +120,18 @@ impl EngineConfig {
             },
             api_tokens_file: source.get("DTP_API_TOKENS_FILE"),
             cors_origins: service_runtime::cross_origin::origins(source, "DTP_CORS_ORIGINS")?,
+            max_connections: env_config::parsed(
+                source,
+                "DTP_MAX_CONNECTIONS",
+                service_runtime::connections::DEFAULT_MAX_CONNECTIONS,
+                |n| in_range(*n, 1, 1_000_000),
+            )?,
+            body_budget_bytes: env_config::parsed(
+                source,
+                "DTP_BODY_BUDGET_BYTES",
+                service_runtime::body_budget::DEFAULT_BODY_BUDGET_BYTES,
+                |n| in_range(*n, 1024 * 1024, 64 * 1024 * 1024 * 1024),
+            )?,
             rate_limit: service_runtime::rate_limit::quota(source, "DTP", DEFAULT_RATE_LIMIT_PER_SEC)?,
             lease_max_wait_ms: env_config::parsed(source, "DTP_LEASE_MAX_WAIT_MS", MAX_WAIT_MS, |n| {
                 if (0..=MAX_WAIT_MS).contains(n) {

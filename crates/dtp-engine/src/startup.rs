@@ -8,10 +8,11 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use service_runtime::body_budget::BodyBudget;
 use service_runtime::database::{self, BootstrapError, DatabaseUrl};
 use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
 use service_runtime::rate_limit::RateLimiter;
-use service_runtime::{cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
+use service_runtime::{connections, cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
@@ -317,9 +318,20 @@ impl Application {
         });
         let max_body = config.max_body_bytes;
         let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
+        let connection_cap = connections::affordable_connections(config.max_connections);
+        if connection_cap < config.max_connections {
+            tracing::warn!(
+                wanted = config.max_connections,
+                cap = connection_cap,
+                "the file-descriptor limit lowers the connection cap"
+            );
+        }
+        let connection_limit = connections::ConnectionLimit::new(connection_cap);
+        let body_budget = web::Data::new(BodyBudget::new(config.body_budget_bytes, config.max_body_bytes));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(authentication.clone())
+                .app_data(body_budget.clone())
                 .app_data(web::Data::new(rate_limiter.clone()))
                 .wrap(actix_web::middleware::from_fn(http::auth::identify))
                 .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
@@ -329,11 +341,12 @@ impl Application {
                 .configure(|cfg| http::configure(cfg, state.clone(), max_body))
                 .configure(|cfg| http::operations::configure(cfg, operations.clone()))
                 .default_service(web::to(http_errors::route_not_found))
+                .wrap(actix_web::middleware::from_fn(connections::watch_requests))
                 // Outermost: a preflight is answered before authentication, which it cannot carry.
                 .app_data(cors_origins.clone())
                 .wrap(actix_web::middleware::from_fn(cross_origin::cross_origin))
         })
-        .on_connect(http::client_socket::remember_socket)
+        .on_connect(move |connection, data| connection_limit.on_connect(connection, data))
         .workers(config.http_workers)
         .disable_signals()
         .shutdown_timeout(config.worker.shutdown_grace.as_secs().max(1))

@@ -3,6 +3,8 @@
 //! actix answers by itself, telemetry set-up, and typed reading of environment settings.
 
 pub mod api_docs;
+pub mod body_budget;
+pub mod connections;
 pub mod cross_origin;
 pub mod database;
 pub mod dedicated_connection;

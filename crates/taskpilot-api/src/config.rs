@@ -36,6 +36,11 @@ pub struct TaskPilotConfig {
     pub public_ops: bool,
     /// Origins whose pages may call TaskPilot from a browser (`TASKPILOT_CORS_ORIGINS`); none by default.
     pub cors_origins: Vec<String>,
+    /// The most client connections held open (`TASKPILOT_MAX_CONNECTIONS`), lowered to what the
+    /// file-descriptor limit allows; a connection beyond it is answered 503.
+    pub max_connections: usize,
+    /// Bytes of large request bodies read at once (`TASKPILOT_BODY_BUDGET_BYTES`); others wait.
+    pub body_budget_bytes: usize,
     /// Each key's quota of requests, per process (`TASKPILOT_RATE_LIMIT_PER_SEC`, `_BURST`).
     pub rate_limit: Quota,
     /// Fault point for crash tests: exit between the scheduler's answer to a bind and our
@@ -77,6 +82,18 @@ impl TaskPilotConfig {
             },
             public_ops: env_config::parsed(source, "TASKPILOT_PUBLIC_OPS", false, |_| Ok(()))?,
             cors_origins: service_runtime::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
+            max_connections: env_config::parsed(
+                source,
+                "TASKPILOT_MAX_CONNECTIONS",
+                service_runtime::connections::DEFAULT_MAX_CONNECTIONS,
+                |n| in_range(*n, 1, 1_000_000),
+            )?,
+            body_budget_bytes: env_config::parsed(
+                source,
+                "TASKPILOT_BODY_BUDGET_BYTES",
+                service_runtime::body_budget::DEFAULT_BODY_BUDGET_BYTES,
+                |n| in_range(*n, 1024 * 1024, 64 * 1024 * 1024 * 1024),
+            )?,
             rate_limit: service_runtime::rate_limit::quota(source, "TASKPILOT", DEFAULT_RATE_LIMIT_PER_SEC)?,
             http_workers: env_config::parsed(source, "TASKPILOT_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
                 in_range(*n, 1, 64)

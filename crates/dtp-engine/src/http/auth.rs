@@ -12,6 +12,7 @@ use actix_web::http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use service_runtime::body_budget::BodyBudget;
 use service_runtime::http_errors::json_error;
 use service_runtime::rate_limit::RateLimiter;
 
@@ -68,7 +69,14 @@ async fn require<B: MessageBody>(
                 _ => Ok(()),
             };
             match charged {
-                Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
+                Ok(()) => {
+                    let budget = request.app_data::<web::Data<BodyBudget>>().cloned();
+                    let _share = match budget {
+                        Some(budget) => budget.admit(&request).await,
+                        None => None,
+                    };
+                    Ok(next.call(request).await?.map_into_left_body())
+                }
                 Err(limited) => Ok(request.into_response(limited.response()).map_into_right_body()),
             }
         }

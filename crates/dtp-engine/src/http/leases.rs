@@ -7,10 +7,10 @@ use dtp_contract::{
     LeaseRequest,
 };
 
-use super::client_socket::ClientSocket;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::access::Caller;
+use service_runtime::connections::ClientSocket;
 
 #[utoipa::path(
     post, path = "/leases", tag = "workers",

@@ -2,7 +2,6 @@
 //! ask the domain what to do, and call the store; they never hold a transaction.
 
 pub mod auth;
-pub mod client_socket;
 pub mod error;
 mod leases;
 pub mod operations;

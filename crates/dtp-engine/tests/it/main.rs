@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod bad_input;
 mod batch;
+mod connections;
 mod example_receiver;
 mod example_worker;
 mod gates;
