@@ -2,7 +2,7 @@
 //! still gets its own answer, but requests arriving together share one insert and one WAL
 //! flush, so submission throughput is not capped at one commit per task.
 
-use service_runtime::group_commit::GroupCommit;
+use service_runtime::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES};
 use service_runtime::PgPool;
 
 use crate::domain::NewTask;
@@ -25,7 +25,9 @@ impl TaskSubmitter {
         // where it finds the task the first one made.
         let writer = GroupCommit::start_keyed_statements(
             "task submitter",
-            MAX_SUBMISSION_GROUP,
+            GroupSize::weighed(MAX_SUBMISSION_GROUP, DEFAULT_GROUP_BYTES, |task: &NewTask| {
+                dtp_contract::json_size(&task.payload)
+            }),
             pool,
             |task: &NewTask| {
                 task.idempotency_key

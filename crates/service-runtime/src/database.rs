@@ -364,6 +364,22 @@ where
     result
 }
 
+/// As `interact`, then closes the connection instead of returning it to the pool: after a
+/// statement of many megabytes, its buffers (which libpq never shrinks) go with it.
+pub async fn run_then_close<T, F>(pool: &Pool, query: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
+{
+    let conn = pool
+        .get()
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    let result = interact_on(&conn, query).await;
+    drop(deadpool::managed::Object::take(conn));
+    Ok(result?)
+}
+
 /// Runs `query` on `conn` on a blocking thread: unavailable when the connection, or the
 /// thread running the query, failed; a query error when the statement did.
 pub(crate) async fn interact_on<T, F>(

@@ -11,7 +11,50 @@ use std::pin::Pin;
 use diesel::{PgConnection, QueryResult};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::database::{run, PgPool, StoreError};
+use crate::database::{run, run_then_close, PgPool, StoreError};
+
+/// A statement carrying more than this leaves its connection with buffers of that size
+/// (libpq never shrinks them), so the connection is closed after it rather than pooled.
+pub const CLOSE_CONNECTION_AFTER_BYTES: usize = 512 * 1024;
+
+/// Bytes of payload a group of writes carries at most, by default.
+pub const DEFAULT_GROUP_BYTES: usize = 4 * 1024 * 1024;
+
+/// How large a group may grow: in items, and in the bytes its items carry (a group always
+/// takes at least one item). Groups of small items grow to the item cap; a few large
+/// payloads make a group of their own instead of one statement of many megabytes.
+#[derive(Debug)]
+pub struct GroupSize<I> {
+    pub items: usize,
+    pub bytes: usize,
+    pub bytes_of: fn(&I) -> usize,
+}
+
+impl<I> Clone for GroupSize<I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I> Copy for GroupSize<I> {}
+
+impl<I> GroupSize<I> {
+    /// At most `items` items and `bytes` bytes as `bytes_of` counts them.
+    pub fn weighed(items: usize, bytes: usize, bytes_of: fn(&I) -> usize) -> Self {
+        Self {
+            items: items.max(1),
+            bytes,
+            bytes_of,
+        }
+    }
+}
+
+impl<I> From<usize> for GroupSize<I> {
+    /// At most this many items, of any size.
+    fn from(items: usize) -> Self {
+        Self::weighed(items, usize::MAX, |_| 0)
+    }
+}
 
 /// What a group write returns: one result per item, in the items' order.
 pub type GroupWrite<O> = Pin<Box<dyn Future<Output = Vec<Result<O, StoreError>>> + Send>>;
@@ -39,12 +82,12 @@ impl<I, O> Clone for GroupCommit<I, O> {
 impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
     /// Starts the writer on the current runtime; `write` gets each group and must answer
     /// every item of it.
-    pub fn start<W>(name: &'static str, max_group: usize, write: W) -> Self
+    pub fn start<W>(name: &'static str, size: impl Into<GroupSize<I>>, write: W) -> Self
     where
         W: Fn(Vec<I>) -> GroupWrite<O> + Send + 'static,
     {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(waiting, max_group.max(1), write));
+        tokio::spawn(write_groups(waiting, size.into(), write));
         Self { queue, name }
     }
 
@@ -62,13 +105,14 @@ impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
     /// down to the failing item when that fails (`write_together_isolating_failures`).
     pub fn start_statements(
         name: &'static str,
-        max_group: usize,
+        size: impl Into<GroupSize<I>>,
         pool: PgPool,
         write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
     ) -> Self {
-        Self::start(name, max_group, move |items| {
+        let size = size.into();
+        Self::start(name, size, move |items| {
             let pool = pool.clone();
-            Box::pin(async move { write_together_isolating_failures(&pool, items, write).await })
+            Box::pin(async move { write_isolating_failures(&pool, items, write, size.bytes_of).await })
         })
     }
 
@@ -76,28 +120,49 @@ impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
     /// rounds in which no two items share a key (`write_in_rounds_by_key`).
     pub fn start_keyed_statements<K: Eq + std::hash::Hash + Send + 'static>(
         name: &'static str,
-        max_group: usize,
+        size: impl Into<GroupSize<I>>,
         pool: PgPool,
         key: fn(&I) -> Option<K>,
         write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
     ) -> Self {
-        Self::start(name, max_group, move |items| {
+        let size = size.into();
+        Self::start(name, size, move |items| {
             let pool = pool.clone();
-            Box::pin(async move { write_in_rounds_by_key(&pool, items, key, write).await })
+            Box::pin(async move { write_in_rounds_by_key(&pool, items, key, write, size.bytes_of).await })
         })
     }
 }
 
 async fn write_groups<I, O, W>(
     mut waiting: mpsc::UnboundedReceiver<Waiting<I, O>>,
-    max_group: usize,
+    size: GroupSize<I>,
     write: W,
 ) where
     W: Fn(Vec<I>) -> GroupWrite<O>,
 {
-    let mut group = Vec::with_capacity(max_group);
-    while waiting.recv_many(&mut group, max_group).await > 0 {
-        let (items, answers): (Vec<I>, Vec<_>) = group.drain(..).map(|w| (w.item, w.answer)).unzip();
+    // An item that would have made the last group too heavy opens the next one.
+    let mut carried: Option<Waiting<I, O>> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match waiting.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let mut bytes = (size.bytes_of)(&first.item);
+        let mut group = vec![first];
+        while group.len() < size.items {
+            let Ok(next) = waiting.try_recv() else { break };
+            let next_bytes = (size.bytes_of)(&next.item);
+            if bytes.saturating_add(next_bytes) > size.bytes {
+                carried = Some(next);
+                break;
+            }
+            bytes += next_bytes;
+            group.push(next);
+        }
+        let (items, answers): (Vec<I>, Vec<_>) = group.into_iter().map(|w| (w.item, w.answer)).unzip();
         let expected = items.len();
         let mut results = write(items).await.into_iter();
         for answer in answers {
@@ -124,14 +189,37 @@ where
     I: Clone + Send + Sync + 'static,
     O: Send + 'static,
 {
+    write_isolating_failures(pool, items, write, |_| 0).await
+}
+
+/// `write_together_isolating_failures`, closing the connection after a statement whose items
+/// carry more than `CLOSE_CONNECTION_AFTER_BYTES` as `bytes_of` counts them.
+async fn write_isolating_failures<I, O>(
+    pool: &PgPool,
+    items: Vec<I>,
+    write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
+    bytes_of: fn(&I) -> usize,
+) -> Vec<Result<O, StoreError>>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let items = std::sync::Arc::new(items);
     let mut answers: Vec<Option<Result<O, StoreError>>> = items.iter().map(|_| None).collect();
     // Parts still to write, as ranges of `items`: the whole group first.
     let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
     parts.push(0..items.len());
     while let Some(part) = parts.pop() {
-        let chunk = items[part.clone()].to_vec();
-        let size = chunk.len();
-        match run(pool, move |conn| write(conn, &chunk)).await {
+        let size = part.len();
+        let bytes: usize = items[part.clone()].iter().map(bytes_of).sum();
+        let (chunk, range) = (std::sync::Arc::clone(&items), part.clone());
+        let statement = move |conn: &mut PgConnection| write(conn, &chunk[range]);
+        let written = if bytes > CLOSE_CONNECTION_AFTER_BYTES {
+            run_then_close(pool, statement).await
+        } else {
+            run(pool, statement).await
+        };
+        match written {
             Ok(written) if written.len() == size => {
                 for (slot, answer) in part.zip(written) {
                     answers[slot] = Some(Ok(answer));
@@ -175,6 +263,7 @@ async fn write_in_rounds_by_key<I, O, K>(
     items: Vec<I>,
     key: fn(&I) -> Option<K>,
     write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
+    bytes_of: fn(&I) -> usize,
 ) -> Vec<Result<O, StoreError>>
 where
     I: Clone + Send + Sync + 'static,
@@ -191,7 +280,7 @@ where
         let round_items: Vec<I> = round.iter().map(|&i| items[i].clone()).collect();
         for (i, answer) in round
             .iter()
-            .zip(write_together_isolating_failures(pool, round_items, write).await)
+            .zip(write_isolating_failures(pool, round_items, write, bytes_of).await)
         {
             answers[*i] = Some(answer);
         }
@@ -232,6 +321,30 @@ mod tests {
         for (i, call) in calls.enumerate() {
             assert_eq!(call.await.unwrap().unwrap(), i as i32 * 2);
         }
+    }
+
+    #[tokio::test]
+    async fn a_group_carries_at_most_its_bytes_unless_one_item_alone_is_larger() {
+        let groups = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<usize>>::new()));
+        let seen = std::sync::Arc::clone(&groups);
+        let size = GroupSize::weighed(100, 10, |bytes: &usize| *bytes);
+        let writer = GroupCommit::start("weigher", size, move |items: Vec<usize>| -> GroupWrite<usize> {
+            seen.lock().unwrap().push(items.clone());
+            Box::pin(async move { items.into_iter().map(Ok).collect() })
+        });
+        // Queued before the writer first runs (the test's runtime has one thread).
+        let calls: Vec<_> = [6, 3, 6, 1, 9, 12, 2, 2]
+            .into_iter()
+            .map(|bytes| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.submit(bytes).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        let groups = groups.lock().unwrap().clone();
+        assert_eq!(groups, vec![vec![6, 3], vec![6, 1], vec![9], vec![12], vec![2, 2]]);
     }
 
     #[tokio::test]

@@ -3,12 +3,12 @@
 //! its own answer, and an idle caller waits for no timer. The control plane's cost under load
 //! was per statement, not in any one of them.
 
-use service_runtime::group_commit::GroupCommit;
+use service_runtime::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES};
 use service_runtime::PgPool;
 
 use crate::domain::binding::Binding;
 use crate::domain::NewWebTask;
-use crate::store::web_tasks::{self as web_task_store, WebTaskRow};
+use crate::store::web_tasks::{self as web_task_store, BindingWritten, WebTaskRow};
 use crate::store::StoreError;
 
 /// Most web tasks read, created or bound in one statement.
@@ -19,7 +19,7 @@ pub const MAX_GROUP: usize = 500;
 pub struct GroupedWebTasks {
     reads: GroupCommit<i64, Option<WebTaskRow>>,
     creates: GroupCommit<NewWebTask, WebTaskRow>,
-    binds: GroupCommit<(i64, Binding), Option<WebTaskRow>>,
+    binds: GroupCommit<(i64, Binding), Option<BindingWritten>>,
 }
 
 impl GroupedWebTasks {
@@ -33,7 +33,9 @@ impl GroupedWebTasks {
         );
         let creates = GroupCommit::start_statements(
             "web task creator",
-            MAX_GROUP,
+            GroupSize::weighed(MAX_GROUP, DEFAULT_GROUP_BYTES, |task: &NewWebTask| {
+                dtp_contract::json_size(&task.payload)
+            }),
             pool.clone(),
             web_task_store::insert_web_tasks,
         );
@@ -63,8 +65,13 @@ impl GroupedWebTasks {
         self.creates.submit(task).await
     }
 
-    /// Records the binding if web task `id` is still unbound; `None` when another bind won.
-    pub async fn bind_if_unbound(&self, id: i64, binding: Binding) -> Result<Option<WebTaskRow>, StoreError> {
+    /// Records the binding if web task `id` is still unbound: what it changed, or `None` when
+    /// another bind won.
+    pub async fn bind_if_unbound(
+        &self,
+        id: i64,
+        binding: Binding,
+    ) -> Result<Option<BindingWritten>, StoreError> {
         self.binds.submit((id, binding)).await
     }
 }

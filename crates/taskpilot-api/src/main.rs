@@ -11,6 +11,11 @@ use taskpilot_api::config::TaskPilotConfig;
 use taskpilot_api::key_commands::{self, KeyCommand};
 use taskpilot_api::startup::Application;
 
+// jemalloc's background threads hand freed memory back to the system within seconds, where
+// the system allocator keeps what a burst of large bodies took (bench/RESULTS.md, large-bodies).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(about = "TaskPilot, the web control plane over DTP")]
 struct Cli {

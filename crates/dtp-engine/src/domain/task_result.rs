@@ -15,7 +15,7 @@ pub enum JsonNotKept {
 
 /// Checks JSON before it is written.
 pub fn check_kept(value: &serde_json::Value) -> Result<(), JsonNotKept> {
-    let bytes = serde_json::to_vec(value).map_or(usize::MAX, |b| b.len());
+    let bytes = dtp_contract::json_size(value);
     if bytes > MAX_RESULT_BYTES {
         return Err(JsonNotKept::TooLarge(bytes));
     }

@@ -85,7 +85,7 @@ impl NewWebTask {
             },
         )?;
         let limit = scheduler_max_body_bytes.saturating_sub(SUBMISSION_OVERHEAD_BYTES);
-        let size = json_size(&payload);
+        let size = dtp_contract::json_size(&payload);
         if size > limit {
             return Err(WebTaskValidationError::PayloadTooLarge { size, limit });
         }
@@ -110,24 +110,6 @@ pub fn validate_scheduler_type(scheduler_type: &str) -> Result<(), WebTaskValida
     } else {
         Err(WebTaskValidationError::SchedulerTypeLength)
     }
-}
-
-/// Bytes of `value` written as compact JSON, counted without building the text.
-fn json_size(value: &serde_json::Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // Writing a `Value` into a sink that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
 }
 
 fn valid_type_name(name: &str) -> bool {

@@ -83,15 +83,17 @@ pub async fn bind_to_scheduler(
     let id = parse_web_task_id(&id)?;
     let requested = body.into_inner().scheduler_type;
     validate_scheduler_type(&requested)?;
-    let row = web_task_of(&state, &principal, id).await?;
+    let mut row = web_task_of(&state, &principal, id).await?;
     let decision = decide_bind(row.binding(), &requested);
     if decision != BindDecision::CreateSchedulerTask {
         return answer_bind(decision, row, false);
     }
 
-    let request = CreateTaskRequest {
+    // The payload travels in the submission and comes back out of it for the answer: a
+    // large one is held once, not copied.
+    let mut request = CreateTaskRequest {
         task_type: requested.clone(),
-        payload: serde_json::json!({"webTaskId": row.id, "type": row.task_type, "payload": row.payload}),
+        payload: serde_json::json!({"webTaskId": row.id, "type": row.task_type, "payload": row.payload.take()}),
         max_attempts: None,
         idempotency_key: Some(idempotency_key(id)),
         run_at: None,
@@ -135,9 +137,10 @@ pub async fn bind_to_scheduler(
     };
     let bound = state.web_tasks.bind_if_unbound(id, binding).await?;
     match bound {
-        Some(row) => {
+        Some(written) => {
             tracing::info!(web_task.id = id, task.id = created.task.id, "web task bound");
-            answer_bind(BindDecision::CreateSchedulerTask, row, true)
+            row.payload = request.payload["payload"].take();
+            answer_bind(BindDecision::CreateSchedulerTask, row.with_binding(written), true)
         }
         // A concurrent bind committed first; answer from what it wrote.
         None => {

@@ -44,10 +44,41 @@ impl WebTaskRow {
     }
 }
 
-/// `WebTaskRow`'s columns, named: a kept prepared statement must not change its result's
-/// shape when a later migration adds a column, as `RETURNING *` would.
-const WEB_TASK_ROW_COLUMNS: &str =
-    "id, task_type, payload, status, created_at, updated_at, scheduler_task_id, scheduler_type, bound_at, tenant";
+/// What a bind wrote: the columns that changed. A bind knows the rest of the row, payload
+/// included, so the statement sends none of it back.
+#[derive(Debug, Clone, QueryableByName)]
+#[diesel(table_name = web_tasks)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct BindingWritten {
+    pub id: i64,
+    pub status: String,
+    pub updated_at: DateTime<Utc>,
+    pub scheduler_task_id: Option<i64>,
+    pub scheduler_type: Option<String>,
+    pub bound_at: Option<DateTime<Utc>>,
+}
+
+impl WebTaskRow {
+    /// The row as it is once `written` is applied.
+    pub fn with_binding(self, written: BindingWritten) -> Self {
+        Self {
+            status: written.status,
+            updated_at: written.updated_at,
+            scheduler_task_id: written.scheduler_task_id,
+            scheduler_type: written.scheduler_type,
+            bound_at: written.bound_at,
+            ..self
+        }
+    }
+}
+
+/// `WebTaskRow`'s columns with the payload left out (a null in its place): an insert has
+/// the payloads it wrote, and sending megabytes back only to parse them again costs memory.
+/// Named, because a kept prepared statement must not change its result's shape when a later
+/// migration adds a column, as `RETURNING *` would.
+const WEB_TASK_ROW_COLUMNS_BUT_PAYLOAD: &str =
+    "id, task_type, 'null'::jsonb AS payload, status, created_at, \
+     updated_at, scheduler_task_id, scheduler_type, bound_at, tenant";
 
 /// Inserts new, unbound web tasks in one statement; their rows in the order of `tasks`.
 pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryResult<Vec<WebTaskRow>> {
@@ -56,7 +87,7 @@ pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryR
             "INSERT INTO web_tasks (task_type, payload, status, tenant) \
              SELECT item.task_type, item.payload, $3, item.tenant \
              FROM unnest($1::text[], $2::jsonb[], $4::text[]) WITH ORDINALITY AS item(task_type, payload, tenant, position) \
-             ORDER BY item.position RETURNING {WEB_TASK_ROW_COLUMNS}"
+             ORDER BY item.position RETURNING {WEB_TASK_ROW_COLUMNS_BUT_PAYLOAD}"
         ))
         .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
         .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
@@ -66,6 +97,9 @@ pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryR
     .load(conn)?;
     // Ids are drawn in insertion order, which is the request order.
     rows.sort_unstable_by_key(|row| row.id);
+    for (row, task) in rows.iter_mut().zip(tasks) {
+        row.payload = task.payload.clone();
+    }
     Ok(rows)
 }
 
@@ -125,20 +159,20 @@ pub fn list_web_tasks(
 }
 
 /// Records each binding (web task ids distinct) whose web task is still unbound, in one
-/// statement; for each, in order, the row this write bound, or `None` when another bind won
+/// statement; for each, in order, what this write changed, or `None` when another bind won
 /// (or the web task is gone).
 pub fn bind_each_if_unbound(
     conn: &mut PgConnection,
     bindings: &[(i64, Binding)],
-) -> QueryResult<Vec<Option<WebTaskRow>>> {
-    let rows: Vec<WebTaskRow> = Prepared(
-        diesel::sql_query(format!(
+) -> QueryResult<Vec<Option<BindingWritten>>> {
+    let rows: Vec<BindingWritten> = Prepared(
+        diesel::sql_query(
             "UPDATE web_tasks SET scheduler_task_id = b.new_task_id, scheduler_type = b.new_type, \
                  status = $4, bound_at = now(), updated_at = now() \
              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS b(web_task_id, new_task_id, new_type) \
              WHERE id = b.web_task_id AND scheduler_task_id IS NULL \
-             RETURNING {WEB_TASK_ROW_COLUMNS}"
-        ))
+             RETURNING id, status, updated_at, scheduler_task_id, scheduler_type, bound_at",
+        )
         .bind::<Array<BigInt>, _>(bindings.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(
             bindings

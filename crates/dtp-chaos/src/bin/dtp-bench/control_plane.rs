@@ -6,26 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use service_runtime::database::{self, DatabaseUrl};
 
 use crate::engine_db::EngineDatabase;
 use crate::report::{Latencies, Measurement, Report, Target};
-use crate::services::Bench;
+use crate::services::{Bench, EngineSettings, WebDatabase};
 use crate::Plan;
-
-/// TaskPilot's database for one run, dropped with it.
-struct WebDatabase {
-    server: DatabaseUrl,
-    name: String,
-}
-
-impl Drop for WebDatabase {
-    fn drop(&mut self) {
-        if let Err(e) = database::drop_database(&self.server, &self.name) {
-            eprintln!("dtp-bench: could not drop database {}: {e}", self.name);
-        }
-    }
-}
 
 /// What one client saw.
 #[derive(Default)]
@@ -35,17 +20,21 @@ struct ClientTally {
     errors: u64,
 }
 
+/// The scenario with authentication on (as deployed) and, in the same run, off: what keys,
+/// tokens and quotas cost on the path every web task takes.
 pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
-    let settings = plan.tuned();
+    run_with(bench, plan, report, plan.tuned()).await?;
+    run_with(bench, plan, report, plan.tuned().without_auth()).await
+}
+
+async fn run_with(
+    bench: &Bench,
+    plan: &Plan,
+    report: &mut Report,
+    settings: EngineSettings,
+) -> anyhow::Result<()> {
     let mut dtp_db = EngineDatabase::create(&bench.server, "cp_dtp")?;
-    let web_db = WebDatabase {
-        server: bench.server.clone(),
-        name: format!(
-            "bench_cp_web_{}_{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ),
-    };
+    let web_db = WebDatabase::named(&bench.server, "cp_web");
     // The key is made on TaskPilot's database before TaskPilot starts on it.
     let web_http = bench.taskpilot_client(&web_db.name)?;
     let mut services = vec![bench.engine("cp-engine", &dtp_db, &settings)?];

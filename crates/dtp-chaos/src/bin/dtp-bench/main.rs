@@ -1,7 +1,7 @@
 //! `dtp-bench`: measures real `dtp-engine` and `taskpilot-api` processes on fresh databases
 //! of the local Postgres (created, then dropped): drain rate, enqueue rate, pickup latency,
 //! control-plane round trips, a long history, two engines on one database, engine memory,
-//! delivery to an HTTP target, workers leasing external tasks.
+//! delivery to an HTTP target, workers leasing external tasks, memory under large bodies.
 
 mod control_plane;
 mod drain;
@@ -10,6 +10,7 @@ mod enqueue;
 mod external_workers;
 mod history;
 mod http_target;
+mod large_bodies;
 mod pickup;
 mod plan;
 mod report;
@@ -54,6 +55,7 @@ enum Scenario {
     TwoEngines,
     HttpTarget,
     ExternalWorkers,
+    LargeBodies,
 }
 
 #[tokio::main]
@@ -98,6 +100,7 @@ async fn run(cli: &Cli, scenarios: &[Scenario], plan: &Plan, report: &mut Report
             Scenario::TwoEngines => drain::run_two_engines(&bench, plan, report).await?,
             Scenario::HttpTarget => http_target::run(&bench, plan, report).await?,
             Scenario::ExternalWorkers => external_workers::run(&bench, plan, report).await?,
+            Scenario::LargeBodies => large_bodies::run(&bench, plan, report).await?,
         }
     }
     // Logs are kept only when something went wrong (an error returns before this).

@@ -57,6 +57,15 @@ pub struct PlanArgs {
     /// Future PENDING tasks in the history [100000; smoke 500].
     #[arg(long)]
     history_future: Option<i64>,
+    /// Web tasks created with a 1 MiB payload and bound [300; smoke 8].
+    #[arg(long)]
+    large_bodies: Option<usize>,
+    /// Of those, how many are in flight at once [128; smoke 4].
+    #[arg(long)]
+    large_body_clients: Option<usize>,
+    /// How long the services may take to give memory back afterwards, seconds [60; smoke 1].
+    #[arg(long)]
+    large_body_settle_s: Option<u64>,
 }
 
 /// Resolved sizes and settings.
@@ -78,6 +87,9 @@ pub struct Plan {
     pub control_plane_s: u64,
     pub history_finished: i64,
     pub history_future: i64,
+    pub large_bodies: usize,
+    pub large_body_clients: usize,
+    pub large_body_settle_s: u64,
 }
 
 impl Plan {
@@ -100,6 +112,9 @@ impl Plan {
             control_plane_s: 10,
             history_finished: 1_000_000,
             history_future: 100_000,
+            large_bodies: 300,
+            large_body_clients: 128,
+            large_body_settle_s: 60,
         }
     }
 
@@ -115,6 +130,9 @@ impl Plan {
             control_plane_s: 2,
             history_finished: 5_000,
             history_future: 500,
+            large_bodies: 8,
+            large_body_clients: 4,
+            large_body_settle_s: 1,
             ..Self::full()
         }
     }
@@ -140,6 +158,9 @@ impl Plan {
             control_plane_s: args.control_plane_s.unwrap_or(base.control_plane_s),
             history_finished: args.history_finished.unwrap_or(base.history_finished),
             history_future: args.history_future.unwrap_or(base.history_future),
+            large_bodies: args.large_bodies.unwrap_or(base.large_bodies),
+            large_body_clients: args.large_body_clients.unwrap_or(base.large_body_clients),
+            large_body_settle_s: args.large_body_settle_s.unwrap_or(base.large_body_settle_s),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dtp_chaos::credentials::{client_with, taskpilot_admin_key, Credentials};
 use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
-use service_runtime::database::DatabaseUrl;
+use service_runtime::database::{self, DatabaseUrl};
 
 use crate::engine_db::EngineDatabase;
 
@@ -26,6 +26,33 @@ pub struct Bench {
     credentials: Credentials,
 }
 
+/// TaskPilot's database for one run (TaskPilot creates it at start-up), dropped with it.
+pub struct WebDatabase {
+    server: DatabaseUrl,
+    pub name: String,
+}
+
+impl WebDatabase {
+    pub fn named(server: &DatabaseUrl, prefix: &str) -> Self {
+        Self {
+            server: server.clone(),
+            name: format!(
+                "bench_{prefix}_{}_{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+        }
+    }
+}
+
+impl Drop for WebDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = database::drop_database(&self.server, &self.name) {
+            eprintln!("dtp-bench: could not drop database {}: {e}", self.name);
+        }
+    }
+}
+
 /// The engine settings a scenario chooses; everything else keeps the engine's defaults.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -43,6 +70,8 @@ pub struct EngineSettings {
     pub log_handler_starts: bool,
     /// `DTP_TASK_TYPES_FILE`.
     pub types_file: Option<PathBuf>,
+    /// Authentication on (the default, as deployed); off only to measure what it costs.
+    pub auth: bool,
 }
 
 /// Where the engine logs "attempt started", as a handler is about to run.
@@ -57,6 +86,7 @@ impl EngineSettings {
             http_workers,
             log_handler_starts: false,
             types_file: None,
+            auth: true,
         }
     }
 
@@ -68,7 +98,14 @@ impl EngineSettings {
             http_workers: None,
             log_handler_starts: false,
             types_file: None,
+            auth: true,
         }
+    }
+
+    /// The same settings with authentication off in the engine and TaskPilot.
+    pub fn without_auth(mut self) -> Self {
+        self.auth = false;
+        self
     }
 
     /// A short label for tables, e.g. `c=256 pool=40`.
@@ -82,6 +119,9 @@ impl EngineSettings {
         }
         if let Some(http) = self.http_workers {
             label.push_str(&format!(" http={http}"));
+        }
+        if !self.auth {
+            label.push_str(" auth off");
         }
         label
     }
@@ -141,6 +181,9 @@ impl Bench {
             env.push(("DTP_TASK_TYPES_FILE", types_file.display().to_string()));
         }
         env.extend(self.credentials.engine_env());
+        if !settings.auth {
+            env.push(("DTP_AUTH", "disabled".to_owned()));
+        }
         Ok(ServiceProcess::new(
             name,
             &self.engine_bin,
@@ -169,6 +212,9 @@ impl Bench {
             env.push(("TASKPILOT_HTTP_WORKERS", http.to_string()));
         }
         env.extend(self.credentials.taskpilot_env());
+        if !settings.auth {
+            env.push(("TASKPILOT_AUTH", "disabled".to_owned()));
+        }
         Ok(ServiceProcess::new(
             "taskpilot",
             &self.taskpilot_bin,
