@@ -344,7 +344,10 @@ mod tests {
             call.await.unwrap().unwrap();
         }
         let groups = groups.lock().unwrap().clone();
-        assert_eq!(groups, vec![vec![6, 3], vec![6, 1], vec![9], vec![12], vec![2, 2]]);
+        assert_eq!(
+            groups,
+            vec![vec![6, 3], vec![6, 1], vec![9], vec![12], vec![2, 2]]
+        );
     }
 
     #[tokio::test]
