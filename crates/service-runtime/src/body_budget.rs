@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use actix_web::dev::ServiceRequest;
-use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bodies up to this size pass without taking from the budget.
@@ -50,20 +50,30 @@ impl BodyBudget {
 }
 
 impl BodyBudget {
-    /// Waits for `req`'s share of the budget, to be held until its answer is ready; `None`
-    /// for a small body. Called once a request is known to be authorized, so that nobody
-    /// can hold the budget without credentials.
-    pub async fn admit(&self, req: &ServiceRequest) -> Option<OwnedSemaphorePermit> {
-        let headers = req.headers();
+    /// Units a request with `headers` takes. An encoded body is counted at the body limit,
+    /// which it may reach once decoded whatever its length on the wire.
+    fn units_of(&self, headers: &HeaderMap) -> u32 {
+        let encoded = headers
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         let length = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
-        let units = match length {
+        match length {
+            Some(0) => 0,
+            Some(_) if encoded => self.units_for(None),
             Some(length) => self.units_for(Some(length)),
-            None if headers.contains_key(TRANSFER_ENCODING) => self.units_for(None),
+            None if encoded || headers.contains_key(TRANSFER_ENCODING) => self.units_for(None),
             None => 0,
-        };
+        }
+    }
+
+    /// Waits for `req`'s share of the budget, to be held until its answer is ready; `None`
+    /// for a small body. Called once a request is known to be authorized, so that nobody
+    /// can hold the budget without credentials.
+    pub async fn admit(&self, req: &ServiceRequest) -> Option<OwnedSemaphorePermit> {
+        let units = self.units_of(req.headers());
         if units == 0 {
             return None;
         }
@@ -94,6 +104,39 @@ mod tests {
             small.units_for(Some(1024 * 1024)),
             100,
             "never more than the whole budget"
+        );
+    }
+
+    #[test]
+    fn an_encoded_or_chunked_body_counts_at_the_limit_and_a_plain_one_at_its_length() {
+        use actix_web::http::header::HeaderValue;
+        let budget = BodyBudget::new(4 * 1024 * 1024, 1024 * 1024);
+        let headers = |pairs: &[(actix_web::http::header::HeaderName, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert_eq!(budget.units_of(&headers(&[])), 0);
+        assert_eq!(budget.units_of(&headers(&[(CONTENT_LENGTH, "1000")])), 0);
+        assert_eq!(budget.units_of(&headers(&[(CONTENT_LENGTH, "204800")])), 200);
+        assert_eq!(
+            budget.units_of(&headers(&[(CONTENT_LENGTH, "1000"), (CONTENT_ENCODING, "gzip")])),
+            1024
+        );
+        assert_eq!(
+            budget.units_of(&headers(&[
+                (CONTENT_LENGTH, "1000"),
+                (CONTENT_ENCODING, "identity")
+            ])),
+            0
+        );
+        assert_eq!(budget.units_of(&headers(&[(TRANSFER_ENCODING, "chunked")])), 1024);
+        assert_eq!(
+            budget.units_of(&headers(&[(CONTENT_LENGTH, "0"), (CONTENT_ENCODING, "gzip")])),
+            0,
+            "no body at all"
         );
     }
 }
