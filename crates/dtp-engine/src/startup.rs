@@ -318,15 +318,7 @@ impl Application {
         });
         let max_body = config.max_body_bytes;
         let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
-        let connection_cap = connections::affordable_connections(config.max_connections);
-        if connection_cap < config.max_connections {
-            tracing::warn!(
-                wanted = config.max_connections,
-                cap = connection_cap,
-                "the file-descriptor limit lowers the connection cap"
-            );
-        }
-        let connection_limit = connections::ConnectionLimit::new(connection_cap);
+        let connection_limit = connections::ConnectionLimit::within_descriptors(config.max_connections);
         let body_budget = web::Data::new(BodyBudget::new(config.body_budget_bytes, config.max_body_bytes));
         let server = HttpServer::new(move || {
             App::new()

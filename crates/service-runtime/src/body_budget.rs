@@ -82,6 +82,13 @@ impl BodyBudget {
     }
 }
 
+/// Waits for `req`'s share of the budget the app holds (`web::Data<BodyBudget>`), if it holds
+/// one: what an authorization middleware calls once the caller may go on.
+pub async fn admit(req: &ServiceRequest) -> Option<OwnedSemaphorePermit> {
+    let budget = req.app_data::<actix_web::web::Data<BodyBudget>>()?.clone();
+    budget.admit(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

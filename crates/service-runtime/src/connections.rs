@@ -50,6 +50,16 @@ pub struct ConnectionLimit {
 }
 
 impl ConnectionLimit {
+    /// The limit for a process that wants `wanted` connections at most, lowered (with a
+    /// warning) to what its file-descriptor limit allows.
+    pub fn within_descriptors(wanted: usize) -> Self {
+        let cap = affordable_connections(wanted);
+        if cap < wanted {
+            tracing::warn!(wanted, cap, "the file-descriptor limit lowers the connection cap");
+        }
+        Self::new(cap)
+    }
+
     pub fn new(cap: usize) -> Self {
         Self {
             open: Arc::default(),

@@ -12,7 +12,7 @@ use actix_web::http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use service_runtime::body_budget::BodyBudget;
+use service_runtime::body_budget;
 use service_runtime::http_errors::json_error;
 use service_runtime::rate_limit::RateLimiter;
 
@@ -70,11 +70,7 @@ async fn require<B: MessageBody>(
             };
             match charged {
                 Ok(()) => {
-                    let budget = request.app_data::<web::Data<BodyBudget>>().cloned();
-                    let _share = match budget {
-                        Some(budget) => budget.admit(&request).await,
-                        None => None,
-                    };
+                    let _share = body_budget::admit(&request).await;
                     Ok(next.call(request).await?.map_into_left_body())
                 }
                 Err(limited) => Ok(request.into_response(limited.response()).map_into_right_body()),

@@ -40,27 +40,11 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     let engine_gate = Arc::new(Semaphore::new(plan.large_body_clients));
     let started = Instant::now();
     let mut requests = Vec::new();
+    let web_url = format!("{base}/api/tasks");
+    let engine_url = format!("{engine_base}/tasks");
     for _ in 0..plan.large_bodies {
-        let (http, url, body, gate) = (
-            web_http.clone(),
-            format!("{base}/api/tasks"),
-            Arc::clone(&web_body),
-            Arc::clone(&web_gate),
-        );
-        requests.push(tokio::spawn(async move {
-            let _slot = gate.acquire_owned().await.ok()?;
-            create(&http, &url, &body).await
-        }));
-        let (http, url, body, gate) = (
-            bench.http.clone(),
-            format!("{engine_base}/tasks"),
-            Arc::clone(&engine_body),
-            Arc::clone(&engine_gate),
-        );
-        requests.push(tokio::spawn(async move {
-            let _slot = gate.acquire_owned().await.ok()?;
-            create(&http, &url, &body).await
-        }));
+        requests.push(spawn_create(&web_http, &web_url, &web_body, &web_gate));
+        requests.push(spawn_create(&bench.http, &engine_url, &engine_body, &engine_gate));
     }
     let mut errors = 0u64;
     let mut web_tasks = Vec::new();
@@ -190,6 +174,20 @@ async fn bind(http: &reqwest::Client, url: &str) -> Option<()> {
     }
     eprintln!("dtp-bench: {url} still unavailable after {BIND_TRIES} tries");
     None
+}
+
+/// `create` on a task of its own, once `gate` lets it through.
+fn spawn_create(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Arc<serde_json::Value>,
+    gate: &Arc<Semaphore>,
+) -> tokio::task::JoinHandle<Option<i64>> {
+    let (http, url, body, gate) = (http.clone(), url.to_owned(), Arc::clone(body), Arc::clone(gate));
+    tokio::spawn(async move {
+        let _slot = gate.acquire_owned().await.ok()?;
+        create(&http, &url, &body).await
+    })
 }
 
 /// POSTs `body` to `url` expecting 201; the new resource's id, `None` on anything else.
