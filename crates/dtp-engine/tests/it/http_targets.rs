@@ -284,10 +284,11 @@ async fn a_target_slower_than_the_timeout_fails_the_attempt_and_its_request_is_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_fails_the_attempt_and_is_retried() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // A socket bound but never listening: connecting is refused, and no other test can take
+    // the port meanwhile (a port merely freed could be reused by another test's server).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed_port = reserved.local_addr().unwrap().port();
     let file = TypesFile::write(&format!(
         "[types.down]\nkind = \"http\"\nurl = \"http://127.0.0.1:{closed_port}/hook\"\n\
          max_attempts = 2\nbackoff_base_ms = 10\n"
