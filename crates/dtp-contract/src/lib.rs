@@ -6,12 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod events;
 pub mod integral;
 pub mod leases;
 pub mod millis;
 #[cfg(feature = "openapi")]
 pub mod payload_schema;
 pub mod task_types;
+pub use events::{ChangeEvent, EventKind, EventPage};
 pub use leases::{
     CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, Lease, LeaseBatch, LeaseLostBody,
     LeaseLostReason, LeaseRequest,

@@ -6,7 +6,9 @@ use service_runtime::rate_limit::Quota;
 
 use crate::domain::lease::MAX_WAIT_MS;
 use crate::domain::RetryPolicy;
-use crate::worker::WorkerConfig;
+use std::time::Duration;
+
+use crate::worker::{cleaner, Retention, WorkerConfig};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/dtp";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
@@ -48,6 +50,9 @@ pub struct EngineConfig {
     /// Each service token's quota of requests (a batch counts its tasks), per process
     /// (`DTP_RATE_LIMIT_PER_SEC`, `DTP_RATE_LIMIT_BURST`).
     pub rate_limit: Quota,
+    /// How long events and finished tasks are kept (`DTP_EVENT_RETENTION_HOURS`,
+    /// `DTP_FINISHED_RETENTION_HOURS`, `DTP_CLEANUP_INTERVAL_MS`).
+    pub retention: Retention,
 }
 
 impl EngineConfig {
@@ -86,7 +91,29 @@ impl EngineConfig {
             retry: RetryPolicy { base, max },
             shutdown_grace: env_config::millis(source, "DTP_SHUTDOWN_GRACE_MS", defaults.shutdown_grace, 0)?,
         };
+        let hours = |name: &str, default: Duration, min: usize| {
+            env_config::parsed(source, name, default.as_secs() as usize / 3_600, |n| {
+                in_range(*n, min, 100 * 365 * 24)
+            })
+            .map(|h| Duration::from_secs(h as u64 * 3_600))
+        };
+        let finished = hours(
+            "DTP_FINISHED_RETENTION_HOURS",
+            cleaner::DEFAULT_FINISHED_RETENTION,
+            0,
+        )?;
+        let retention = Retention {
+            events: hours("DTP_EVENT_RETENTION_HOURS", cleaner::DEFAULT_EVENT_RETENTION, 1)?,
+            finished_tasks: (!finished.is_zero()).then_some(finished),
+            interval: env_config::millis(
+                source,
+                "DTP_CLEANUP_INTERVAL_MS",
+                cleaner::DEFAULT_CLEANUP_INTERVAL,
+                100,
+            )?,
+        };
         Ok(Self {
+            retention,
             database_url: env_config::string(source, "DTP_DATABASE_URL", DEFAULT_DATABASE_URL),
             http_addr: env_config::string(source, "DTP_HTTP_ADDR", DEFAULT_HTTP_ADDR),
             http_workers: env_config::parsed(source, "DTP_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {

@@ -85,7 +85,7 @@ impl WorkerLeases {
         max_wait_ms: i32,
     ) -> Self {
         Self {
-            completer: AttemptCompleter::start_for_workers(pool.clone()),
+            completer: AttemptCompleter::start_for_workers(pool.clone(), worker.feed_signal().clone()),
             pool,
             registry,
             worker,
@@ -199,6 +199,9 @@ impl WorkerLeases {
             Ok(leased)
         })
         .await?;
+        if !leased.is_empty() {
+            self.worker.feed_signal().events_written();
+        }
         Ok(leased
             .into_iter()
             .map(|task| self.granted(task, &ask.worker_id))
@@ -393,6 +396,7 @@ impl WorkerLeases {
     /// After a failed or released attempt: workers waiting on any engine may lease the task
     /// again (due now, or at its retry), and here a slot under its type's limit is free.
     async fn after_end(&self, task_id: i64, task_type: &str, due_again: bool) {
+        self.worker.feed_signal().events_written();
         if due_again {
             if let Err(e) = store::run(&self.pool, task_store::announce_available).await {
                 tracing::warn!(task.id = task_id, error = %e, "could not announce a task due again");

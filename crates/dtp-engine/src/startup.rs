@@ -15,6 +15,7 @@ use service_runtime::rate_limit::RateLimiter;
 use service_runtime::{connections, cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::change_feed::ChangeFeed;
 use crate::config::EngineConfig;
 use crate::domain::new_task::{TaskTypes, DEFAULT_MAX_ATTEMPTS};
 use crate::domain::EngineTypeDefaults;
@@ -30,7 +31,7 @@ use crate::task_reader::TaskReader;
 use crate::task_types::http_target::{self, HttpTarget};
 use crate::task_types::types_file::{self, DeclaredKind, TypesFileError};
 use crate::task_types::{RegistryError, Task, TaskTypeRegistry, TypeKind};
-use crate::worker::{TaskEventListener, TaskRescuer, Worker};
+use crate::worker::{TaskCleaner, TaskEventListener, TaskRescuer, Worker};
 
 /// Per-attempt time limit of a type that does not choose its own: five minutes.
 pub const DEFAULT_TASK_TIMEOUT_MS: i32 = 300_000;
@@ -72,6 +73,7 @@ pub struct Application {
     pool: PgPool,
     worker: Worker,
     rescuer: TaskRescuer,
+    cleaner: TaskCleaner,
     listener_url: String,
     worker_enabled: bool,
     shutdown: CancellationToken,
@@ -313,6 +315,7 @@ impl Application {
             submitter: TaskSubmitter::start(pool.clone()),
             reader: TaskReader::start(pool.clone()),
             leases,
+            feed: ChangeFeed::new(pool.clone(), worker.feed_signal().clone()),
             cursor_key,
             rate_limiter: rate_limiter.clone(),
         });
@@ -349,6 +352,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            cleaner: TaskCleaner::new(pool.clone(), config.retention),
             pool,
             worker,
             rescuer,
@@ -370,6 +374,10 @@ impl Application {
         &self.rescuer
     }
 
+    pub fn cleaner(&self) -> &TaskCleaner {
+        &self.cleaner
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -386,10 +394,17 @@ impl Application {
         // The listener also wakes workers' long-polls for leases, so it runs on API-only nodes too.
         let listener = TaskEventListener::new(self.listener_url.clone(), self.worker.clone());
         let listener = tokio::spawn(listener.run(self.shutdown.clone()));
+        let announcer = tokio::spawn(
+            self.worker
+                .feed_signal()
+                .clone()
+                .announce(self.pool.clone(), self.shutdown.clone()),
+        );
         let background = self.worker_enabled.then(|| {
             (
                 tokio::spawn(self.worker.clone().run(self.shutdown.clone())),
                 tokio::spawn(self.rescuer.clone().run(self.shutdown.clone())),
+                tokio::spawn(self.cleaner.clone().run(self.shutdown.clone())),
             )
         });
         let served = tokio::select! {
@@ -401,11 +416,13 @@ impl Application {
             }
         };
         self.shutdown.cancel();
-        if let Some((worker, rescuer)) = background {
+        if let Some((worker, rescuer, cleaner)) = background {
             let _ = worker.await;
             let _ = rescuer.await;
+            let _ = cleaner.await;
         }
         let _ = listener.await;
+        let _ = announcer.await;
         tracing::info!("dtp-engine stopped");
         served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EngineConfig;
 use crate::domain::RetryPolicy;
 use crate::startup::{Application, EngineBuilder};
-use crate::worker::{TaskRescuer, Worker};
+use crate::worker::{TaskCleaner, TaskRescuer, Worker};
 
 /// Prefix of the test databases' names.
 const TEST_DATABASE_PREFIX: &str = "dtp";
@@ -48,6 +48,7 @@ pub struct TestEngine {
     config: EngineConfig,
     worker: Worker,
     rescuer: TaskRescuer,
+    cleaner: TaskCleaner,
     shutdown: CancellationToken,
     server: Option<JoinHandle<std::io::Result<()>>>,
     database: Arc<TestDatabase>,
@@ -105,6 +106,7 @@ impl TestEngine {
         let port = app.port();
         let worker = app.worker().clone();
         let rescuer = app.rescuer().clone();
+        let cleaner = app.cleaner().clone();
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
         Self {
@@ -113,6 +115,7 @@ impl TestEngine {
             config,
             worker,
             rescuer,
+            cleaner,
             shutdown,
             server: Some(server),
             database,
@@ -141,6 +144,11 @@ impl TestEngine {
     /// This engine's rescuer: `rescue_expired_leases()` runs one round on demand.
     pub fn rescuer(&self) -> &TaskRescuer {
         &self.rescuer
+    }
+
+    /// This engine's cleaner: `clean()` runs one cleanup on demand.
+    pub fn cleaner(&self) -> &TaskCleaner {
+        &self.cleaner
     }
 
     /// The database behind the engine, for assertions in SQL (`database().connect()`).

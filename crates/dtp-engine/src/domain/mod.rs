@@ -4,6 +4,7 @@
 //! own: callers pass `now` and randomness in.
 
 pub mod access;
+pub mod feed_position;
 pub mod http_delivery;
 pub mod lease;
 pub mod new_task;

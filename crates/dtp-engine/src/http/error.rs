@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 409: the task's state does not allow the request.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 410: what the request reaches back to was deleted under retention.
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// 422: well-formed but unacceptable (unknown type, out-of-range value).
     #[error(transparent)]
     Invalid(#[from] TaskValidationError),
@@ -47,7 +50,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Gone { code, .. } => code,
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::TaskNotFound(_) => "TASK_NOT_FOUND",
             ApiError::Invalid(TaskValidationError::UnknownType { .. }) => "UNKNOWN_TASK_TYPE",
@@ -98,6 +103,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TaskNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Invalid(_) | ApiError::InvalidBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Lease(LeaseError::NotFound) => StatusCode::NOT_FOUND,
             ApiError::Lease(LeaseError::Lost { .. }) => StatusCode::CONFLICT,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 mod leases;
 pub mod operations;
 mod task_types;
@@ -16,6 +17,7 @@ use service_runtime::page_cursor::CursorKey;
 use service_runtime::rate_limit::RateLimiter;
 use service_runtime::{http_errors, PgPool};
 
+use crate::change_feed::ChangeFeed;
 use crate::leasing::WorkerLeases;
 use crate::submission::TaskSubmitter;
 use crate::task_reader::TaskReader;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub reader: TaskReader,
     /// The worker API's use cases.
     pub leases: WorkerLeases,
+    /// Reads the change feed (`GET /events`).
+    pub feed: ChangeFeed,
     /// Seals the cursors of `GET /tasks`.
     pub cursor_key: CursorKey,
     /// Each token's quota (also charged by `require_*` for every request).
@@ -72,6 +76,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
             web::resource("/tasks/{id}/attempts")
                 .wrap(tasks())
                 .route(web::get().to(tasks::list_attempts)),
+        )
+        .service(
+            web::resource("/events")
+                .wrap(tasks())
+                .route(web::get().to(events::read_events)),
         )
         .service(
             web::resource("/task-types")

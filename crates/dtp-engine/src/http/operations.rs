@@ -138,6 +138,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::tasks::cancel_task,
         super::tasks::list_attempts,
         super::task_types::list_task_types,
+        super::events::read_events,
         super::leases::lease,
         super::leases::heartbeat,
         super::leases::complete,
@@ -152,6 +153,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     tags(
         (name = "tasks", description = "Tasks and their attempts"),
         (name = "workers", description = "Workers outside the engine lease tasks of external types"),
+        (name = "events", description = "The change feed: every change of every task's state, in order"),
         (name = "operations", description = "Probes and metrics")
     )
 )]

@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod schema;
+pub mod task_events;
 pub mod task_stats;
 pub mod tasks;
 

@@ -8,6 +8,7 @@ use diesel::{PgConnection, QueryResult};
 use service_runtime::group_commit::GroupCommit;
 use service_runtime::PgPool;
 
+use crate::change_feed::FeedSignal;
 use crate::store::tasks::{self as task_store, AttemptEnd, LeaseGuard};
 use crate::store::StoreError;
 
@@ -18,12 +19,14 @@ pub const MAX_COMPLETION_BATCH: usize = 1_000;
 #[derive(Clone)]
 pub struct AttemptCompleter {
     writer: GroupCommit<AttemptEnd, bool>,
+    feed: FeedSignal,
 }
 
 impl AttemptCompleter {
     /// Starts the writer of the engine's own attempts on the current runtime.
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, feed: FeedSignal) -> Self {
         Self {
+            feed,
             writer: GroupCommit::start_statements(
                 "attempt completer",
                 MAX_COMPLETION_BATCH,
@@ -35,8 +38,9 @@ impl AttemptCompleter {
 
     /// Starts the writer of the ends that workers outside the engine report, each guarded by
     /// its lease's secret and expiry (`LeaseGuard::Worker`).
-    pub fn start_for_workers(pool: PgPool) -> Self {
+    pub fn start_for_workers(pool: PgPool, feed: FeedSignal) -> Self {
         Self {
+            feed,
             writer: GroupCommit::start_statements(
                 "worker completer",
                 MAX_COMPLETION_BATCH,
@@ -49,7 +53,11 @@ impl AttemptCompleter {
     /// Writes `end` with the next batch: `Ok(true)` when the attempt still held its task,
     /// `Ok(false)` when it was fenced off (canceled, rescued, superseded).
     pub async fn complete(&self, end: AttemptEnd) -> Result<bool, StoreError> {
-        self.writer.submit(end).await
+        let held = self.writer.submit(end).await?;
+        if held {
+            self.feed.events_written();
+        }
+        Ok(held)
     }
 }
 

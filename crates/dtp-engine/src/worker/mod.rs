@@ -5,6 +5,7 @@
 //! A heartbeat keeps leases alive and stops attempts that were fenced off elsewhere.
 
 pub(crate) mod attempt;
+pub mod cleaner;
 pub(crate) mod completer;
 mod config;
 pub mod listener;
@@ -22,6 +23,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::change_feed::FeedSignal;
+pub use cleaner::{Retention, TaskCleaner};
 use completer::AttemptCompleter;
 pub use config::WorkerConfig;
 pub use listener::TaskEventListener;
@@ -68,6 +71,8 @@ struct WorkerShared {
     announcements: Notify,
     /// Rung when an attempt ends and frees a slot.
     slot_freed: Notify,
+    /// Wakes the change feed's readers when this process changed a task.
+    feed: FeedSignal,
 }
 
 /// What one claim started, and when the next pending task falls due (ms from now, negative
@@ -110,7 +115,8 @@ impl Worker {
             rand::random::<u16>()
         );
         let slots = Arc::new(Semaphore::new(config.concurrency));
-        let completer = AttemptCompleter::start(pool.clone());
+        let feed = FeedSignal::default();
+        let completer = AttemptCompleter::start(pool.clone(), feed.clone());
         Self {
             inner: Arc::new(WorkerShared {
                 claims: DedicatedConnection::new(pool.clone(), task_store::CLAIM_CONNECTION_SETTINGS),
@@ -126,6 +132,7 @@ impl Worker {
                 work_available: Notify::new(),
                 announcements: Notify::new(),
                 slot_freed: Notify::new(),
+                feed,
             }),
         }
     }
@@ -136,6 +143,11 @@ impl Worker {
 
     pub fn config(&self) -> &WorkerConfig {
         &self.inner.config
+    }
+
+    /// What wakes the change feed's readers; told of every change this process makes.
+    pub fn feed_signal(&self) -> &FeedSignal {
+        &self.inner.feed
     }
 
     /// Wakes the claim loop at once instead of at the next poll, and every worker's
@@ -154,6 +166,7 @@ impl Worker {
 
     /// A task was canceled through this process: count it and stop its attempt if it runs here.
     pub fn on_task_canceled(&self, task_id: i64, task_type: &str) {
+        self.inner.feed.events_written();
         self.inner.metrics.cancels.inc();
         self.inner
             .metrics
@@ -285,6 +298,9 @@ impl Worker {
             (a, b) => a.or(b),
         };
         self.inner.metrics.claims_per_poll.observe(claimed.len() as f64);
+        if !claimed.is_empty() {
+            self.inner.feed.events_written();
+        }
         let mut started = Vec::with_capacity(claimed.len());
         for task in claimed {
             self.inner
@@ -402,6 +418,7 @@ impl Worker {
             task_store::release_attempts(conn, &tokens, TaskStatus::Pending)
         })
         .await;
+        self.inner.feed.events_written();
         for (_, cancel) in &left {
             cancel.cancel();
         }

@@ -71,6 +71,7 @@ fn routes() -> Vec<(&'static str, &'static str, Value, Option<&'static str>)> {
         ("PUT", "/tasks/1/cancel", Value::Null, Some("submitter")),
         ("GET", "/tasks/1/attempts", Value::Null, Some("submitter")),
         ("GET", "/task-types", Value::Null, Some("submitter")),
+        ("GET", "/events", Value::Null, Some("submitter")),
         ("POST", "/leases", lease, Some("worker")),
         ("POST", "/leases/AAAA/heartbeat", json!({}), Some("worker")),
         ("POST", "/leases/AAAA/complete", json!({}), Some("worker")),

@@ -8,6 +8,7 @@ mod api;
 mod bad_input;
 mod batch;
 mod connections;
+mod events;
 mod example_receiver;
 mod example_worker;
 mod gates;

@@ -152,6 +152,7 @@ const SERVED_ROUTES: &[(&str, &str)] = &[
     ("put", "/tasks/{id}/cancel"),
     ("get", "/tasks/{id}/attempts"),
     ("get", "/task-types"),
+    ("get", "/events"),
     ("post", "/leases"),
     ("post", "/leases/{leaseToken}/heartbeat"),
     ("post", "/leases/{leaseToken}/complete"),

@@ -186,6 +186,51 @@ pub fn assign_queues(conn: &mut PgConnection, queues: &[(String, bool)]) -> Quer
     .execute(conn)
 }
 
+/// Runs `clean` in one transaction if no other engine is cleaning; `None` when one is.
+pub fn under_cleanup_lock<T>(
+    conn: &mut PgConnection,
+    clean: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
+) -> QueryResult<Option<T>> {
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    conn.transaction(|conn| {
+        let lock: Locked = diesel::sql_query(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('dtp.cleanup', 0)) AS locked",
+        )
+        .get_result(conn)?;
+        if lock.locked {
+            clean(conn).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+/// Deletes the tasks in `status` that finished before `before` among the `limit` oldest
+/// (by id) in that status, with their attempts; returns how many went. Walking the oldest
+/// only keeps each statement short; a recent task among them is deleted once it ages.
+pub fn delete_finished_tasks(
+    conn: &mut PgConnection,
+    status: TaskStatus,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    debug_assert!(status.is_terminal());
+    diesel::sql_query(
+        "WITH oldest AS ( \
+             SELECT id FROM tasks WHERE status = $1 ORDER BY id LIMIT $3 \
+         ) DELETE FROM tasks t USING oldest o \
+           WHERE t.id = o.id AND t.status = $1 AND t.completed_at < $2",
+    )
+    .bind::<Text, _>(status.as_str())
+    .bind::<diesel::sql_types::Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+}
+
 /// Counts tasks per status (for tests and diagnostics).
 pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
     tasks::table

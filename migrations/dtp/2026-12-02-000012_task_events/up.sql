@@ -1,0 +1,84 @@
+-- The change feed: every change of a task's state is an event, written by the statement
+-- that makes the change (triggers below), so no code path can change a task unannounced.
+--
+-- Positions: `xact` is the writing transaction's id, `position` a sequence. Both are drawn
+-- before commit, so a later position can commit first; a reader that took `position > last`
+-- would skip an event that commits late. Readers instead read only events of transactions
+-- older than every transaction still running (`xact < xmin` of their snapshot): those are
+-- final, and every event still to come has a larger `xact`. The feed is ordered by
+-- `(xact, position)`. Two transactions that change one task do so one after the other, and
+-- each write is guarded by the state it expects; a transaction that waited for another's row
+-- lock finds the state changed and writes nothing, so one task's events keep their order.
+CREATE SEQUENCE task_event_positions AS BIGINT;
+
+CREATE TABLE task_events (
+    xact       BIGINT      NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    position   BIGINT      NOT NULL DEFAULT nextval('task_event_positions'),
+    task_id    BIGINT      NOT NULL,
+    task_type  TEXT        NOT NULL,
+    kind       TEXT        NOT NULL,
+    status     TEXT        NOT NULL,
+    retry_state TEXT       NOT NULL,
+    attempt    INTEGER     NOT NULL,
+    at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    error      TEXT,
+    PRIMARY KEY (xact, position),
+    CONSTRAINT task_events_kind_known CHECK (
+        kind IN ('CREATED', 'STARTED', 'RETRY_SCHEDULED', 'SUCCEEDED', 'FAILED', 'CANCELED', 'LOST', 'RELEASED')
+    )
+);
+
+-- What retention has deleted: every event at or before this position is gone, so a cursor
+-- before it may have missed events (410 CURSOR_EXPIRED).
+CREATE TABLE task_event_horizon (
+    only_row  BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    xact      BIGINT NOT NULL,
+    position  BIGINT NOT NULL
+);
+INSERT INTO task_event_horizon (xact, position) VALUES (0, 0);
+
+CREATE FUNCTION record_created_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt)
+    SELECT n.id, n.task_type, 'CREATED', n.status, n.retry_state, n.attempt_count
+    FROM created n ORDER BY n.id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER tasks_record_created
+    AFTER INSERT ON tasks
+    REFERENCING NEW TABLE AS created
+    FOR EACH STATEMENT EXECUTE FUNCTION record_created_tasks();
+
+-- The kind of a change follows from the states before and after it; a RUNNING task that
+-- went back to PENDING or to FAILED was either released (its attempt is not counted), lost
+-- (the rescuer closed its attempt as LOST), or its attempt failed.
+CREATE FUNCTION record_task_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, error)
+    SELECT c.id, c.task_type, c.kind, c.status, c.retry_state, c.attempt_count,
+           CASE WHEN c.kind IN ('RETRY_SCHEDULED', 'FAILED', 'LOST') THEN c.last_error END
+    FROM (
+        SELECT n.id, n.task_type, n.status, n.retry_state, n.attempt_count, n.last_error,
+            CASE
+                WHEN n.status = 'RUNNING' THEN 'STARTED'
+                WHEN n.status IN ('SUCCEEDED', 'CANCELED') THEN n.status
+                WHEN o.status = 'RUNNING' AND n.attempt_count < o.attempt_count THEN 'RELEASED'
+                WHEN o.status = 'RUNNING' AND (SELECT a.outcome FROM task_attempts a
+                        WHERE a.task_id = n.id AND a.lease_token = o.lease_token) = 'LOST' THEN 'LOST'
+                WHEN n.status = 'FAILED' THEN 'FAILED'
+                ELSE 'RETRY_SCHEDULED'
+            END AS kind
+        FROM changed n JOIN previous o ON o.id = n.id
+        WHERE n.status <> o.status OR n.attempt_count <> o.attempt_count
+        ORDER BY n.id
+    ) c;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER tasks_record_changes
+    AFTER UPDATE ON tasks
+    REFERENCING OLD TABLE AS previous NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION record_task_changes();
