@@ -89,6 +89,8 @@ pub struct FeedRead {
     pub wait: Duration,
     /// Only events of these task types; `None`: all.
     pub task_types: Option<Vec<String>>,
+    /// Only events of the tasks this caller submitted; `None`: everyone's (an admin).
+    pub submitted_by: Option<String>,
 }
 
 /// Why a read of the feed was refused.
@@ -131,10 +133,10 @@ impl ChangeFeed {
         loop {
             let mut woken = self.signal.subscribe();
             woken.mark_unchanged();
-            let types = read.task_types.clone();
+            let (types, submitter) = (read.task_types.clone(), read.submitted_by.clone());
             let limit = read.limit;
             let page = store::run(&self.pool, move |conn| {
-                event_store::read_events(conn, after, limit, types.as_deref())
+                event_store::read_events(conn, after, limit, types.as_deref(), submitter.as_deref())
             })
             .await?;
             if let Some(position) = after {

@@ -22,6 +22,9 @@ CREATE TABLE task_events (
     attempt    INTEGER     NOT NULL,
     at         TIMESTAMPTZ NOT NULL DEFAULT now(),
     error      TEXT,
+    -- Who submitted the task (its `idempotency_scope`, the service token's name): a
+    -- submitter reads the events of its own tasks only.
+    submitted_by TEXT      NOT NULL,
     PRIMARY KEY (xact, position),
     CONSTRAINT task_events_kind_known CHECK (
         kind IN ('CREATED', 'STARTED', 'RETRY_SCHEDULED', 'SUCCEEDED', 'FAILED', 'CANCELED', 'LOST', 'RELEASED')
@@ -39,8 +42,8 @@ INSERT INTO task_event_horizon (xact, position) VALUES (0, 0);
 
 CREATE FUNCTION record_created_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt)
-    SELECT n.id, n.task_type, 'CREATED', n.status, n.retry_state, n.attempt_count
+    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, submitted_by)
+    SELECT n.id, n.task_type, 'CREATED', n.status, n.retry_state, n.attempt_count, n.idempotency_scope
     FROM created n ORDER BY n.id;
     RETURN NULL;
 END;
@@ -56,11 +59,11 @@ CREATE TRIGGER tasks_record_created
 -- (the rescuer closed its attempt as LOST), or its attempt failed.
 CREATE FUNCTION record_task_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, error)
+    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, error, submitted_by)
     SELECT c.id, c.task_type, c.kind, c.status, c.retry_state, c.attempt_count,
-           CASE WHEN c.kind IN ('RETRY_SCHEDULED', 'FAILED', 'LOST') THEN c.last_error END
+           CASE WHEN c.kind IN ('RETRY_SCHEDULED', 'FAILED', 'LOST') THEN c.last_error END, c.idempotency_scope
     FROM (
-        SELECT n.id, n.task_type, n.status, n.retry_state, n.attempt_count, n.last_error,
+        SELECT n.id, n.task_type, n.status, n.retry_state, n.attempt_count, n.last_error, n.idempotency_scope,
             CASE
                 WHEN n.status = 'RUNNING' THEN 'STARTED'
                 WHEN n.status IN ('SUCCEEDED', 'CANCELED') THEN n.status

@@ -9,6 +9,7 @@ use service_runtime::http_errors::shown;
 use super::error::ApiError;
 use super::AppState;
 use crate::change_feed::{FeedError, FeedRead};
+use crate::domain::access::{Caller, Role};
 use crate::domain::feed_position::FeedStart;
 use crate::domain::lease::MAX_WAIT_MS;
 use crate::domain::task_type::check_type_name;
@@ -29,7 +30,7 @@ pub struct EventsQuery {
 }
 
 impl EventsQuery {
-    fn validate(self) -> Result<FeedRead, ApiError> {
+    fn validate(self, caller: &Caller) -> Result<FeedRead, ApiError> {
         let bad = |code: &'static str, message: String| ApiError::BadRequest { code, message };
         let start =
             FeedStart::parse(self.after.as_deref()).map_err(|e| bad("INVALID_CURSOR", e.to_string()))?;
@@ -74,6 +75,7 @@ impl EventsQuery {
             limit,
             wait: std::time::Duration::from_millis(wait_ms.unsigned_abs()),
             task_types,
+            submitted_by: (caller.role != Role::Admin).then(|| caller.name.clone()),
         })
     }
 }
@@ -98,14 +100,16 @@ impl EventsQuery {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
-/// `GET /events?after=&limit=&waitMs=&types=`: what happened to tasks, in order. A reader
-/// that follows `nextCursor` sees every event once, each task's in the order they happened.
+/// `GET /events?after=&limit=&waitMs=&types=`: what happened to the caller's tasks (every
+/// task, for an admin), in order. A reader that follows `nextCursor` sees every event once,
+/// each task's in the order they happened.
 pub async fn read_events(
     state: web::Data<AppState>,
     request: HttpRequest,
+    caller: Caller,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = query.into_inner().validate()?;
+    let read = query.into_inner().validate(&caller)?;
     let socket = request.conn_data::<ClientSocket>();
     let client_waits = || socket.is_none_or(ClientSocket::is_open);
     let page = state.feed.read(read, client_waits).await.map_err(|e| match e {

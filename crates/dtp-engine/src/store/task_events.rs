@@ -111,13 +111,15 @@ impl ReadRow {
 }
 
 /// Reads up to `limit` final events after `after` (of the named task types only, when
-/// given), in feed order, in one statement: the events and the bounds come from one snapshot.
-/// `after: None` starts after what retention deleted.
+/// given; of the tasks `submitted_by` submitted, when given), in feed order, in one statement:
+/// the events and the bounds come from one snapshot. `after: None` starts after what
+/// retention deleted.
 pub fn read_events(
     conn: &mut PgConnection,
     after: Option<FeedPosition>,
     limit: i64,
     task_types: Option<&[String]>,
+    submitted_by: Option<&str>,
 ) -> QueryResult<EventsRead> {
     let from = after.unwrap_or(FeedPosition::START);
     let rows: Vec<ReadRow> = Prepared(
@@ -138,6 +140,7 @@ pub fn read_events(
                  SELECT * FROM task_events e \
                  WHERE (e.xact, e.position) > (st.from_xact, st.from_position) AND e.xact < st.xmin \
                    AND ($4::text[] IS NULL OR e.task_type = ANY($4)) \
+                   AND ($6::text IS NULL OR e.submitted_by = $6) \
                  ORDER BY e.xact, e.position LIMIT $3 \
              ) e ON true \
              ORDER BY e.xact, e.position"
@@ -146,7 +149,8 @@ pub fn read_events(
         .bind::<BigInt, _>(from.position)
         .bind::<BigInt, _>(limit)
         .bind::<Nullable<Array<Text>>, _>(task_types)
-        .bind::<Bool, _>(after.is_none()),
+        .bind::<Bool, _>(after.is_none())
+        .bind::<Nullable<Text>, _>(submitted_by),
     )
     .load(conn)?;
     let first = rows.first().ok_or(diesel::NotFound)?;

@@ -275,3 +275,58 @@ async fn each_token_has_its_own_quota_and_a_batch_costs_one_per_task() {
         assert_eq!(probe.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_reads_the_events_of_its_own_tasks_only() {
+    let (dtp, _tokens, _types) = guarded().await;
+    let api = EngineApi::new(&dtp);
+    let (ours, theirs, admin) = (
+        format!("Bearer {SUBMITTER}"),
+        format!("Bearer {OTHER_SUBMITTER}"),
+        format!("Bearer {ADMIN}"),
+    );
+    let mine: Value = call(&api, "POST", "/tasks", &json!({"type": "demo"}), Some(&ours))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other: Value = call(&api, "POST", "/tasks", &json!({"type": "demo"}), Some(&theirs))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Follows the feed as `token` until it has `count` events, then one read more.
+    let read = |token: String, count: usize| {
+        let api = &api;
+        async move {
+            let mut ids = Vec::new();
+            let mut after = String::new();
+            for _ in 0..20 {
+                let path = format!("/events?waitMs=500{after}");
+                let response = call(api, "GET", &path, &Value::Null, Some(&token)).await;
+                assert_eq!(response.status(), StatusCode::OK);
+                let page = response.json::<Value>().await.unwrap();
+                let before = ids.len();
+                ids.extend(
+                    page["events"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["taskId"].clone()),
+                );
+                after = format!("&after={}", page["nextCursor"].as_str().unwrap());
+                if ids.len() >= count && ids.len() == before {
+                    break;
+                }
+            }
+            ids
+        }
+    };
+    assert_eq!(read(ours, 1).await, [mine["id"].clone()]);
+    assert_eq!(read(theirs, 1).await, [other["id"].clone()]);
+    let every = read(admin, 2).await;
+    assert!(
+        every.len() == 2 && every.contains(&mine["id"]) && every.contains(&other["id"]),
+        "{every:?}"
+    );
+}
