@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use dtp_contract::{
-    AttemptResponse, CompleteRequest, CreateTaskBatchRequest, CreateTaskRequest, ErrorBody, FailRequest,
-    HeartbeatRequest, HeartbeatResponse, LeaseBatch, LeaseLostBody, LeaseLostReason, LeaseRequest,
-    TaskBatchResponse, TaskPage, TaskResponse, TaskTypeList,
+    AttemptResponse, CompleteRequest, CreateTaskBatchRequest, CreateTaskRequest, ErrorBody, EventPage,
+    FailRequest, HeartbeatRequest, HeartbeatResponse, LeaseBatch, LeaseLostBody, LeaseLostReason,
+    LeaseRequest, TaskBatchResponse, TaskPage, TaskResponse, TaskTypeList,
 };
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -156,6 +156,29 @@ impl DtpClient {
     pub async fn cancel_task(&self, id: i64) -> Result<(), DtpError> {
         self.empty(self.request(Method::PUT, &format!("/tasks/{id}/cancel")))
             .await
+    }
+
+    /// `GET /events`: the change feed after `after` (an event's or a page's cursor, or
+    /// `latest`; `None`: the oldest kept), waiting up to `wait` when nothing is new.
+    /// A cursor older than the engine keeps is refused with `CURSOR_EXPIRED` (410).
+    pub async fn events(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        wait: Duration,
+    ) -> Result<EventPage, DtpError> {
+        let query = {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query
+                .append_pair("limit", &limit.to_string())
+                .append_pair("waitMs", &wait.as_millis().to_string());
+            if let Some(after) = after {
+                query.append_pair("after", after);
+            }
+            query.finish()
+        };
+        let request = self.request(Method::GET, &format!("/events?{query}"));
+        self.json(request.timeout(wait + LONG_POLL_MARGIN)).await
     }
 
     /// `GET /task-types`.

@@ -38,6 +38,12 @@ impl RequestContext {
         }
     }
 
+    /// The context of work a background service starts on its own (no incoming request):
+    /// a new request id and a new trace.
+    pub fn started_here() -> Self {
+        Self::from_headers(&HeaderMap::new())
+    }
+
     /// The headers a call made on behalf of this request carries: the same request id, and
     /// our span as the parent of the callee's.
     pub fn forwarded_headers(&self) -> Vec<(&'static str, String)> {

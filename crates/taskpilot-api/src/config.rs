@@ -46,6 +46,9 @@ pub struct TaskPilotConfig {
     /// Fault point for crash tests: exit between the scheduler's answer to a bind and our
     /// commit. Off unless `TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE=true`.
     pub crash_after_scheduler_create: bool,
+    /// Whether this process follows the scheduler's change feed to keep the execution mirror
+    /// (`TASKPILOT_EXECUTION_MIRROR`, default on; one process follows at a time).
+    pub execution_mirror: bool,
 }
 
 impl TaskPilotConfig {
@@ -81,6 +84,7 @@ impl TaskPilotConfig {
                 }
             },
             public_ops: env_config::parsed(source, "TASKPILOT_PUBLIC_OPS", false, |_| Ok(()))?,
+            execution_mirror: env_config::parsed(source, "TASKPILOT_EXECUTION_MIRROR", true, |_| Ok(()))?,
             cors_origins: service_runtime::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
             max_connections: env_config::parsed(
                 source,

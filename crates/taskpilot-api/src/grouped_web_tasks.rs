@@ -7,8 +7,10 @@ use service_runtime::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES}
 use service_runtime::PgPool;
 
 use crate::domain::binding::Binding;
-use crate::domain::NewWebTask;
-use crate::store::web_tasks::{self as web_task_store, BindingWritten, WebTaskRow};
+use crate::domain::{ExecutionRecord, NewWebTask};
+use crate::store::web_tasks::{
+    self as web_task_store, BindingWithExecution, BindingWritten, WebTaskRow, WebTaskWithExecution,
+};
 use crate::store::StoreError;
 
 /// Most web tasks read, created or bound in one statement.
@@ -17,9 +19,9 @@ pub const MAX_GROUP: usize = 500;
 /// The handle the routes read, create and bind single web tasks through. Cheap to clone.
 #[derive(Clone)]
 pub struct GroupedWebTasks {
-    reads: GroupCommit<i64, Option<WebTaskRow>>,
+    reads: GroupCommit<i64, Option<WebTaskWithExecution>>,
     creates: GroupCommit<NewWebTask, WebTaskRow>,
-    binds: GroupCommit<(i64, Binding), Option<BindingWritten>>,
+    binds: GroupCommit<BindingWithExecution, Option<BindingWritten>>,
 }
 
 impl GroupedWebTasks {
@@ -45,7 +47,7 @@ impl GroupedWebTasks {
             "web task binder",
             MAX_GROUP,
             pool,
-            |(id, _): &(i64, Binding)| Some(*id),
+            |(id, _, _): &BindingWithExecution| Some(*id),
             web_task_store::bind_each_if_unbound,
         );
         Self {
@@ -55,8 +57,8 @@ impl GroupedWebTasks {
         }
     }
 
-    /// Reads web task `id`.
-    pub async fn find(&self, id: i64) -> Result<Option<WebTaskRow>, StoreError> {
+    /// Reads web task `id`, with its mirrored execution.
+    pub async fn find(&self, id: i64) -> Result<Option<WebTaskWithExecution>, StoreError> {
         self.reads.submit(id).await
     }
 
@@ -65,13 +67,14 @@ impl GroupedWebTasks {
         self.creates.submit(task).await
     }
 
-    /// Records the binding if web task `id` is still unbound: what it changed, or `None` when
-    /// another bind won.
+    /// Records the binding if web task `id` is still unbound, with the execution the scheduler
+    /// reported: what it changed, or `None` when another bind won.
     pub async fn bind_if_unbound(
         &self,
         id: i64,
         binding: Binding,
+        execution: ExecutionRecord,
     ) -> Result<Option<BindingWritten>, StoreError> {
-        self.binds.submit((id, binding)).await
+        self.binds.submit((id, binding, execution)).await
     }
 }

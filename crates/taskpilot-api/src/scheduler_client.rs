@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::metrics::{CallLabels, SchedulerMetrics};
 
 use dtp_client::{DtpClient, DtpError, UNEXPLAINED_REFUSAL};
-use dtp_contract::{AttemptResponse, CreateTaskRequest, TaskResponse};
+use dtp_contract::{AttemptResponse, CreateTaskRequest, EventPage, TaskResponse};
 use service_runtime::request_trace::RequestContext;
 
 /// The scheduler did not give us what we asked for.
@@ -45,6 +45,7 @@ enum Operation {
     Get,
     GetAttempts,
     Cancel,
+    Events,
 }
 
 impl Operation {
@@ -54,6 +55,7 @@ impl Operation {
             Operation::Get => "get",
             Operation::GetAttempts => "get_attempts",
             Operation::Cancel => "cancel",
+            Operation::Events => "events",
         }
     }
 }
@@ -160,6 +162,16 @@ impl SchedulerClient {
     ) -> Result<Vec<AttemptResponse>, SchedulerError> {
         self.call(Operation::GetAttempts, Some(id), context, |dtp| async move {
             dtp.attempts(id).await
+        })
+        .await
+    }
+
+    /// `GET /events`: a page of the change feed after `after` (a cursor, or `latest`),
+    /// waiting up to `wait` when nothing is new. An expired cursor is `Rejected` with status 410.
+    pub async fn events(&self, after: &str, limit: u32, wait: Duration) -> Result<EventPage, SchedulerError> {
+        let context = RequestContext::started_here();
+        self.call(Operation::Events, None, &context, |dtp| async move {
+            dtp.events(Some(after), limit, wait).await
         })
         .await
     }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api_keys::ApiKeys;
 use crate::config::TaskPilotConfig;
+use crate::execution_follower::ExecutionFollower;
 use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::http::auth::Authentication;
 use crate::http::operations::Operations;
@@ -47,6 +48,7 @@ pub struct Application {
     server: Server,
     pool: PgPool,
     keys: ApiKeys,
+    follower: Option<ExecutionFollower>,
     database_url: String,
     shutdown: CancellationToken,
 }
@@ -88,6 +90,9 @@ impl Application {
             tracing::warn!("TASKPILOT_AUTH=disabled: every request acts as tenant default with every scope; never expose this");
             Authentication::Disabled
         });
+        let follower = config
+            .execution_mirror
+            .then(|| ExecutionFollower::new(pool.clone(), scheduler.clone()));
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             web_tasks: GroupedWebTasks::start(pool.clone()),
@@ -134,6 +139,7 @@ impl Application {
             server,
             pool,
             keys,
+            follower,
             database_url,
             shutdown: CancellationToken::new(),
         })
@@ -152,11 +158,15 @@ impl Application {
     }
 
     /// Serves until the shutdown token fires, then drains in-flight requests. Meanwhile
-    /// the key cache follows the database's announcements.
+    /// the key cache follows the database's announcements, and the execution follower the
+    /// scheduler's change feed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         let keys = tokio::spawn(self.keys.follow(self.database_url, self.shutdown.clone()));
+        let follower = self
+            .follower
+            .map(|follower| tokio::spawn(follower.run(self.shutdown.clone())));
         let served = tokio::select! {
             served = &mut server => served,
             () = self.shutdown.cancelled() => {
@@ -166,6 +176,9 @@ impl Application {
         };
         self.shutdown.cancel();
         let _ = keys.await;
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
         tracing::info!("taskpilot-api stopped");
         served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }

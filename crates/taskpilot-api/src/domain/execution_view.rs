@@ -15,7 +15,8 @@ use serde::Serialize;
     "retryState": "COMPLETED", "lastError": null,
     "createdAt": "2026-11-23T10:00:00.120Z", "scheduledFor": "2026-11-23T10:00:00.120Z",
     "processingStartedAt": "2026-11-23T10:00:00.122Z", "completedAt": "2026-11-23T10:00:00.125Z",
-    "queueLatencyMs": 2, "processingLatencyMs": 3, "endToEndLatencyMs": 5, "result": {"messageId": "m-1"}
+    "queueLatencyMs": 2, "processingLatencyMs": 3, "endToEndLatencyMs": 5, "result": {"messageId": "m-1"},
+    "archived": false
 }))]
 pub struct ExecutionView {
     pub scheduler_task_id: i64,
@@ -41,6 +42,9 @@ pub struct ExecutionView {
     /// Every attempt, oldest first; only when asked for (`include=attempts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
+    /// True when the scheduler has deleted the finished task under retention and this view
+    /// is TaskPilot's last copy of it (no result, no queue latency, no attempts).
+    pub archived: bool,
 }
 
 /// One attempt of the task, with the time it waited and the time it ran.
@@ -122,6 +126,7 @@ pub fn execution_view(task: &TaskResponse) -> ExecutionView {
         end_to_end_latency_ms: completed.map(|c| millis_between(created, c)),
         result: task.result.clone(),
         attempts: None,
+        archived: false,
     }
 }
 
@@ -131,7 +136,7 @@ fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Milliseconds from `from` to `to`, never negative (clocks of one database cannot run back,
 /// but a view must not show a negative duration if they ever did).
-fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+pub(crate) fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
     (to - from).num_milliseconds().max(0)
 }
 

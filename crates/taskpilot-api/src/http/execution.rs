@@ -9,14 +9,25 @@ use service_runtime::request_trace::RequestContext;
 
 use super::error::{parse_web_task_id, ApiError, SchedulerCall};
 use super::tasks::web_task_of;
-use super::tasks::WebTaskResponse;
+use super::tasks::{ExecutionSummary, WebTaskResponse};
 use super::{AppState, WebTaskIdParam};
 use crate::domain::api_key::Principal;
 use crate::domain::binding::{idempotency_key, Binding};
 use crate::domain::web_task::validate_scheduler_type;
+use crate::domain::ExecutionRecord;
 use crate::domain::ExecutionView;
 use crate::domain::{decide_bind, execution_view, BindDecision};
-use crate::store::web_tasks::WebTaskRow;
+use crate::scheduler_client::SchedulerError;
+use crate::store::task_executions::ExecutionRow;
+use crate::store::web_tasks::{WebTaskRow, WebTaskWithExecution};
+
+/// The archived view from a mirrored execution that had finished, if any.
+fn archived_view(mirrored: Option<&ExecutionRow>) -> Result<Option<ExecutionView>, ApiError> {
+    Ok(match mirrored {
+        Some(row) => row.record()?.archived_view(),
+        None => None,
+    })
+}
 
 /// `POST /api/tasks/{id}/scheduler` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -29,7 +40,11 @@ pub struct BindRequest {
     scheduler_type: String,
 }
 
-fn answer_bind(decision: BindDecision, row: WebTaskRow, newly_bound: bool) -> Result<HttpResponse, ApiError> {
+fn answer_bind(
+    decision: BindDecision,
+    (row, execution): (WebTaskRow, Option<ExecutionSummary>),
+    newly_bound: bool,
+) -> Result<HttpResponse, ApiError> {
     match decision {
         BindDecision::Conflict(binding) => Err(ApiError::AlreadyBound {
             web_task_id: row.id,
@@ -37,7 +52,7 @@ fn answer_bind(decision: BindDecision, row: WebTaskRow, newly_bound: bool) -> Re
             scheduler_type: binding.scheduler_type,
         }),
         _ => {
-            let body = WebTaskResponse::from_row(row)?;
+            let body = WebTaskResponse::from_row(row, execution)?;
             Ok(if newly_bound {
                 HttpResponse::Created().json(body)
             } else {
@@ -83,11 +98,12 @@ pub async fn bind_to_scheduler(
     let id = parse_web_task_id(&id)?;
     let requested = body.into_inner().scheduler_type;
     validate_scheduler_type(&requested)?;
-    let mut row = web_task_of(&state, &principal, id).await?;
-    let decision = decide_bind(row.binding(), &requested);
+    let stored = web_task_of(&state, &principal, id).await?;
+    let decision = decide_bind(stored.0.binding(), &requested);
     if decision != BindDecision::CreateSchedulerTask {
-        return answer_bind(decision, row, false);
+        return answer_bind(decision, summarized(stored)?, false);
     }
+    let (mut row, _) = stored;
 
     // The payload travels in the submission and comes back out of it for the answer: a
     // large one is held once, not copied.
@@ -104,8 +120,9 @@ pub async fn bind_to_scheduler(
         Err(err) => {
             // A concurrent bind with another type may have won at the scheduler: say so plainly.
             let current = web_task_of(&state, &principal, id).await?;
-            if let BindDecision::Conflict(_) = decide_bind(current.binding(), &requested) {
-                return answer_bind(decide_bind(current.binding(), &requested), current, false);
+            let decision = decide_bind(current.0.binding(), &requested);
+            if let BindDecision::Conflict(_) = decision {
+                return answer_bind(decision, summarized(current)?, false);
             }
             return Err(ApiError::from_scheduler(err, SchedulerCall::Bind));
         }
@@ -135,30 +152,44 @@ pub async fn bind_to_scheduler(
         scheduler_task_id: created.task.id,
         scheduler_type: requested.clone(),
     };
-    let bound = state.web_tasks.bind_if_unbound(id, binding).await?;
+    let execution = ExecutionRecord::of_task(&created.task);
+    let summary = ExecutionSummary::of_record(&execution, chrono::Utc::now());
+    let bound = state.web_tasks.bind_if_unbound(id, binding, execution).await?;
     match bound {
         Some(written) => {
             tracing::info!(web_task.id = id, task.id = created.task.id, "web task bound");
             row.payload = request.payload["payload"].take();
-            answer_bind(BindDecision::CreateSchedulerTask, row.with_binding(written), true)
+            answer_bind(
+                BindDecision::CreateSchedulerTask,
+                (row.with_binding(written), Some(summary)),
+                true,
+            )
         }
         // A concurrent bind committed first; answer from what it wrote.
         None => {
-            let row = web_task_of(&state, &principal, id).await?;
-            answer_bind(decide_bind(row.binding(), &requested), row, false)
+            let current = web_task_of(&state, &principal, id).await?;
+            let decision = decide_bind(current.0.binding(), &requested);
+            answer_bind(decision, summarized(current)?, false)
         }
     }
 }
 
-/// Loads a web task and its binding, or answers 404/409.
+fn summarized(
+    (row, execution): WebTaskWithExecution,
+) -> Result<(WebTaskRow, Option<ExecutionSummary>), ApiError> {
+    let execution = execution.as_ref().map(ExecutionSummary::of_row).transpose()?;
+    Ok((row, execution))
+}
+
+/// Loads a web task, its binding and its mirrored execution, or answers 404/409.
 async fn bound_task(
     state: &AppState,
     principal: &Principal,
     id: i64,
-) -> Result<(WebTaskRow, Binding), ApiError> {
-    let row = web_task_of(state, principal, id).await?;
+) -> Result<(Binding, Option<ExecutionRow>), ApiError> {
+    let (row, execution) = web_task_of(state, principal, id).await?;
     let binding = row.binding().ok_or(ApiError::NotBound(id))?;
-    Ok((row, binding))
+    Ok((binding, execution))
 }
 
 /// `GET /api/tasks/{id}/execution` query; unknown parameters are refused.
@@ -214,17 +245,24 @@ pub async fn get_execution(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let with_attempts = query.wants_attempts()?;
-    let (_, binding) = bound_task(&state, &principal, id).await?;
+    let (binding, mirrored) = bound_task(&state, &principal, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,
     };
     let scheduler_call = |e| ApiError::from_scheduler(e, call);
-    let task = state
+    let task = match state
         .scheduler
         .get_task(binding.scheduler_task_id, &context)
         .await
-        .map_err(scheduler_call)?;
+    {
+        Ok(task) => task,
+        // Deleted under retention once finished: TaskPilot's last copy answers instead.
+        Err(SchedulerError::NotFound { .. }) if let Some(archived) = archived_view(mirrored.as_ref())? => {
+            return Ok(HttpResponse::Ok().json(archived));
+        }
+        Err(e) => return Err(scheduler_call(e)),
+    };
     let mut view = execution_view(&task);
     if with_attempts {
         // Read after the task, so that every attempt the task counts is in the list, closed
@@ -261,7 +299,7 @@ pub async fn cancel_execution(
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let (_, binding) = bound_task(&state, &principal, id).await?;
+    let (binding, _) = bound_task(&state, &principal, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,

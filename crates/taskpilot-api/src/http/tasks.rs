@@ -2,15 +2,16 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use dtp_contract::{shown, ErrorBody};
+use dtp_contract::{shown, ErrorBody, RetryState, TaskStatus};
 use serde::{Deserialize, Serialize};
 use service_runtime::page_cursor::{check_type_filter, CursorKey, PageRequest};
 
 use super::error::{parse_web_task_id, ApiError};
 use super::{AppState, WebTaskIdParam};
 use crate::domain::api_key::Principal;
-use crate::domain::{NewWebTask, WebTaskStatus};
-use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow};
+use crate::domain::{ExecutionRecord, NewWebTask, WebTaskStatus};
+use crate::store::task_executions::ExecutionRow;
+use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow, WebTaskWithExecution};
 use crate::store::{self, StoreError};
 
 /// `POST /api/tasks` body.
@@ -34,7 +35,10 @@ pub struct CreateWebTaskRequest {
 #[schema(example = json!({
     "id": 7, "type": "report", "payload": {"month": "2026-10"}, "status": "SUBMITTED",
     "schedulerTaskId": 41, "schedulerType": "demo",
-    "createdAt": "2026-11-23T10:00:00.000Z", "updatedAt": "2026-11-23T10:00:00.120Z"
+    "createdAt": "2026-11-23T10:00:00.000Z", "updatedAt": "2026-11-23T10:00:00.120Z",
+    "execution": {"status": "SUCCEEDED", "retryState": "COMPLETED", "attemptCount": 1, "lastError": null,
+        "startedAt": "2026-11-23T10:00:00.122Z", "completedAt": "2026-11-23T10:00:00.125Z",
+        "syncedAt": "2026-11-23T10:00:00.131Z"}
 }))]
 pub struct WebTaskResponse {
     pub id: i64,
@@ -51,11 +55,57 @@ pub struct WebTaskResponse {
     pub created_at: DateTime<Utc>,
     #[serde(with = "dtp_contract::millis")]
     pub updated_at: DateTime<Utc>,
+    /// The execution as TaskPilot last heard of it from the scheduler's change feed; null
+    /// until bound (and until first heard of, for a task bound before TaskPilot kept it).
+    pub execution: Option<ExecutionSummary>,
+}
+
+/// A web task's execution as mirrored from the scheduler's change feed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionSummary {
+    pub status: TaskStatus,
+    pub retry_state: RetryState,
+    pub attempt_count: i32,
+    pub last_error: Option<String>,
+    #[serde(with = "dtp_contract::millis::option")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "dtp_contract::millis::option")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When TaskPilot last wrote this copy.
+    #[serde(with = "dtp_contract::millis")]
+    pub synced_at: DateTime<Utc>,
+}
+
+impl ExecutionSummary {
+    pub fn of_record(record: &ExecutionRecord, synced_at: DateTime<Utc>) -> Self {
+        Self {
+            status: record.status,
+            retry_state: record.retry_state,
+            attempt_count: record.attempt_count,
+            last_error: record.last_error.clone(),
+            started_at: record.started_at,
+            completed_at: record.completed_at,
+            synced_at,
+        }
+    }
+
+    pub(super) fn of_row(row: &ExecutionRow) -> Result<Self, StoreError> {
+        Ok(Self::of_record(&row.record()?, row.synced_at))
+    }
 }
 
 impl WebTaskResponse {
-    pub fn from_row(row: WebTaskRow) -> Result<Self, StoreError> {
+    /// As stored: the row and its mirrored execution.
+    pub fn from_stored((row, execution): WebTaskWithExecution) -> Result<Self, StoreError> {
+        let execution = execution.as_ref().map(ExecutionSummary::of_row).transpose()?;
+        Self::from_row(row, execution)
+    }
+
+    /// The web task on the wire, with its execution if TaskPilot knows it.
+    pub fn from_row(row: WebTaskRow, execution: Option<ExecutionSummary>) -> Result<Self, StoreError> {
         Ok(Self {
+            execution,
             status: row.status()?.as_str(),
             id: row.id,
             task_type: row.task_type,
@@ -76,8 +126,29 @@ pub struct ListQuery {
     #[serde(rename = "type")]
     task_type: Option<String>,
     bound: Option<String>,
+    #[serde(rename = "executionStatus")]
+    execution_status: Option<String>,
+    #[serde(rename = "createdFrom")]
+    created_from: Option<String>,
+    #[serde(rename = "createdBefore")]
+    created_before: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+}
+
+/// A `createdFrom` / `createdBefore` value: an RFC 3339 time.
+fn parse_time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                bad_request(
+                    "INVALID_TIME",
+                    format!("{name} must be an RFC 3339 time, got {:?}", shown(raw)),
+                )
+            })
+    })
+    .transpose()
 }
 
 impl ListQuery {
@@ -91,6 +162,9 @@ impl ListQuery {
             self.status.as_deref().unwrap_or_default(),
             self.task_type.as_deref().unwrap_or_default(),
             self.bound.as_deref().unwrap_or_default(),
+            self.execution_status.as_deref().unwrap_or_default(),
+            self.created_from.as_deref().unwrap_or_default(),
+            self.created_before.as_deref().unwrap_or_default(),
         ]);
         let page = PageRequest::parse(self.limit, self.cursor.as_deref(), listing)?;
         let status = match self.status.as_deref() {
@@ -114,12 +188,25 @@ impl ListQuery {
                 ))
             }
         };
+        let execution_status = match self.execution_status.as_deref() {
+            None => None,
+            Some(raw) => Some(TaskStatus::parse(raw).ok_or_else(|| {
+                let known = TaskStatus::ALL.map(TaskStatus::as_str).join(", ");
+                bad_request(
+                    "INVALID_EXECUTION_STATUS",
+                    format!("executionStatus must be one of {known}, got {:?}", shown(raw)),
+                )
+            })?),
+        };
         check_type_filter(self.task_type.as_deref())?;
         let filter = WebTaskFilter {
             tenant,
             status,
             task_type: self.task_type,
             bound,
+            execution_status,
+            created_from: parse_time("createdFrom", self.created_from.as_deref())?,
+            created_before: parse_time("createdBefore", self.created_before.as_deref())?,
             before_id: page.before_id,
         };
         Ok((filter, page))
@@ -162,7 +249,7 @@ pub async fn create_web_task(
         .for_tenant(&principal.tenant);
     let row = state.web_tasks.create(task).await?;
     tracing::info!(web_task.id = row.id, "web task created");
-    Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row)?))
+    Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row, None)?))
 }
 
 #[utoipa::path(
@@ -182,22 +269,22 @@ pub async fn get_web_task(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let row = web_task_of(&state, &principal, id).await?;
-    Ok(HttpResponse::Ok().json(WebTaskResponse::from_row(row)?))
+    let stored = web_task_of(&state, &principal, id).await?;
+    Ok(HttpResponse::Ok().json(WebTaskResponse::from_stored(stored)?))
 }
 
-/// Web task `id` if it is the principal's tenant's; another tenant's is answered as one that
-/// does not exist.
+/// Web task `id` with its execution if it is the principal's tenant's; another tenant's is
+/// answered as one that does not exist.
 pub(super) async fn web_task_of(
     state: &AppState,
     principal: &Principal,
     id: i64,
-) -> Result<WebTaskRow, ApiError> {
+) -> Result<WebTaskWithExecution, ApiError> {
     state
         .web_tasks
         .find(id)
         .await?
-        .filter(|row| row.tenant == principal.tenant)
+        .filter(|(row, _)| row.tenant == principal.tenant)
         .ok_or(ApiError::WebTaskNotFound(id))
 }
 
@@ -207,6 +294,10 @@ pub(super) async fn web_task_of(
         ("status" = Option<WebTaskStatus>, Query, description = "Only web tasks in this status"),
         ("type" = Option<String>, Query, min_length = 1, description = "Only web tasks of this type"),
         ("bound" = Option<bool>, Query, description = "Only bound (true) or unbound (false) web tasks"),
+        ("executionStatus" = Option<TaskStatus>, Query,
+            description = "Only web tasks whose execution, as TaskPilot last heard of it, is in this status"),
+        ("createdFrom" = Option<String>, Query, format = DateTime, description = "Only web tasks created at or after this time"),
+        ("createdBefore" = Option<String>, Query, format = DateTime, description = "Only web tasks created before this time"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
             description = "Web tasks per page, 1 to 100 (default 20)"),
         ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{32}$",
@@ -214,12 +305,14 @@ pub(super) async fn web_task_of(
     ),
     responses(
         (status = 200, description = "One page of web tasks, newest first", body = WebTaskPage),
-        (status = 400, description = "Unknown parameter (INVALID_QUERY), bad status, type, bound, limit or \
-            cursor (INVALID_STATUS, INVALID_TYPE, INVALID_BOUND, INVALID_LIMIT, INVALID_CURSOR)", body = ErrorBody),
+        (status = 400, description = "Unknown parameter (INVALID_QUERY), bad status, type, bound, execution \
+            status, time, limit or cursor (INVALID_STATUS, INVALID_TYPE, INVALID_BOUND, INVALID_EXECUTION_STATUS, \
+            INVALID_TIME, INVALID_LIMIT, INVALID_CURSOR)", body = ErrorBody),
         (status = 503, description = "TaskPilot's database unavailable", body = ErrorBody),
     )
 )]
-/// `GET /api/tasks?status=&type=&bound=&limit=&cursor=`: newest first. The cursor seals
+/// `GET /api/tasks?status=&type=&bound=&executionStatus=&createdFrom=&createdBefore=&limit=&cursor=`:
+/// newest first, from TaskPilot's own database. The cursor seals
 /// the last id returned, so pages stay correct while new tasks are inserted.
 pub async fn list_web_tasks(
     state: web::Data<AppState>,
@@ -234,10 +327,10 @@ pub async fn list_web_tasks(
         web_task_store::list_web_tasks(conn, &filter, rows_to_fetch)
     })
     .await?;
-    let (rows, next_cursor) = page.finish(rows, |row| row.id);
+    let (rows, next_cursor) = page.finish(rows, |(row, _)| row.id);
     let items = rows
         .into_iter()
-        .map(WebTaskResponse::from_row)
+        .map(WebTaskResponse::from_stored)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(WebTaskPage { items, next_cursor }))
 }

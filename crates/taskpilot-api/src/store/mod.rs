@@ -1,9 +1,11 @@
-//! Every SQL statement of TaskPilot, one module per table (`web_tasks`, `api_keys`).
+//! Every SQL statement of TaskPilot, one module per table (`web_tasks`, `api_keys`, the
+//! execution mirror in `task_executions`).
 //! Functions are synchronous and take a connection; callers run them on the pool through
 //! `store::run`.
 
 pub mod api_keys;
 pub mod schema;
+pub mod task_executions;
 pub mod web_tasks;
 
 pub use service_runtime::database::{run, StoreError};

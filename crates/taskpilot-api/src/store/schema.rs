@@ -28,3 +28,45 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    task_executions (scheduler_task_id) {
+        scheduler_task_id -> Int8,
+        web_task_id -> Nullable<Int8>,
+        tenant -> Nullable<Text>,
+        status -> Text,
+        retry_state -> Text,
+        attempt_count -> Int4,
+        max_attempts -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        created_at -> Nullable<Timestamptz>,
+        started_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        synced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    execution_events (seq) {
+        seq -> Int8,
+        cursor -> Text,
+        scheduler_task_id -> Int8,
+        kind -> Text,
+        status -> Text,
+        retry_state -> Text,
+        attempt -> Int4,
+        at -> Timestamptz,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    feed_positions (feed) {
+        feed -> Text,
+        cursor -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(task_executions -> web_tasks (web_task_id));
+diesel::allow_tables_to_appear_in_same_query!(web_tasks, task_executions, execution_events);

@@ -1,17 +1,20 @@
 //! Queries on `web_tasks`. The binding is written once, guarded by "still unbound", so
-//! concurrent binds of one web task cannot both win. Creates and binds take many web tasks
+//! concurrent binds of one web task cannot both win; the bind also links the mirrored
+//! execution, and reads return each web task with it. Creates and binds take many web tasks
 //! in one statement, for the grouped access (`grouped_web_tasks`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text};
+use dtp_contract::TaskStatus;
 use service_runtime::group_commit::rows_in_order_of;
 use service_runtime::prepared::Prepared;
 
-use super::schema::web_tasks;
+use super::schema::{task_executions, web_tasks};
+use super::task_executions::{bind_link_columns, ExecutionRow, LINK_BOUND_SQL};
 use super::StoreError;
 use crate::domain::binding::Binding;
-use crate::domain::{NewWebTask, WebTaskStatus};
+use crate::domain::{ExecutionRecord, NewWebTask, WebTaskStatus};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = web_tasks)]
@@ -103,13 +106,21 @@ pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryR
     Ok(rows)
 }
 
-/// Reads many web tasks in one statement; for each id, in order, its row if it exists.
-pub fn find_web_tasks(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<Option<WebTaskRow>>> {
-    let rows: Vec<WebTaskRow> = web_tasks::table
+/// A web task with its mirrored execution (once bound and known).
+pub type WebTaskWithExecution = (WebTaskRow, Option<ExecutionRow>);
+
+/// Reads many web tasks in one statement, each with its execution; for each id, in order,
+/// its row if it exists.
+pub fn find_web_tasks(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> QueryResult<Vec<Option<WebTaskWithExecution>>> {
+    let rows: Vec<WebTaskWithExecution> = web_tasks::table
+        .left_join(task_executions::table)
         .filter(web_tasks::id.eq_any(ids))
-        .select(WebTaskRow::as_select())
+        .select((WebTaskRow::as_select(), Option::<ExecutionRow>::as_select()))
         .load(conn)?;
-    Ok(rows_in_order_of(ids, rows, |row| row.id))
+    Ok(rows_in_order_of(ids, rows, |(row, _)| row.id))
 }
 
 /// Which web tasks a listing returns: those of one tenant; all other filters are optional
@@ -122,18 +133,25 @@ pub struct WebTaskFilter {
     /// Bound to a scheduler task or not. A web task is bound exactly when it is SUBMITTED
     /// (CHECK `web_tasks_binding_complete`), so this is a status condition on its index.
     pub bound: Option<bool>,
+    /// Only web tasks whose mirrored execution is in this status.
+    pub execution_status: Option<TaskStatus>,
+    /// Only web tasks created at or after / before these times.
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
     /// Only web tasks with a smaller id (the last id of the previous page).
     pub before_id: Option<i64>,
 }
 
-/// Up to `limit` web tasks matching `filter`, newest (highest id) first.
+/// Up to `limit` web tasks matching `filter`, newest (highest id) first, each with its
+/// execution. A filter on the execution status walks the mirror's index, the tenant first.
 pub fn list_web_tasks(
     conn: &mut PgConnection,
     filter: &WebTaskFilter,
     limit: i64,
-) -> QueryResult<Vec<WebTaskRow>> {
+) -> QueryResult<Vec<WebTaskWithExecution>> {
     let mut query = web_tasks::table
-        .select(WebTaskRow::as_select())
+        .left_join(task_executions::table)
+        .select((WebTaskRow::as_select(), Option::<ExecutionRow>::as_select()))
         .filter(web_tasks::tenant.eq(filter.tenant.clone()))
         .order(web_tasks::id.desc())
         .limit(limit)
@@ -152,43 +170,60 @@ pub fn list_web_tasks(
     if let Some(task_type) = &filter.task_type {
         query = query.filter(web_tasks::task_type.eq(task_type.clone()));
     }
+    if let Some(status) = filter.execution_status {
+        query = query
+            .filter(task_executions::tenant.eq(filter.tenant.clone()))
+            .filter(task_executions::status.eq(status.as_str()));
+    }
+    if let Some(from) = filter.created_from {
+        query = query.filter(web_tasks::created_at.ge(from));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(web_tasks::created_at.lt(before));
+    }
     if let Some(before) = filter.before_id {
         query = query.filter(web_tasks::id.lt(before));
     }
     query.load(conn)
 }
 
-/// Records each binding (web task ids distinct) whose web task is still unbound, in one
-/// statement; for each, in order, what this write changed, or `None` when another bind won
-/// (or the web task is gone).
+/// A binding to record, with the execution the scheduler reported when it created the task.
+pub type BindingWithExecution = (i64, Binding, ExecutionRecord);
+
+/// Records each binding (web task ids distinct) whose web task is still unbound, and links
+/// its execution record, in one statement; for each, in order, what this write changed, or
+/// `None` when another bind won (or the web task is gone).
 pub fn bind_each_if_unbound(
     conn: &mut PgConnection,
-    bindings: &[(i64, Binding)],
+    bindings: &[BindingWithExecution],
 ) -> QueryResult<Vec<Option<BindingWritten>>> {
-    let rows: Vec<BindingWritten> = Prepared(
-        diesel::sql_query(
-            "UPDATE web_tasks SET scheduler_task_id = b.new_task_id, scheduler_type = b.new_type, \
+    let statement = diesel::sql_query(format!(
+        "WITH bound AS ( \
+             UPDATE web_tasks w SET scheduler_task_id = b.new_task_id, scheduler_type = b.new_type, \
                  status = $4, bound_at = now(), updated_at = now() \
              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS b(web_task_id, new_task_id, new_type) \
-             WHERE id = b.web_task_id AND scheduler_task_id IS NULL \
-             RETURNING id, status, updated_at, scheduler_task_id, scheduler_type, bound_at",
-        )
-        .bind::<Array<BigInt>, _>(bindings.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(
-            bindings
-                .iter()
-                .map(|(_, b)| b.scheduler_task_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            bindings
-                .iter()
-                .map(|(_, b)| b.scheduler_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Text, _>(WebTaskStatus::Submitted.as_str()),
+             WHERE w.id = b.web_task_id AND w.scheduler_task_id IS NULL \
+             RETURNING w.id, w.status, w.updated_at, w.scheduler_task_id, w.scheduler_type, w.bound_at, w.tenant \
+         ), {LINK_BOUND_SQL} \
+         SELECT id, status, updated_at, scheduler_task_id, scheduler_type, bound_at FROM bound"
+    ))
+    .into_boxed()
+    .bind::<Array<BigInt>, _>(bindings.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(
+        bindings
+            .iter()
+            .map(|(_, b, _)| b.scheduler_task_id)
+            .collect::<Vec<_>>(),
     )
-    .load(conn)?;
-    let ids: Vec<i64> = bindings.iter().map(|(id, _)| *id).collect();
+    .bind::<Array<Text>, _>(
+        bindings
+            .iter()
+            .map(|(_, b, _)| b.scheduler_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Text, _>(WebTaskStatus::Submitted.as_str());
+    let rows: Vec<BindingWritten> =
+        Prepared(bind_link_columns(statement, bindings.iter().map(|(_, _, r)| r))).load(conn)?;
+    let ids: Vec<i64> = bindings.iter().map(|(id, _, _)| *id).collect();
     Ok(rows_in_order_of(&ids, rows, |row| row.id))
 }

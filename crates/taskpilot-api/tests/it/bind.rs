@@ -172,7 +172,7 @@ async fn a_crash_between_the_schedulers_answer_and_the_commit_binds_the_same_tas
     assert_eq!(bound["schedulerTaskId"], scheduler_ids[0]);
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -180,7 +180,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_until_up(http: &reqwest::Client, base: &str) {
+pub async fn wait_until_up(http: &reqwest::Client, base: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
         assert!(

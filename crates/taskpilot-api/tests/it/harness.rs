@@ -36,11 +36,15 @@ impl TestTaskPilot {
         Self::spawn_on(Arc::clone(&other.database), scheduler_url, tweak).await
     }
 
-    async fn spawn_on(
+    /// TaskPilot on `database` (of a TaskPilot that has stopped, for a restart).
+    pub async fn spawn_on(
         database: Arc<TestDatabase>,
         scheduler_url: &str,
         tweak: impl FnOnce(&mut TaskPilotConfig),
     ) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            service_runtime::telemetry::init("info");
+        }
         let mut config = test_config(&database, scheduler_url);
         tweak(&mut config);
         let app = Application::build(config).await.expect("taskpilot starts");
@@ -56,6 +60,11 @@ impl TestTaskPilot {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Starts stopping this process, as SIGTERM would.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
     }
 
     /// Rows in `web_tasks`, read behind the service's back.
@@ -80,6 +89,8 @@ pub fn test_config(database: &TestDatabase, scheduler_url: &str) -> TaskPilotCon
     config.scheduler_timeout = Duration::from_secs(3);
     // Tests of keys and tenants turn it on.
     config.auth_enabled = false;
+    // Followed only where a real engine answers (`TestSystem`), not a stub's routes.
+    config.execution_mirror = false;
     config
 }
 
@@ -105,7 +116,7 @@ impl TestSystem {
         types: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Self {
         let dtp = TestEngine::spawn_with_types(tweak_engine, types).await;
-        let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await;
+        let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |config| config.execution_mirror = true).await;
         Self {
             dtp,
             taskpilot,
@@ -186,6 +197,26 @@ impl TestSystem {
     }
 }
 
+/// Waits until the scheduler has no task left PENDING or RUNNING.
+pub async fn wait_until_scheduler_idle(dtp: &TestEngine) {
+    let deadline = tokio::time::Instant::now() + crate::PATIENCE * 2;
+    loop {
+        let busy = count_rows_where(
+            &mut dtp.database().connect(),
+            "tasks",
+            "status IN ('PENDING', 'RUNNING')",
+        );
+        if busy == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{busy} tasks never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.expect("request reaches the service");
     let status = response.status().as_u16();
@@ -212,6 +243,13 @@ struct Count {
 
 pub fn count_rows(conn: &mut PgConnection, table: &str) -> i64 {
     diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(conn)
+        .unwrap()
+        .n
+}
+
+pub fn count_rows_where(conn: &mut PgConnection, table: &str, condition: &str) -> i64 {
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table} WHERE {condition}"))
         .get_result::<Count>(conn)
         .unwrap()
         .n

@@ -11,6 +11,7 @@ mod flow;
 mod harness;
 mod keys;
 mod listing;
+mod mirror;
 mod own_types;
 mod trace_forwarding;
 

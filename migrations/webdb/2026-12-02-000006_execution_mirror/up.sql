@@ -1,0 +1,59 @@
+-- TaskPilot's mirror of execution state, kept from DTP's change feed by the execution
+-- follower. It is keyed by the scheduler task, not the web task: an event can arrive before
+-- the bind that links the two has committed, and the bind and the follower then each write
+-- their part of one row (the bind the link, the follower the state) without losing either.
+CREATE TABLE task_executions (
+    scheduler_task_id BIGINT      PRIMARY KEY,
+    -- Set by the bind; null while the follower knows the task and the bind has not committed.
+    web_task_id       BIGINT      UNIQUE REFERENCES web_tasks (id) ON DELETE CASCADE,
+    tenant            TEXT,
+    status            TEXT        NOT NULL CHECK (status IN ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELED')),
+    retry_state       TEXT        NOT NULL,
+    attempt_count     INTEGER     NOT NULL,
+    max_attempts      INTEGER,
+    last_error        TEXT,
+    created_at        TIMESTAMPTZ,
+    started_at        TIMESTAMPTZ,
+    completed_at      TIMESTAMPTZ,
+    synced_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT task_executions_linked CHECK ((web_task_id IS NULL) = (tenant IS NULL))
+);
+-- `GET /api/tasks?executionStatus=` walks this, the tenant first, newest web task first.
+CREATE INDEX task_executions_listing ON task_executions (tenant, status, web_task_id)
+    WHERE web_task_id IS NOT NULL;
+
+-- Each event the follower applied, in the order it applied them (`seq`), for the event
+-- streams and a task's history. `cursor` is the feed's own, unique per event.
+CREATE TABLE execution_events (
+    seq               BIGSERIAL   PRIMARY KEY,
+    cursor            TEXT        NOT NULL UNIQUE,
+    scheduler_task_id BIGINT      NOT NULL,
+    kind              TEXT        NOT NULL,
+    status            TEXT        NOT NULL,
+    retry_state       TEXT        NOT NULL,
+    attempt           INTEGER     NOT NULL,
+    at                TIMESTAMPTZ NOT NULL,
+    error             TEXT
+);
+CREATE INDEX execution_events_task ON execution_events (scheduler_task_id, seq);
+
+-- Where the follower is in each feed it follows, written in the same transaction as what
+-- it applied.
+CREATE TABLE feed_positions (
+    feed        TEXT        PRIMARY KEY,
+    cursor      TEXT        NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- Every batch the follower applies is announced, so that each TaskPilot process's event
+-- streams read on at once.
+CREATE FUNCTION announce_execution_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('taskpilot_execution_events', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER execution_events_announce
+    AFTER INSERT ON execution_events
+    FOR EACH STATEMENT EXECUTE FUNCTION announce_execution_events();
