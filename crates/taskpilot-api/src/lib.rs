@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod config;
 pub mod domain;
+pub mod event_streams;
 pub mod execution_follower;
 pub mod grouped_web_tasks;
 pub mod http;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api_keys::ApiKeys;
 use crate::config::TaskPilotConfig;
+use crate::event_streams::EventStreams;
 use crate::execution_follower::ExecutionFollower;
 use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::http::auth::Authentication;
@@ -49,6 +50,7 @@ pub struct Application {
     pool: PgPool,
     keys: ApiKeys,
     follower: Option<ExecutionFollower>,
+    streams: EventStreams,
     database_url: String,
     shutdown: CancellationToken,
 }
@@ -93,7 +95,11 @@ impl Application {
         let follower = config
             .execution_mirror
             .then(|| ExecutionFollower::new(pool.clone(), scheduler.clone()));
+        let shutdown = CancellationToken::new();
+        let streams = EventStreams::new(pool.clone());
         let state = web::Data::new(AppState {
+            streams: streams.clone(),
+            shutdown: shutdown.clone(),
             pool: pool.clone(),
             web_tasks: GroupedWebTasks::start(pool.clone()),
             scheduler,
@@ -140,8 +146,9 @@ impl Application {
             pool,
             keys,
             follower,
+            streams,
             database_url,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -163,7 +170,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
-        let keys = tokio::spawn(self.keys.follow(self.database_url, self.shutdown.clone()));
+        let keys = tokio::spawn(self.keys.follow(self.database_url.clone(), self.shutdown.clone()));
+        let streams = tokio::spawn(self.streams.follow(self.database_url, self.shutdown.clone()));
         let follower = self
             .follower
             .map(|follower| tokio::spawn(follower.run(self.shutdown.clone())));
@@ -176,6 +184,7 @@ impl Application {
         };
         self.shutdown.cancel();
         let _ = keys.await;
+        let _ = streams.await;
         if let Some(follower) = follower {
             let _ = follower.await;
         }

@@ -30,6 +30,11 @@ pub enum ApiError {
     /// 404: no such key in the caller's tenant.
     #[error("no key {0:?} in this tenant")]
     KeyNotFound(String),
+    /// 410: a `Last-Event-ID` that names no event TaskPilot keeps.
+    #[error(
+        "Last-Event-ID {0:?} names no event TaskPilot keeps; reconnect without it and re-read the tasks"
+    )]
+    UnknownLastEvent(String),
     /// 409: the web task has no scheduler task yet.
     #[error("web task {0} is not bound to a scheduler task; bind it with POST /api/tasks/{0}/scheduler")]
     NotBound(i64),
@@ -130,6 +135,7 @@ impl ApiError {
             ApiError::InvalidKey(_) => "VALIDATION_FAILED",
             ApiError::KeyNotFound(_) => "KEY_NOT_FOUND",
             ApiError::NotBound(_) => "NOT_BOUND",
+            ApiError::UnknownLastEvent(_) => "CURSOR_EXPIRED",
             ApiError::AlreadyBound { .. } => "ALREADY_BOUND",
             ApiError::SchedulerTaskMissing { .. } => "SCHEDULER_TASK_MISSING",
             ApiError::SchedulerConflict { code, .. } | ApiError::SchedulerInvalid { code, .. } => code,
@@ -157,6 +163,7 @@ impl ResponseError for ApiError {
             ApiError::NotBound(_) | ApiError::AlreadyBound { .. } | ApiError::SchedulerConflict { .. } => {
                 StatusCode::CONFLICT
             }
+            ApiError::UnknownLastEvent(_) => StatusCode::GONE,
             ApiError::SchedulerFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::SchedulerUnavailable(_) | ApiError::DatabaseUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

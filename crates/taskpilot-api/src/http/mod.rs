@@ -1,8 +1,9 @@
 //! TaskPilot's HTTP surface under `/api`: web tasks, their binding to the scheduler,
-//! and the execution view. Handlers never hold a transaction across a scheduler call.
+//! the execution view, and live event streams. Handlers never hold a transaction across a scheduler call.
 
 pub mod auth;
 pub mod error;
+pub mod events;
 mod execution;
 mod keys;
 pub mod operations;
@@ -14,8 +15,10 @@ use service_runtime::page_cursor::CursorKey;
 use service_runtime::{http_errors, PgPool};
 
 use crate::api_keys::ApiKeys;
+use crate::event_streams::EventStreams;
 use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::scheduler_client::SchedulerClient;
+use tokio_util::sync::CancellationToken;
 
 /// The `{id}` of every `/api/tasks/{id}` route, as the API description shows it.
 #[derive(utoipa::IntoParams)]
@@ -41,6 +44,10 @@ pub struct AppState {
     pub scheduler_max_body_bytes: usize,
     /// Seals the cursors of `GET /api/tasks`.
     pub cursor_key: CursorKey,
+    /// The live event streams (`/api/events`, `/api/tasks/{id}/events`).
+    pub streams: EventStreams,
+    /// Fires at shutdown: open event streams end.
+    pub shutdown: CancellationToken,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     pub crash_after_scheduler_create: bool,
 }
@@ -68,6 +75,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
             web::resource("/api/tasks/{id}/execution")
                 .route(web::get().to(execution::get_execution).wrap(read())),
         )
+        .service(
+            web::resource("/api/tasks/{id}/events")
+                .route(web::get().to(events::web_task_events).wrap(read())),
+        )
+        .service(web::resource("/api/events").route(web::get().to(events::tenant_events).wrap(read())))
         .service(
             web::resource("/api/tasks/{id}/execution/cancel")
                 .route(web::put().to(execution::cancel_execution).wrap(write())),

@@ -101,6 +101,8 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::execution::bind_to_scheduler,
         super::execution::get_execution,
         super::execution::cancel_execution,
+        super::events::web_task_events,
+        super::events::tenant_events,
         super::keys::create_key,
         super::keys::list_keys,
         super::keys::revoke_key,
@@ -112,7 +114,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
     ),
     tags(
         (name = "web tasks", description = "The user-facing task records TaskPilot owns"),
-        (name = "execution", description = "Binding to the scheduler, the execution view and cancel"),
+        (name = "execution", description = "Binding to the scheduler, the execution view, cancel and live events"),
         (name = "keys", description = "API keys of the caller's tenant (admin scope)"),
         (name = "operations", description = "Probes, metrics and this description"),
     )

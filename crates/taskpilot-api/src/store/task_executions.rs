@@ -335,7 +335,7 @@ pub fn unfinished_bindings(
     .load(conn)
 }
 
-/// One applied event as kept, with the web task it belongs to (once bound).
+/// One applied event as kept, with the web task it belongs to.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct StoredEvent {
     #[diesel(sql_type = BigInt)]
@@ -344,6 +344,8 @@ pub struct StoredEvent {
     pub cursor: String,
     #[diesel(sql_type = BigInt)]
     pub scheduler_task_id: i64,
+    #[diesel(sql_type = Text)]
+    pub scheduler_type: String,
     #[diesel(sql_type = BigInt)]
     pub web_task_id: i64,
     #[diesel(sql_type = Text)]
@@ -360,26 +362,28 @@ pub struct StoredEvent {
     pub error: Option<String>,
 }
 
-/// Up to `limit` applied events after `after_seq` of `tenant`'s web tasks (of one web task
-/// only, when given), in the order they were applied.
+/// Up to `limit` applied events after `after_seq` of `tenant`'s bound web tasks (of one
+/// scheduler task only, when given), in the order they were applied.
 pub fn events_after(
     conn: &mut PgConnection,
     tenant: &str,
-    web_task_id: Option<i64>,
+    scheduler_task_id: Option<i64>,
     after_seq: i64,
     limit: i64,
 ) -> QueryResult<Vec<StoredEvent>> {
     diesel::sql_query(
-        "SELECT v.seq, v.cursor, v.scheduler_task_id, e.web_task_id, v.kind, v.status, v.retry_state, \
-                v.attempt, v.at, v.error \
-         FROM execution_events v JOIN task_executions e ON e.scheduler_task_id = v.scheduler_task_id \
-         WHERE e.tenant = $1 AND v.seq > $2 AND ($4::bigint IS NULL OR e.web_task_id = $4) \
+        "SELECT v.seq, v.cursor, v.scheduler_task_id, w.scheduler_type, e.web_task_id, v.kind, v.status, \
+                v.retry_state, v.attempt, v.at, v.error \
+         FROM execution_events v \
+         JOIN task_executions e ON e.scheduler_task_id = v.scheduler_task_id \
+         JOIN web_tasks w ON w.id = e.web_task_id \
+         WHERE e.tenant = $1 AND v.seq > $2 AND ($4::bigint IS NULL OR v.scheduler_task_id = $4) \
          ORDER BY v.seq LIMIT $3",
     )
     .bind::<Text, _>(tenant)
     .bind::<BigInt, _>(after_seq)
     .bind::<BigInt, _>(limit)
-    .bind::<Nullable<BigInt>, _>(web_task_id)
+    .bind::<Nullable<BigInt>, _>(scheduler_task_id)
     .load(conn)
 }
 

@@ -15,6 +15,8 @@ const SERVED_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/tasks/{id}/scheduler"),
     ("get", "/api/tasks/{id}/execution"),
     ("put", "/api/tasks/{id}/execution/cancel"),
+    ("get", "/api/tasks/{id}/events"),
+    ("get", "/api/events"),
     ("post", "/api/admin/keys"),
     ("get", "/api/admin/keys"),
     ("delete", "/api/admin/keys/{id}"),

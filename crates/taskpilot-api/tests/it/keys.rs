@@ -25,7 +25,7 @@ fn keys_command(taskpilot: &TestTaskPilot, args: &[&str]) -> String {
 }
 
 /// A new key of `tenant` with `scopes`, made by the command.
-fn key(taskpilot: &TestTaskPilot, tenant: &str, scopes: &str) -> String {
+pub fn key(taskpilot: &TestTaskPilot, tenant: &str, scopes: &str) -> String {
     let printed = keys_command(
         taskpilot,
         &["create", "--tenant", tenant, "--scopes", scopes, "--name", "test"],

@@ -13,6 +13,7 @@ mod keys;
 mod listing;
 mod mirror;
 mod own_types;
+mod streams;
 mod trace_forwarding;
 
 /// How long a test waits for the engine to get somewhere.

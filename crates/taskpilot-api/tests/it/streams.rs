@@ -1,0 +1,219 @@
+//! Live updates over Server-Sent Events: a client watches one web task to its end, follows
+//! its tenant's events and resumes with `Last-Event-ID`, and never sees another tenant's.
+
+use dtp_engine::testing::TestEngine;
+use serde_json::{json, Value};
+
+use crate::harness::{send, TestTaskPilot};
+use crate::keys::key;
+use crate::PATIENCE;
+
+/// One event of a stream.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+/// Reads a `text/event-stream` response event by event.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(http: &reqwest::Client, url: &str, key: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = http.get(url).header("authorization", format!("Bearer {key}"));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event; `None` when the stream has ended. Comments are skipped.
+    async fn next(&mut self) -> Option<Sse> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = v.to_owned();
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment (keep-alive)
+                }
+                return Some(Sse {
+                    id,
+                    event,
+                    data: serde_json::from_str(&data).unwrap(),
+                });
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.response.chunk())
+                .await
+                .expect("the stream stalled")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+struct Tenants {
+    _dtp: TestEngine,
+    taskpilot: TestTaskPilot,
+    http: reqwest::Client,
+    ours: String,
+    theirs: String,
+}
+
+async fn tenants() -> Tenants {
+    let dtp = TestEngine::spawn().await;
+    let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |c| {
+        c.auth_enabled = true;
+        c.execution_mirror = true;
+    })
+    .await;
+    let ours = key(&taskpilot, "acme", "tasks:read,tasks:write");
+    let theirs = key(&taskpilot, "globex", "tasks:read,tasks:write");
+    Tenants {
+        _dtp: dtp,
+        taskpilot,
+        http: reqwest::Client::new(),
+        ours,
+        theirs,
+    }
+}
+
+impl Tenants {
+    /// A web task of `key`'s tenant, bound to `scheduler_type`.
+    async fn bound(&self, key: &str, scheduler_type: &str) -> i64 {
+        let auth = format!("Bearer {key}");
+        let (status, body) = send(
+            self.http
+                .post(self.taskpilot.url("/api/tasks"))
+                .header("authorization", &auth)
+                .json(&json!({"type": "report"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_i64().unwrap();
+        let (status, body) = send(
+            self.http
+                .post(self.taskpilot.url(&format!("/api/tasks/{id}/scheduler")))
+                .header("authorization", &auth)
+                .json(&json!({"schedulerType": scheduler_type})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        id
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_watches_a_task_finish_and_the_stream_ends_with_it() {
+    let t = tenants().await;
+    let id = t.bound(&t.ours, "demo-fail").await;
+    let url = t.taskpilot.url(&format!("/api/tasks/{id}/events"));
+    let mut stream = SseReader::open(&t.http, &url, &t.ours, None).await;
+    let mut seen = Vec::new();
+    while let Some(event) = stream.next().await {
+        assert_eq!(event.data["webTaskId"], id);
+        assert_eq!(event.data["kind"], event.event.as_str());
+        assert_eq!(event.data["cursor"], event.id.as_str());
+        assert_eq!(event.data["type"], "demo-fail");
+        seen.push(event);
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "CREATED",
+            "STARTED",
+            "RETRY_SCHEDULED",
+            "STARTED",
+            "RETRY_SCHEDULED",
+            "STARTED",
+            "FAILED"
+        ],
+        "the whole history, then the end"
+    );
+    let last = &seen.last().unwrap().data;
+    assert_eq!(
+        (last["status"].as_str(), last["attempt"].as_i64()),
+        (Some("FAILED"), Some(3))
+    );
+    assert!(last["error"].is_string());
+
+    // Resumed after an event: only what followed it. Another tenant's task is not found.
+    let mut resumed = SseReader::open(&t.http, &url, &t.ours, Some(&seen[4].id)).await;
+    let mut rest = Vec::new();
+    while let Some(event) = resumed.next().await {
+        rest.push(event.event);
+    }
+    assert_eq!(rest, ["STARTED", "FAILED"]);
+    let (status, body) = send(
+        t.http
+            .get(&url)
+            .header("authorization", format!("Bearer {}", t.theirs)),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("WEB_TASK_NOT_FOUND")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_stream_shows_only_its_tenant_and_resumes_after_the_last_event_id() {
+    let t = tenants().await;
+    let url = t.taskpilot.url("/api/events");
+    let mut ours = SseReader::open(&t.http, &url, &t.ours, None).await;
+    let mut theirs = SseReader::open(&t.http, &url, &t.theirs, None).await;
+    let our_task = t.bound(&t.ours, "demo").await;
+    let their_task = t.bound(&t.theirs, "demo").await;
+
+    let mut our_events = Vec::new();
+    while our_events.len() < 3 {
+        let event = ours.next().await.unwrap();
+        assert_eq!(
+            event.data["webTaskId"], our_task,
+            "only our tenant's tasks: {event:?}"
+        );
+        our_events.push(event);
+    }
+    let kinds: Vec<&str> = our_events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["CREATED", "STARTED", "SUCCEEDED"]);
+    let first_of_theirs = theirs.next().await.unwrap();
+    assert_eq!(first_of_theirs.data["webTaskId"], their_task);
+    drop(ours);
+
+    // A reconnect with the last id it saw gets what came after, and nothing before.
+    let later = t.bound(&t.ours, "demo").await;
+    let mut resumed = SseReader::open(&t.http, &url, &t.ours, Some(&our_events[2].id)).await;
+    let next = resumed.next().await.unwrap();
+    assert_eq!(
+        (next.data["webTaskId"].as_i64(), next.event.as_str()),
+        (Some(later), "CREATED")
+    );
+
+    // An id TaskPilot never handed out is refused rather than silently skipping events.
+    let (status, body) = send(
+        t.http
+            .get(&url)
+            .header("authorization", format!("Bearer {}", t.ours))
+            .header("last-event-id", "nope"),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (410, Some("CURSOR_EXPIRED")));
+    let (status, _) = send(t.http.get(&url)).await;
+    assert_eq!(status, 401, "the stream needs a key");
+}
