@@ -37,7 +37,8 @@ pub struct EngineConfig {
     pub auth_enabled: bool,
     /// The service tokens (`DTP_API_TOKENS_FILE`), required while `auth_enabled`.
     pub api_tokens_file: Option<String>,
-    /// The longest a worker's lease request may wait (`DTP_LEASE_MAX_WAIT_MS`, at most 30 s):
+    /// The longest a long-poll (a worker's lease request, a read of the feed) waits
+    /// (`DTP_LEASE_MAX_WAIT_MS`, at most 30 s):
     /// below an idle timeout of a proxy in front of the engine.
     pub lease_max_wait_ms: i32,
     /// Origins whose pages may call the engine from a browser (`DTP_CORS_ORIGINS`); none by default.

@@ -94,6 +94,11 @@ impl WorkerLeases {
         }
     }
 
+    /// The longest wait a long-poll of this engine takes (`DTP_LEASE_MAX_WAIT_MS`), in ms.
+    pub fn max_wait_ms(&self) -> i32 {
+        self.max_wait_ms
+    }
+
     /// `POST /leases`: up to `max` due tasks of the named types; with none due, waits up to
     /// `waitMs` for one (an empty answer when none comes). After each wait it leases only if
     /// `client_waits()`: a client gone meanwhile would receive nothing, and the tasks would be

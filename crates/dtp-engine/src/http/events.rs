@@ -30,7 +30,7 @@ pub struct EventsQuery {
 }
 
 impl EventsQuery {
-    fn validate(self, caller: &Caller) -> Result<FeedRead, ApiError> {
+    fn validate(self, caller: &Caller, max_wait_ms: i32) -> Result<FeedRead, ApiError> {
         let bad = |code: &'static str, message: String| ApiError::BadRequest { code, message };
         let start =
             FeedStart::parse(self.after.as_deref()).map_err(|e| bad("INVALID_CURSOR", e.to_string()))?;
@@ -48,6 +48,8 @@ impl EventsQuery {
                 format!("waitMs must be between 0 and {MAX_WAIT_MS}, got {wait_ms}"),
             ));
         }
+        // An engine set to wait less than asked (DTP_LEASE_MAX_WAIT_MS) answers sooner.
+        let wait_ms = wait_ms.min(i64::from(max_wait_ms));
         let task_types = match self.types.as_deref() {
             None => None,
             Some(list) => {
@@ -83,13 +85,15 @@ impl EventsQuery {
 #[utoipa::path(
     get, path = "/events", tag = "events",
     params(
-        ("after" = Option<String>, Query,
+        ("after" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{22}|latest)$",
             description = "`nextCursor` or an event's `cursor` to read on from, or `latest`; without it the \
             feed starts at the oldest event kept"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)"),
         ("waitMs" = Option<i64>, Query, minimum = 0, maximum = 30000,
-            description = "With no event to return, wait up to this long for one (default 0)"),
-        ("types" = Option<String>, Query, description = "Only events of these task types, separated by commas"),
+            description = "With no event to return, wait up to this long for one (default 0); an engine \
+            whose DTP_LEASE_MAX_WAIT_MS is lower waits at most that long"),
+        ("types" = Option<String>, Query, pattern = "^[A-Za-z0-9._-]{1,100}(,[A-Za-z0-9._-]{1,100}){0,49}$",
+            description = "Only events of these task types, separated by commas"),
     ),
     responses(
         (status = 200, description = "Events in feed order; follow `nextCursor`", body = EventPage),
@@ -109,7 +113,7 @@ pub async fn read_events(
     caller: Caller,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = query.into_inner().validate(&caller)?;
+    let read = query.into_inner().validate(&caller, state.leases.max_wait_ms())?;
     let socket = request.conn_data::<ClientSocket>();
     let client_waits = || socket.is_none_or(ClientSocket::is_open);
     let page = state.feed.read(read, client_waits).await.map_err(|e| match e {

@@ -163,7 +163,8 @@ impl EngineApiDoc {
     /// The description with `type` limited to the task types this engine runs, and a lease
     /// request's `types` to its external ones: which types exist is decided by the
     /// registrations at start-up, not at compile time.
-    /// `waitMs` is bounded by the engine's `max_wait_ms`.
+    /// A lease request's `waitMs` is bounded by the engine's `max_wait_ms` (a read of the feed
+    /// takes up to 30 s and waits at most `max_wait_ms`).
     pub fn for_task_types(
         task_types: &[String],
         external_types: &[String],
