@@ -1,5 +1,6 @@
 //! The chaos run: engines sharing one database drain a task mix while one of them is
-//! killed with SIGKILL every few seconds (and restarted), and Postgres is restarted once.
+//! killed with SIGKILL every few seconds (and restarted), and Postgres is restarted once; a
+//! TaskPilot mirroring them from the change feed is killed too, and must match them at the end.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,6 +77,12 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
         engine.start(&http).await?;
     }
     let urls: Arc<Vec<String>> = Arc::new(engines.iter().map(ServiceProcess::base_url).collect());
+    // A TaskPilot that mirrors every task from the feed, killed like the engines; at the end
+    // its mirror must match the engines' tasks exactly.
+    let web_db_name = format!("{db_name}_web");
+    let web_db_url = server.with_database(&web_db_name);
+    let mut mirror = mirror_process(&web_db_url, &urls[0], &credentials, &run_dir)?;
+    mirror.start(&http).await?;
 
     // Submissions are spread over most of the chaos period, so kills meet a busy cluster.
     let pace = Pace {
@@ -105,6 +112,16 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
         if args.restart_postgres && postgres_restarts == 0 && kills.len() >= 2 {
             restart_postgres()?;
             postgres_restarts += 1;
+            continue;
+        }
+        // Every fourth kill is TaskPilot's, mid-stream.
+        if kills.len() % 4 == 3 {
+            if let Some(pid) = mirror.pid() {
+                mirror.kill();
+                kills.push((pid, Utc::now()));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            start_with_retries(&mut mirror, &http).await?;
             continue;
         }
         let victim = rand::rng().random_range(0..engines.len());
@@ -141,6 +158,17 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let mut web = PgConnection::establish(&web_db_url).context("connect to the mirror's database")?;
+    let mirror_deadline = Instant::now() + Duration::from_secs(60);
+    let (mirror_differing, events_extra) = loop {
+        let differences = invariants::mirror_differences(&mut conn, &mut web)?;
+        if differences == (0, 0) || Instant::now() > mirror_deadline {
+            break differences;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    mirror.terminate(Duration::from_secs(5));
+    drop(web);
     for engine in &mut engines {
         engine.terminate(Duration::from_secs(5));
     }
@@ -149,9 +177,10 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
     let max_recovery_ms = recoveries.iter().max().copied().unwrap_or(0);
     drop(conn);
     database::drop_database(&server, &db_name)?;
+    database::drop_database(&server, &web_db_name)?;
 
     println!(
-        "chaos: tasks={} submitted={submitted} engines={} kills={} postgres_restarts={postgres_restarts} recoveries={} max_recovery_ms={max_recovery_ms} lost={} duplicated={} stuck={} violations={} elapsed_s={:.1}",
+        "chaos: tasks={} submitted={submitted} engines={} kills={} postgres_restarts={postgres_restarts} recoveries={} max_recovery_ms={max_recovery_ms} lost={} duplicated={} stuck={} violations={} mirror_differing={mirror_differing} mirror_events_extra={events_extra} elapsed_s={:.1}",
         report.tasks,
         args.engines,
         kills.len(),
@@ -165,6 +194,13 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
     for violation in report.violations.iter().take(20) {
         println!("  violation: {violation}");
     }
+    if mirror_differing > 0 || events_extra != 0 {
+        bail!(
+            "TaskPilot's mirror differs from the engines: {mirror_differing} tasks, {events_extra} events \
+             applied beyond those written; logs in {}",
+            run_dir.display()
+        );
+    }
     let bound_ms = args.lease_ms + args.rescue_interval_ms + 1_000;
     if report.lost + report.duplicated + report.stuck + report.violations.len() > 0 || submitted != args.tasks
     {
@@ -175,6 +211,31 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&run_dir);
     Ok(())
+}
+
+/// The TaskPilot process that follows the feed of the engine at `engine_url`.
+fn mirror_process(
+    web_db_url: &str,
+    engine_url: &str,
+    credentials: &Credentials,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<ServiceProcess> {
+    let port = free_port()?;
+    let mut env: Vec<(&str, String)> = vec![
+        ("TASKPILOT_DATABASE_URL", web_db_url.to_owned()),
+        ("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}")),
+        ("TASKPILOT_SCHEDULER_URL", engine_url.to_owned()),
+        ("TASKPILOT_AUTH", "disabled".into()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    env.extend(credentials.mirror_env());
+    Ok(ServiceProcess::new(
+        "taskpilot",
+        &sibling_binary("taskpilot-api")?,
+        env_vars(&env),
+        port,
+        run_dir,
+    ))
 }
 
 fn engine_env(db_url: &str, port: u16, args: &ChaosArgs, credentials: &Credentials) -> Vec<(String, String)> {

@@ -59,6 +59,15 @@ impl Credentials {
         ]
     }
 
+    /// What a TaskPilot that mirrors every task of the run needs: the harness's admin token,
+    /// whose change feed shows every task whoever submitted it.
+    pub fn mirror_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TASKPILOT_SCHEDULER_TOKEN", self.harness.clone()),
+            ("TASKPILOT_RATE_LIMIT_PER_SEC", RUN_QUOTA.to_owned()),
+        ]
+    }
+
     /// What TaskPilot's environment needs to call the engines.
     pub fn taskpilot_env(&self) -> Vec<(&'static str, String)> {
         vec![

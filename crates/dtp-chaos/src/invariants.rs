@@ -149,3 +149,45 @@ struct Count {
 pub fn count(conn: &mut PgConnection, sql: &str) -> anyhow::Result<i64> {
     Ok(diesel::sql_query(sql).get_result::<Count>(conn)?.n)
 }
+
+/// A scheduler task's state: (id, status, retry state, attempts).
+type TaskState = (i64, String, String, i32);
+
+fn states(conn: &mut PgConnection, sql: &str) -> anyhow::Result<Vec<TaskState>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        retry_state: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempt_count: i32,
+    }
+    Ok(diesel::sql_query(sql)
+        .load::<Row>(conn)?
+        .into_iter()
+        .map(|r| (r.id, r.status, r.retry_state, r.attempt_count))
+        .collect())
+}
+
+/// How TaskPilot's mirror differs from the engines' tasks: tasks whose mirrored state is
+/// not theirs (or is missing), and the events applied minus the events written (0 when each
+/// was applied exactly once).
+pub fn mirror_differences(dtp: &mut PgConnection, web: &mut PgConnection) -> anyhow::Result<(usize, i64)> {
+    let truth = states(
+        dtp,
+        "SELECT id, status, retry_state, attempt_count FROM tasks ORDER BY id",
+    )?;
+    let mirror = states(
+        web,
+        "SELECT scheduler_task_id AS id, status, retry_state, attempt_count FROM task_executions ORDER BY 1",
+    )?;
+    let mirrored: std::collections::HashMap<i64, &TaskState> = mirror.iter().map(|s| (s.0, s)).collect();
+    let differing = truth.iter().filter(|t| mirrored.get(&t.0) != Some(t)).count()
+        + mirror.len().saturating_sub(truth.len());
+    let written = count(dtp, "SELECT count(*) AS n FROM task_events")?;
+    let applied = count(web, "SELECT count(*) AS n FROM execution_events")?;
+    Ok((differing, applied - written))
+}
