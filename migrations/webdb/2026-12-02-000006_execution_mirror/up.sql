@@ -33,7 +33,9 @@ CREATE TABLE execution_events (
     retry_state       TEXT        NOT NULL,
     attempt           INTEGER     NOT NULL,
     at                TIMESTAMPTZ NOT NULL,
-    error             TEXT
+    error             TEXT,
+    -- When TaskPilot wrote it: `applied_at - at` is how far the mirror lags behind.
+    applied_at        TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX execution_events_task ON execution_events (scheduler_task_id, seq);
 

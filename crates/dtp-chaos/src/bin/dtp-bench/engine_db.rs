@@ -106,6 +106,16 @@ impl EngineDatabase {
         Ok(boundary)
     }
 
+    /// Turns the change feed off on this database (its triggers), to measure what it costs.
+    pub fn disable_change_feed(&mut self) -> anyhow::Result<()> {
+        diesel::sql_query(
+            "ALTER TABLE tasks DISABLE TRIGGER tasks_record_created, DISABLE TRIGGER tasks_record_changes",
+        )
+        .execute(&mut self.conn)
+        .context("disable the change feed")?;
+        Ok(())
+    }
+
     /// A long-lived queue's history (see `dtp_engine::testing::seed_history`).
     pub fn seed_history(&mut self, finished: i64, future: i64) -> anyhow::Result<()> {
         dtp_engine::testing::seed_history(&mut self.conn, finished, future).context("seed history")

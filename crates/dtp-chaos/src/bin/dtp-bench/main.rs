@@ -1,13 +1,15 @@
 //! `dtp-bench`: measures real `dtp-engine` and `taskpilot-api` processes on fresh databases
 //! of the local Postgres (created, then dropped): drain rate, enqueue rate, pickup latency,
 //! control-plane round trips, a long history, two engines on one database, engine memory,
-//! delivery to an HTTP target, workers leasing external tasks, memory under large bodies.
+//! delivery to an HTTP target, workers leasing external tasks, memory under large bodies,
+//! and the change feed: its cost to the drain, pickup during retention, the mirror's lag.
 
 mod control_plane;
 mod drain;
 mod engine_db;
 mod enqueue;
 mod external_workers;
+mod feed;
 mod history;
 mod http_target;
 mod large_bodies;
@@ -56,6 +58,9 @@ enum Scenario {
     HttpTarget,
     ExternalWorkers,
     LargeBodies,
+    FeedCost,
+    Retention,
+    Mirror,
 }
 
 #[tokio::main]
@@ -101,6 +106,9 @@ async fn run(cli: &Cli, scenarios: &[Scenario], plan: &Plan, report: &mut Report
             Scenario::HttpTarget => http_target::run(&bench, plan, report).await?,
             Scenario::ExternalWorkers => external_workers::run(&bench, plan, report).await?,
             Scenario::LargeBodies => large_bodies::run(&bench, plan, report).await?,
+            Scenario::FeedCost => feed::run_cost(&bench, plan, report).await?,
+            Scenario::Retention => feed::run_retention(&bench, plan, report).await?,
+            Scenario::Mirror => feed::run_mirror(&bench, plan, report).await?,
         }
     }
     // Logs are kept only when something went wrong (an error returns before this).

@@ -66,6 +66,21 @@ pub struct PlanArgs {
     /// How long the services may take to give memory back afterwards, seconds [60; smoke 1].
     #[arg(long)]
     large_body_settle_s: Option<u64>,
+    /// Drains with the feed on and off, each [2; smoke 1].
+    #[arg(long)]
+    feed_rounds: Option<usize>,
+    /// Finished tasks the cleaner deletes while pickup is measured [1000000; smoke 5000].
+    #[arg(long)]
+    retention_rows: Option<i64>,
+    /// Web tasks created and bound per second through TaskPilot [2000; smoke 50].
+    #[arg(long)]
+    mirror_rate: Option<u64>,
+    /// For how long, seconds [10; smoke 1].
+    #[arg(long)]
+    mirror_s: Option<u64>,
+    /// Create-and-bind pairs in flight at most [64; smoke 4].
+    #[arg(long)]
+    mirror_clients: Option<usize>,
 }
 
 /// Resolved sizes and settings.
@@ -90,6 +105,11 @@ pub struct Plan {
     pub large_bodies: usize,
     pub large_body_clients: usize,
     pub large_body_settle_s: u64,
+    pub feed_rounds: usize,
+    pub retention_rows: i64,
+    pub mirror_rate: u64,
+    pub mirror_s: u64,
+    pub mirror_clients: usize,
 }
 
 impl Plan {
@@ -115,6 +135,11 @@ impl Plan {
             large_bodies: 300,
             large_body_clients: 128,
             large_body_settle_s: 60,
+            feed_rounds: 2,
+            retention_rows: 1_000_000,
+            mirror_rate: 2_000,
+            mirror_s: 10,
+            mirror_clients: 64,
         }
     }
 
@@ -133,6 +158,11 @@ impl Plan {
             large_bodies: 8,
             large_body_clients: 4,
             large_body_settle_s: 1,
+            feed_rounds: 1,
+            retention_rows: 5_000,
+            mirror_rate: 50,
+            mirror_s: 1,
+            mirror_clients: 4,
             ..Self::full()
         }
     }
@@ -161,6 +191,11 @@ impl Plan {
             large_bodies: args.large_bodies.unwrap_or(base.large_bodies),
             large_body_clients: args.large_body_clients.unwrap_or(base.large_body_clients),
             large_body_settle_s: args.large_body_settle_s.unwrap_or(base.large_body_settle_s),
+            feed_rounds: args.feed_rounds.unwrap_or(base.feed_rounds),
+            retention_rows: args.retention_rows.unwrap_or(base.retention_rows),
+            mirror_rate: args.mirror_rate.unwrap_or(base.mirror_rate),
+            mirror_s: args.mirror_s.unwrap_or(base.mirror_s),
+            mirror_clients: args.mirror_clients.unwrap_or(base.mirror_clients),
         }
     }
 

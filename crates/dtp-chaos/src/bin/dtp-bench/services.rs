@@ -72,6 +72,8 @@ pub struct EngineSettings {
     pub types_file: Option<PathBuf>,
     /// Authentication on (the default, as deployed); off only to measure what it costs.
     pub auth: bool,
+    /// Further settings of the engine (e.g. retention).
+    pub extra_env: Vec<(&'static str, String)>,
 }
 
 /// Where the engine logs "attempt started", as a handler is about to run.
@@ -87,6 +89,7 @@ impl EngineSettings {
             log_handler_starts: false,
             types_file: None,
             auth: true,
+            extra_env: Vec::new(),
         }
     }
 
@@ -99,6 +102,7 @@ impl EngineSettings {
             log_handler_starts: false,
             types_file: None,
             auth: true,
+            extra_env: Vec::new(),
         }
     }
 
@@ -181,6 +185,7 @@ impl Bench {
             env.push(("DTP_TASK_TYPES_FILE", types_file.display().to_string()));
         }
         env.extend(self.credentials.engine_env());
+        env.extend(settings.extra_env.iter().cloned());
         if !settings.auth {
             env.push(("DTP_AUTH", "disabled".to_owned()));
         }
