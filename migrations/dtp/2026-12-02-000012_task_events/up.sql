@@ -54,9 +54,11 @@ CREATE TRIGGER tasks_record_created
     REFERENCING NEW TABLE AS created
     FOR EACH STATEMENT EXECUTE FUNCTION record_created_tasks();
 
--- The kind of a change follows from the states before and after it; a RUNNING task that
--- went back to PENDING or to FAILED was either released (its attempt is not counted), lost
--- (the rescuer closed its attempt as LOST), or its attempt failed.
+-- Every write that changes a task's state sets its `updated_at` to the transaction's time
+-- (heartbeats and queue moves do not), so the rows a statement changed are known from the
+-- new rows alone, without the old ones beside them. The kind follows from the new state and,
+-- for a task back to PENDING or FAILED, from how its latest attempt ended: `LOST`,
+-- `RELEASED` (the attempt is not counted), or otherwise a failure.
 CREATE FUNCTION record_task_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, error, submitted_by)
@@ -67,14 +69,14 @@ BEGIN
             CASE
                 WHEN n.status = 'RUNNING' THEN 'STARTED'
                 WHEN n.status IN ('SUCCEEDED', 'CANCELED') THEN n.status
-                WHEN o.status = 'RUNNING' AND n.attempt_count < o.attempt_count THEN 'RELEASED'
-                WHEN o.status = 'RUNNING' AND (SELECT a.outcome FROM task_attempts a
-                        WHERE a.task_id = n.id AND a.lease_token = o.lease_token) = 'LOST' THEN 'LOST'
-                WHEN n.status = 'FAILED' THEN 'FAILED'
-                ELSE 'RETRY_SCHEDULED'
+                ELSE COALESCE((
+                    SELECT CASE a.outcome WHEN 'LOST' THEN 'LOST' WHEN 'RELEASED' THEN 'RELEASED' END
+                    FROM task_attempts a WHERE a.task_id = n.id
+                    ORDER BY a.lease_token DESC LIMIT 1
+                ), CASE WHEN n.status = 'FAILED' THEN 'FAILED' ELSE 'RETRY_SCHEDULED' END)
             END AS kind
-        FROM changed n JOIN previous o ON o.id = n.id
-        WHERE n.status <> o.status OR n.attempt_count <> o.attempt_count
+        FROM changed n
+        WHERE n.updated_at = now()
         ORDER BY n.id
     ) c;
     RETURN NULL;
@@ -83,5 +85,5 @@ $$;
 
 CREATE TRIGGER tasks_record_changes
     AFTER UPDATE ON tasks
-    REFERENCING OLD TABLE AS previous NEW TABLE AS changed
+    REFERENCING NEW TABLE AS changed
     FOR EACH STATEMENT EXECUTE FUNCTION record_task_changes();

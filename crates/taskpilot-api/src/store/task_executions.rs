@@ -140,7 +140,8 @@ pub fn write_states(conn: &mut PgConnection, records: &[ExecutionRecord]) -> Que
 /// The SQL that links bound web tasks to their executions inside the bind statement: a CTE
 /// `linked` over `bound` (the web tasks the bind wrote: `id`, `scheduler_task_id`, `tenant`)
 /// and the bind's parameters `$5`.. as `RecordColumns` (shifted by four). A state the follower
-/// wrote first is kept: it is newer than the scheduler's answer to the bind.
+/// wrote first is kept: it is newer than the scheduler's answer to the bind. Rows are
+/// written in scheduler task order, as the follower locks them, so the two never deadlock.
 pub(super) const LINK_BOUND_SQL: &str = "linked AS ( \
      INSERT INTO task_executions (scheduler_task_id, web_task_id, tenant, status, retry_state, \
          attempt_count, max_attempts, last_error, created_at, started_at, completed_at, synced_at) \
@@ -150,6 +151,7 @@ pub(super) const LINK_BOUND_SQL: &str = "linked AS ( \
                             $11::timestamptz[], $12::timestamptz[], $13::timestamptz[]) \
           AS r(scheduler_task_id, status, retry_state, attempt_count, max_attempts, last_error, \
                created_at, started_at, completed_at) ON r.scheduler_task_id = bound.scheduler_task_id \
+     ORDER BY bound.scheduler_task_id \
      ON CONFLICT (scheduler_task_id) DO UPDATE SET web_task_id = EXCLUDED.web_task_id, \
          tenant = EXCLUDED.tenant, \
          max_attempts = COALESCE(task_executions.max_attempts, EXCLUDED.max_attempts), \
@@ -257,6 +259,7 @@ pub fn apply_feed_page(
             let ids: Vec<i64> = events.iter().map(|e| e.task_id).collect();
             let known: Vec<ExecutionRow> = task_executions::table
                 .filter(task_executions::scheduler_task_id.eq_any(&ids))
+                .order(task_executions::scheduler_task_id)
                 .select(ExecutionRow::as_select())
                 .for_update()
                 .load(conn)?;

@@ -45,10 +45,10 @@ pub async fn run_cost(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow
     let config = format!("{} tasks, {}", plan.drain_tasks, settings.label());
     let (on, off) = (median(&mut on), median(&mut off));
     report.record(
-        Measurement::new("feed-cost", &format!("{config} feed on"), "tasks_per_s", on).unit("tasks/s"),
+        Measurement::new("feed-cost", format!("{config} feed on"), "tasks_per_s", on).unit("tasks/s"),
     );
     report.record(
-        Measurement::new("feed-cost", &format!("{config} feed off"), "tasks_per_s", off).unit("tasks/s"),
+        Measurement::new("feed-cost", format!("{config} feed off"), "tasks_per_s", off).unit("tasks/s"),
     );
     report.record(
         Measurement::new(
