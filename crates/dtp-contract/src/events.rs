@@ -65,7 +65,7 @@ impl EventKind {
 #[cfg_attr(feature = "openapi", schema(example = json!({
     "cursor": "AAAAAAAAAu0AAAAAAAAAEQ", "taskId": 42, "type": "send-email", "kind": "RETRY_SCHEDULED",
     "status": "PENDING", "retryState": "RETRY_SCHEDULED", "attempt": 1,
-    "at": "2026-12-02T10:00:00.145Z", "error": "HTTP 503 from the target"
+    "at": "2026-12-02T10:00:00.145Z", "error": "HTTP 503 from the target", "idempotencyKey": "invoice-42"
 })))]
 pub struct ChangeEvent {
     /// This event's place in the feed (opaque): `after=<cursor>` reads what follows it.
@@ -83,6 +83,9 @@ pub struct ChangeEvent {
     pub at: DateTime<Utc>,
     /// The failure, for `RETRY_SCHEDULED`, `FAILED` and `LOST`; null otherwise.
     pub error: Option<String>,
+    /// The task's `idempotencyKey`, if it was submitted with one.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// One page of the feed.

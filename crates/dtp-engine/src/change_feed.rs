@@ -185,5 +185,6 @@ fn to_wire(row: EventRow) -> Result<ChangeEvent, StoreError> {
         attempt: row.attempt,
         at: row.at,
         error: row.error,
+        idempotency_key: row.idempotency_key,
     })
 }

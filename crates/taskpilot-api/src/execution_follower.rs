@@ -128,6 +128,7 @@ impl ExecutionFollower {
         let Some(after) = position else {
             return self.reconcile(None).await;
         };
+        let read_started = std::time::Instant::now();
         let page = match self.scheduler.events(&after, PAGE_EVENTS, LONG_POLL).await {
             Ok(page) => page,
             Err(SchedulerError::Rejected { status: 410, .. }) => {
@@ -137,6 +138,8 @@ impl ExecutionFollower {
             Err(e) => return Err(FollowError::Scheduler(e)),
         };
         let count = page.events.len();
+        let read_ms = read_started.elapsed().as_secs_f64() * 1_000.0;
+        let apply_started = std::time::Instant::now();
         let applied = self
             .leader
             .run(move |conn| {
@@ -152,7 +155,13 @@ impl ExecutionFollower {
             .map_err(StoreError::from)??;
         if applied {
             if count > 0 {
-                tracing::debug!(events = count, "applied the scheduler's events");
+                let apply_ms = apply_started.elapsed().as_secs_f64() * 1_000.0;
+                tracing::debug!(
+                    events = count,
+                    read_ms,
+                    apply_ms,
+                    "applied the scheduler's events"
+                );
             }
             Ok(Round::Applied(count))
         } else {

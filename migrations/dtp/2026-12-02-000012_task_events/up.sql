@@ -25,6 +25,9 @@ CREATE TABLE task_events (
     -- Who submitted the task (its `idempotency_scope`, the service token's name): a
     -- submitter reads the events of its own tasks only.
     submitted_by TEXT      NOT NULL,
+    -- The task's idempotency key, so that a submitter knows its task by its own name from
+    -- the first event on (TaskPilot's keys name the web task).
+    idempotency_key TEXT,
     PRIMARY KEY (xact, position),
     CONSTRAINT task_events_kind_known CHECK (
         kind IN ('CREATED', 'STARTED', 'RETRY_SCHEDULED', 'SUCCEEDED', 'FAILED', 'CANCELED', 'LOST', 'RELEASED')
@@ -42,8 +45,9 @@ INSERT INTO task_event_horizon (xact, position) VALUES (0, 0);
 
 CREATE FUNCTION record_created_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, submitted_by)
-    SELECT n.id, n.task_type, 'CREATED', n.status, n.retry_state, n.attempt_count, n.idempotency_scope
+    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, submitted_by, idempotency_key)
+    SELECT n.id, n.task_type, 'CREATED', n.status, n.retry_state, n.attempt_count, n.idempotency_scope,
+           n.idempotency_key
     FROM created n ORDER BY n.id;
     RETURN NULL;
 END;
@@ -61,11 +65,14 @@ CREATE TRIGGER tasks_record_created
 -- `RELEASED` (the attempt is not counted), or otherwise a failure.
 CREATE FUNCTION record_task_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, error, submitted_by)
+    INSERT INTO task_events (task_id, task_type, kind, status, retry_state, attempt, error, submitted_by,
+                             idempotency_key)
     SELECT c.id, c.task_type, c.kind, c.status, c.retry_state, c.attempt_count,
-           CASE WHEN c.kind IN ('RETRY_SCHEDULED', 'FAILED', 'LOST') THEN c.last_error END, c.idempotency_scope
+           CASE WHEN c.kind IN ('RETRY_SCHEDULED', 'FAILED', 'LOST') THEN c.last_error END, c.idempotency_scope,
+           c.idempotency_key
     FROM (
         SELECT n.id, n.task_type, n.status, n.retry_state, n.attempt_count, n.last_error, n.idempotency_scope,
+               n.idempotency_key,
             CASE
                 WHEN n.status = 'RUNNING' THEN 'STARTED'
                 WHEN n.status IN ('SUCCEEDED', 'CANCELED') THEN n.status

@@ -4,8 +4,13 @@
 -- their part of one row (the bind the link, the follower the state) without losing either.
 CREATE TABLE task_executions (
     scheduler_task_id BIGINT      PRIMARY KEY,
-    -- Set by the bind; null while the follower knows the task and the bind has not committed.
-    web_task_id       BIGINT      UNIQUE REFERENCES web_tasks (id) ON DELETE CASCADE,
+    -- Set by the follower from the task's idempotency key (which names the web task), or by
+    -- the bind, whichever writes first. One web task has one scheduler task (its key), so no
+    -- constraint is needed to keep them one to one, and none is kept: a foreign key's check
+    -- would lock the web task's row while the bind, which holds it, waits for this row (a
+    -- deadlock), and a unique index would turn the follower's and the bind's concurrent first
+    -- writes of one row into a conflict outside the one their upserts resolve.
+    web_task_id       BIGINT,
     tenant            TEXT,
     status            TEXT        NOT NULL CHECK (status IN ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELED')),
     retry_state       TEXT        NOT NULL,

@@ -36,6 +36,8 @@ pub struct EventRow {
     pub at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Text>)]
     pub error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub idempotency_key: Option<String>,
 }
 
 impl EventRow {
@@ -91,6 +93,8 @@ struct ReadRow {
     at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Text>)]
     error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    idempotency_key: Option<String>,
 }
 
 impl ReadRow {
@@ -106,6 +110,7 @@ impl ReadRow {
             attempt: self.attempt?,
             at: self.at?,
             error: self.error,
+            idempotency_key: self.idempotency_key,
         })
     }
 }
@@ -125,17 +130,19 @@ pub fn read_events(
     let rows: Vec<ReadRow> = Prepared(
         diesel::sql_query(format!(
             "WITH snap AS MATERIALIZED ( \
-                 SELECT {SNAPSHOT_XMIN} AS xmin, h.xact AS deleted_xact, h.position AS deleted_position \
-                 FROM task_event_horizon h \
+                 SELECT x.xmin, \
+                     (SELECT h.xact FROM task_event_horizon h) AS deleted_xact, \
+                     (SELECT h.position FROM task_event_horizon h) AS deleted_position, \
+                     EXISTS (SELECT 1 FROM task_events b WHERE b.xact >= x.xmin) AS held_back \
+                 FROM (SELECT {SNAPSHOT_XMIN} AS xmin) x \
              ), start AS MATERIALIZED ( \
                  SELECT CASE WHEN $5 THEN s.deleted_xact ELSE $1::bigint END AS from_xact, \
                         CASE WHEN $5 THEN s.deleted_position ELSE $2::bigint END AS from_position, s.* \
                  FROM snap s \
              ) \
-             SELECT st.xmin AS snapshot_xmin, st.deleted_xact, st.deleted_position, \
-                 EXISTS (SELECT 1 FROM task_events h WHERE h.xact >= st.xmin) AS held_back, \
+             SELECT st.xmin AS snapshot_xmin, st.deleted_xact, st.deleted_position, st.held_back, \
                  e.xact, e.position, e.task_id, e.task_type, e.kind, e.status, e.retry_state, \
-                 e.attempt, e.at, e.error \
+                 e.attempt, e.at, e.error, e.idempotency_key \
              FROM start st LEFT JOIN LATERAL ( \
                  SELECT * FROM task_events e \
                  WHERE (e.xact, e.position) > (st.from_xact, st.from_position) AND e.xact < st.xmin \

@@ -31,12 +31,37 @@ pub fn decide_bind(current: Option<Binding>, requested_type: &str) -> BindDecisi
 /// the web task id alone, so that every retry of a bind, even after a crash between the
 /// scheduler's answer and our commit, finds the same scheduler task.
 pub fn idempotency_key(web_task_id: i64) -> String {
-    format!("taskpilot-web-task-{web_task_id}")
+    format!("{KEY_PREFIX}{web_task_id}")
+}
+
+const KEY_PREFIX: &str = "taskpilot-web-task-";
+
+/// The web task a scheduler task was created for, read back from its idempotency key.
+pub fn web_task_of_key(key: &str) -> Option<i64> {
+    let id: i64 = key.strip_prefix(KEY_PREFIX)?.parse().ok()?;
+    (id > 0 && idempotency_key(id) == key).then_some(id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_names_its_web_task_and_nothing_else_does() {
+        assert_eq!(web_task_of_key(&idempotency_key(42)), Some(42));
+        for other in [
+            "",
+            "taskpilot-web-task-",
+            "taskpilot-web-task-0",
+            "taskpilot-web-task-007",
+            "taskpilot-web-task--3",
+            "taskpilot-web-task-4x",
+            "invoice-42",
+            "taskpilot-web-task-+5",
+        ] {
+            assert_eq!(web_task_of_key(other), None, "{other:?}");
+        }
+    }
 
     fn bound(id: i64, kind: &str) -> Option<Binding> {
         Some(Binding {

@@ -132,6 +132,7 @@ mod tests {
                 EventKind::RetryScheduled | EventKind::Failed | EventKind::Lost
             )
             .then(|| format!("boom at {ms}")),
+            idempotency_key: None,
         }
     }
 

@@ -9,8 +9,9 @@ use diesel::sql_types::{Array, BigInt, Int4, Nullable, Text, Timestamptz};
 use dtp_contract::{ChangeEvent, RetryState, TaskStatus};
 use std::collections::HashMap;
 
-use super::schema::{execution_events, feed_positions, task_executions};
+use super::schema::{execution_events, feed_positions, task_executions, web_tasks};
 use super::StoreError;
+use crate::domain::binding::web_task_of_key;
 use crate::domain::ExecutionRecord;
 
 /// One row of `task_executions`.
@@ -104,27 +105,37 @@ pub fn executions_of(conn: &mut PgConnection, scheduler_task_ids: &[i64]) -> Que
         .load(conn)
 }
 
-/// The unnest of `RecordColumns` as `r(...)`, parameters `$1`..`$9`.
-const RECORDS: &str = "unnest($1::bigint[], $2::text[], $3::text[], $4::int4[], $5::int4[], $6::text[], \
-     $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) \
-     AS r(scheduler_task_id, status, retry_state, attempt_count, max_attempts, last_error, \
-          created_at, started_at, completed_at)";
+/// The web task (and its tenant) a scheduler task belongs to, by scheduler task id.
+pub type Links = HashMap<i64, (i64, String)>;
 
-/// Writes the state of each record (a new row for a task not known yet); the link to a web
-/// task, and what only the scheduler's task tells (`max_attempts`, `created_at`), are kept.
-pub fn write_states(conn: &mut PgConnection, records: &[ExecutionRecord]) -> QueryResult<usize> {
+/// Writes the state of each record (a new row for a task not known yet), and the link to its
+/// web task where `links` has one and the row has none. A link already there, and what only
+/// the scheduler's task tells (`max_attempts`, `created_at`), are kept.
+pub fn write_states(
+    conn: &mut PgConnection,
+    records: &[ExecutionRecord],
+    links: &Links,
+) -> QueryResult<usize> {
     let c = RecordColumns::of(records.iter());
-    diesel::sql_query(format!(
+    let link = |id: &i64| links.get(id);
+    let web_task_ids: Vec<Option<i64>> = c.ids.iter().map(|id| link(id).map(|(w, _)| *w)).collect();
+    let tenants: Vec<Option<&str>> = c.ids.iter().map(|id| link(id).map(|(_, t)| t.as_str())).collect();
+    diesel::sql_query(
         "INSERT INTO task_executions (scheduler_task_id, status, retry_state, attempt_count, max_attempts, \
-             last_error, created_at, started_at, completed_at, synced_at) \
-         SELECT r.*, now() FROM {RECORDS} \
+             last_error, created_at, started_at, completed_at, web_task_id, tenant, synced_at) \
+         SELECT r.*, now() FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int4[], $5::int4[], \
+             $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::text[]) \
+             AS r(scheduler_task_id, status, retry_state, attempt_count, max_attempts, last_error, \
+                  created_at, started_at, completed_at, web_task_id, tenant) \
          ON CONFLICT (scheduler_task_id) DO UPDATE SET status = EXCLUDED.status, \
              retry_state = EXCLUDED.retry_state, attempt_count = EXCLUDED.attempt_count, \
              max_attempts = COALESCE(EXCLUDED.max_attempts, task_executions.max_attempts), \
              last_error = EXCLUDED.last_error, \
              created_at = COALESCE(EXCLUDED.created_at, task_executions.created_at), \
-             started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, synced_at = now()"
-    ))
+             started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, \
+             web_task_id = COALESCE(task_executions.web_task_id, EXCLUDED.web_task_id), \
+             tenant = COALESCE(task_executions.tenant, EXCLUDED.tenant), synced_at = now()",
+    )
     .bind::<Array<BigInt>, _>(&c.ids)
     .bind::<Array<Text>, _>(&c.statuses)
     .bind::<Array<Text>, _>(&c.retry_states)
@@ -134,6 +145,8 @@ pub fn write_states(conn: &mut PgConnection, records: &[ExecutionRecord]) -> Que
     .bind::<Array<Nullable<Timestamptz>>, _>(&c.created)
     .bind::<Array<Nullable<Timestamptz>>, _>(&c.started)
     .bind::<Array<Nullable<Timestamptz>>, _>(&c.completed)
+    .bind::<Array<Nullable<BigInt>>, _>(&web_task_ids)
+    .bind::<Array<Nullable<Text>>, _>(&tenants)
     .execute(conn)
 }
 
@@ -141,7 +154,7 @@ pub fn write_states(conn: &mut PgConnection, records: &[ExecutionRecord]) -> Que
 /// `linked` over `bound` (the web tasks the bind wrote: `id`, `scheduler_task_id`, `tenant`)
 /// and the bind's parameters `$5`.. as `RecordColumns` (shifted by four). A state the follower
 /// wrote first is kept: it is newer than the scheduler's answer to the bind. Rows are
-/// written in scheduler task order, as the follower locks them, so the two never deadlock.
+/// written in scheduler task order, as the follower writes them, so the two never deadlock.
 pub(super) const LINK_BOUND_SQL: &str = "linked AS ( \
      INSERT INTO task_executions (scheduler_task_id, web_task_id, tenant, status, retry_state, \
          attempt_count, max_attempts, last_error, created_at, started_at, completed_at, synced_at) \
@@ -195,7 +208,7 @@ pub fn write_reconciled(
         .bind::<Int4, _>(0);
         bind_link_columns(statement, reconciled.iter().map(|(_, r)| r)).execute(conn)?;
         let records: Vec<ExecutionRecord> = reconciled.iter().map(|(_, r)| r.clone()).collect();
-        write_states(conn, &records)
+        write_states(conn, &records, &Links::new())
     })
 }
 
@@ -259,9 +272,7 @@ pub fn apply_feed_page(
             let ids: Vec<i64> = events.iter().map(|e| e.task_id).collect();
             let known: Vec<ExecutionRow> = task_executions::table
                 .filter(task_executions::scheduler_task_id.eq_any(&ids))
-                .order(task_executions::scheduler_task_id)
                 .select(ExecutionRow::as_select())
-                .for_update()
                 .load(conn)?;
             let mut records: HashMap<i64, ExecutionRecord> = HashMap::with_capacity(known.len());
             for row in &known {
@@ -274,10 +285,13 @@ pub fn apply_feed_page(
                 };
                 records.insert(event.task_id, next);
             }
+            let links = links_of_unlinked(conn, &known, events)?;
             let mut records: Vec<ExecutionRecord> = records.into_values().collect();
-            // One order for every writer of these rows: no deadlock with a concurrent bind.
+            // The rows are read unlocked: only the follower writes their state (the position's
+            // lock keeps it alone), a bind writes only their link. They are locked by the
+            // write alone, in one order for every writer: no deadlock with a bind.
             records.sort_unstable_by_key(|r| r.scheduler_task_id);
-            write_states(conn, &records)?;
+            write_states(conn, &records, &links)?;
             insert_events(conn, events)?;
         }
         diesel::update(feed_positions::table.find(feed))
@@ -288,6 +302,39 @@ pub fn apply_feed_page(
             .execute(conn)?;
         Ok(true)
     })
+}
+
+/// The web tasks of the events' scheduler tasks that are not linked yet, named by their
+/// idempotency keys: a task is linked from its first event on, not only once its bind has
+/// committed (which may come later), so that no event is applied unlinked.
+fn links_of_unlinked(
+    conn: &mut PgConnection,
+    known: &[ExecutionRow],
+    events: &[ChangeEvent],
+) -> QueryResult<Links> {
+    let linked: HashMap<i64, bool> = known
+        .iter()
+        .map(|r| (r.scheduler_task_id, r.web_task_id.is_some()))
+        .collect();
+    let named: HashMap<i64, i64> = events
+        .iter()
+        .filter(|e| !linked.get(&e.task_id).copied().unwrap_or(false))
+        .filter_map(|e| Some((e.task_id, web_task_of_key(e.idempotency_key.as_deref()?)?)))
+        .collect();
+    if named.is_empty() {
+        return Ok(Links::new());
+    }
+    let web_ids: Vec<i64> = named.values().copied().collect();
+    let tenants: HashMap<i64, String> = web_tasks::table
+        .filter(web_tasks::id.eq_any(&web_ids))
+        .select((web_tasks::id, web_tasks::tenant))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(named
+        .into_iter()
+        .filter_map(|(task, web)| Some((task, (web, tenants.get(&web)?.clone()))))
+        .collect())
 }
 
 fn insert_events(conn: &mut PgConnection, events: &[ChangeEvent]) -> QueryResult<usize> {

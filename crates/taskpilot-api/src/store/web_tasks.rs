@@ -106,6 +106,17 @@ pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryR
     Ok(rows)
 }
 
+/// A web task's execution: the one of the scheduler task it is bound to. (The follower may
+/// link an execution to its web task before the bind has committed; it shows once bound.)
+fn bound_execution() -> diesel::dsl::On<
+    task_executions::table,
+    diesel::dsl::Eq<diesel::dsl::Nullable<task_executions::scheduler_task_id>, web_tasks::scheduler_task_id>,
+> {
+    task_executions::table.on(task_executions::scheduler_task_id
+        .nullable()
+        .eq(web_tasks::scheduler_task_id))
+}
+
 /// A web task with its mirrored execution (once bound and known).
 pub type WebTaskWithExecution = (WebTaskRow, Option<ExecutionRow>);
 
@@ -116,7 +127,7 @@ pub fn find_web_tasks(
     ids: &[i64],
 ) -> QueryResult<Vec<Option<WebTaskWithExecution>>> {
     let rows: Vec<WebTaskWithExecution> = web_tasks::table
-        .left_join(task_executions::table)
+        .left_join(bound_execution())
         .filter(web_tasks::id.eq_any(ids))
         .select((WebTaskRow::as_select(), Option::<ExecutionRow>::as_select()))
         .load(conn)?;
@@ -150,7 +161,7 @@ pub fn list_web_tasks(
     limit: i64,
 ) -> QueryResult<Vec<WebTaskWithExecution>> {
     let mut query = web_tasks::table
-        .left_join(task_executions::table)
+        .left_join(bound_execution())
         .select((WebTaskRow::as_select(), Option::<ExecutionRow>::as_select()))
         .filter(web_tasks::tenant.eq(filter.tenant.clone()))
         .order(web_tasks::id.desc())

@@ -352,7 +352,8 @@ fn followers_holding_the_lock(taskpilot: &TestTaskPilot) -> i64 {
         n: i64,
     }
     diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 1413 AND objid = 4654 AND granted",
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 1413 AND objid = 4654 \
+         AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .get_result::<Count>(&mut taskpilot.database.connect())
     .unwrap()
