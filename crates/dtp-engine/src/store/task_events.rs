@@ -127,38 +127,14 @@ pub fn read_events(
     submitted_by: Option<&str>,
 ) -> QueryResult<EventsRead> {
     let from = after.unwrap_or(FeedPosition::START);
-    let rows: Vec<ReadRow> = Prepared(
-        diesel::sql_query(format!(
-            "WITH snap AS MATERIALIZED ( \
-                 SELECT x.xmin, \
-                     (SELECT h.xact FROM task_event_horizon h) AS deleted_xact, \
-                     (SELECT h.position FROM task_event_horizon h) AS deleted_position, \
-                     EXISTS (SELECT 1 FROM task_events b WHERE b.xact >= x.xmin) AS held_back \
-                 FROM (SELECT {SNAPSHOT_XMIN} AS xmin) x \
-             ), start AS MATERIALIZED ( \
-                 SELECT CASE WHEN $5 THEN s.deleted_xact ELSE $1::bigint END AS from_xact, \
-                        CASE WHEN $5 THEN s.deleted_position ELSE $2::bigint END AS from_position, s.* \
-                 FROM snap s \
-             ) \
-             SELECT st.xmin AS snapshot_xmin, st.deleted_xact, st.deleted_position, st.held_back, \
-                 e.xact, e.position, e.task_id, e.task_type, e.kind, e.status, e.retry_state, \
-                 e.attempt, e.at, e.error, e.idempotency_key \
-             FROM start st LEFT JOIN LATERAL ( \
-                 SELECT * FROM task_events e \
-                 WHERE (e.xact, e.position) > (st.from_xact, st.from_position) AND e.xact < st.xmin \
-                   AND ($4::text[] IS NULL OR e.task_type = ANY($4)) \
-                   AND ($6::text IS NULL OR e.submitted_by = $6) \
-                 ORDER BY e.xact, e.position LIMIT $3 \
-             ) e ON true \
-             ORDER BY e.xact, e.position"
-        ))
-        .bind::<BigInt, _>(from.xact)
-        .bind::<BigInt, _>(from.position)
-        .bind::<BigInt, _>(limit)
-        .bind::<Nullable<Array<Text>>, _>(task_types)
-        .bind::<Bool, _>(after.is_none())
-        .bind::<Nullable<Text>, _>(submitted_by),
-    )
+    let rows: Vec<ReadRow> = Prepared(read_statement(
+        "",
+        from,
+        after.is_none(),
+        limit,
+        task_types,
+        submitted_by,
+    ))
     .load(conn)?;
     let first = rows.first().ok_or(diesel::NotFound)?;
     let deleted_up_to = FeedPosition {
@@ -180,6 +156,62 @@ pub fn read_events(
         deleted_up_to,
         held_back,
     })
+}
+
+/// The statement of `read_events`, or (with `explain` = `"EXPLAIN "`) its plan.
+fn read_statement<'a>(
+    explain: &str,
+    from: FeedPosition,
+    from_oldest: bool,
+    limit: i64,
+    task_types: Option<&'a [String]>,
+    submitted_by: Option<&'a str>,
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    diesel::sql_query(format!(
+        "{explain}WITH snap AS MATERIALIZED ( \
+                 SELECT x.xmin, \
+                     (SELECT h.xact FROM task_event_horizon h) AS deleted_xact, \
+                     (SELECT h.position FROM task_event_horizon h) AS deleted_position, \
+                     COALESCE((SELECT max(b.xact) FROM task_events b) >= x.xmin, false) AS held_back \
+                 FROM (SELECT {SNAPSHOT_XMIN} AS xmin) x \
+             ), start AS MATERIALIZED ( \
+                 SELECT CASE WHEN $5 THEN s.deleted_xact ELSE $1::bigint END AS from_xact, \
+                        CASE WHEN $5 THEN s.deleted_position ELSE $2::bigint END AS from_position, s.* \
+                 FROM snap s \
+             ) \
+             SELECT st.xmin AS snapshot_xmin, st.deleted_xact, st.deleted_position, st.held_back, \
+                 e.xact, e.position, e.task_id, e.task_type, e.kind, e.status, e.retry_state, \
+                 e.attempt, e.at, e.error, e.idempotency_key \
+             FROM start st LEFT JOIN LATERAL ( \
+                 SELECT * FROM task_events e \
+                 WHERE (e.xact, e.position) > (st.from_xact, st.from_position) AND e.xact < st.xmin \
+                   AND ($4::text[] IS NULL OR e.task_type = ANY($4)) \
+                   AND ($6::text IS NULL OR e.submitted_by = $6) \
+                 ORDER BY e.xact, e.position LIMIT $3 \
+             ) e ON true \
+             ORDER BY e.xact, e.position"
+    ))
+    .into_boxed()
+    .bind::<BigInt, _>(from.xact)
+    .bind::<BigInt, _>(from.position)
+    .bind::<BigInt, _>(limit)
+    .bind::<Nullable<Array<Text>>, _>(task_types)
+    .bind::<Bool, _>(from_oldest)
+    .bind::<Nullable<Text>, _>(submitted_by)
+}
+
+/// The plan Postgres picks for a read of the feed (for the plan checks).
+pub fn explain_feed_read(conn: &mut PgConnection) -> QueryResult<String> {
+    let lines: Vec<crate::store::tasks::PlanLine> = read_statement(
+        "EXPLAIN ",
+        FeedPosition::START,
+        false,
+        1_000,
+        None,
+        Some("taskpilot"),
+    )
+    .load(conn)?;
+    Ok(crate::store::tasks::plan(lines))
 }
 
 /// The end of the feed now: after every final event.

@@ -3,7 +3,7 @@
 //! that no statement holds locks for long; each batch takes an advisory lock, so only one
 //! engine cleans at a time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dtp_contract::TaskStatus;
@@ -85,12 +85,14 @@ impl TaskCleaner {
         let chrono_age = |age: Duration| chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
         let events_before = Utc::now() - chrono_age(self.retention.events);
         while !shutdown.is_cancelled() {
+            let started = Instant::now();
             let deleted = store::run(&self.pool, move |conn| {
                 task_store::under_cleanup_lock(conn, |conn| {
                     event_store::delete_events_before(conn, events_before, CLEANUP_BATCH)
                 })
             })
             .await?;
+            rest_after(started, shutdown).await;
             let Some(deleted) = deleted else {
                 return Ok(cleaned);
             };
@@ -106,12 +108,14 @@ impl TaskCleaner {
         let tasks_before = Utc::now() - chrono_age(age);
         for status in [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Canceled] {
             while !shutdown.is_cancelled() {
+                let started = Instant::now();
                 let deleted = store::run(&self.pool, move |conn| {
                     task_store::under_cleanup_lock(conn, |conn| {
                         task_store::delete_finished_tasks(conn, status, tasks_before, CLEANUP_BATCH)
                     })
                 })
                 .await?;
+                rest_after(started, shutdown).await;
                 let Some(deleted) = deleted else {
                     return Ok(cleaned);
                 };
@@ -123,5 +127,13 @@ impl TaskCleaner {
             }
         }
         Ok(cleaned)
+    }
+}
+
+/// Rests as long as the batch begun at `started` took (or until `shutdown`).
+async fn rest_after(started: Instant, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(started.elapsed()) => {}
+        () = shutdown.cancelled() => {}
     }
 }

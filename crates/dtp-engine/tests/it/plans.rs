@@ -1,8 +1,9 @@
 //! The statements every task goes through, and every kind of listing, read indexes, not
 //! whole tables, however much history the tables hold: checked on the plans Postgres picks
-//! after `ANALYZE`.
+//! after `ANALYZE`; a read of the change feed, also before.
 
 use diesel::connection::SimpleConnection;
+use dtp_engine::store::task_events::explain_feed_read;
 use dtp_engine::store::tasks::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
 use dtp_engine::testing::{seed_history, TestEngine};
 
@@ -84,6 +85,15 @@ async fn the_hot_path_and_listings_do_not_scan_history() {
         .unwrap();
     assert!(failed.contains("tasks_status_id"), "{failed}");
     plans.extend(listings);
+    // A read of the change feed walks its key from the cursor, also before the events' first
+    // statistics (the seeding above wrote one per task); its bounds are read once, not per row.
+    let feed_read = explain_feed_read(&mut conn).unwrap();
+    assert!(
+        feed_read.contains("task_events_pkey")
+            && !feed_read.contains("Seq Scan on task_events")
+            && !feed_read.contains("JIT"),
+        "{feed_read}"
+    );
     for (statement, plan) in &plans {
         for table in ["tasks", "task_attempts"] {
             assert!(

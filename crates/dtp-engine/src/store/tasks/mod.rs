@@ -21,6 +21,7 @@ pub use leases::{
 };
 pub use listing::{list_tasks, TaskFilter};
 pub use plans::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
+pub(crate) use plans::{plan, PlanLine};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -37,9 +37,10 @@ impl Planning {
 }
 
 /// One line of an `EXPLAIN` answer.
-struct PlanLine(String);
+pub(crate) struct PlanLine(String);
 
-fn plan(lines: Vec<PlanLine>) -> String {
+/// An `EXPLAIN` answer's lines as one text.
+pub(crate) fn plan(lines: Vec<PlanLine>) -> String {
     lines.into_iter().map(|l| l.0).collect::<Vec<_>>().join("\n")
 }
 
