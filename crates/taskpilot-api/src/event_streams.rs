@@ -31,6 +31,7 @@ const READ_BATCH: i64 = 100;
 pub struct EventStreams {
     pool: PgPool,
     applied: watch::Sender<u64>,
+    keep_alive: Duration,
 }
 
 /// What one stream shows.
@@ -64,7 +65,14 @@ impl EventStreams {
         Self {
             pool,
             applied: watch::Sender::new(0),
+            keep_alive: KEEP_ALIVE,
         }
+    }
+
+    /// The same streams with another keep-alive interval (tests wait less than 15 s).
+    pub fn with_keep_alive(mut self, every: Duration) -> Self {
+        self.keep_alive = every;
+        self
     }
 
     /// Listens for the follower's announcements until `shutdown` fires.
@@ -102,7 +110,8 @@ impl EventStreams {
         frames: mpsc::Sender<Bytes>,
         shutdown: CancellationToken,
     ) {
-        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        let every = self.keep_alive;
+        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let mut woken = self.applied.subscribe();
             woken.mark_unchanged();

@@ -182,9 +182,16 @@ pub fn list_web_tasks(
         query = query.filter(web_tasks::task_type.eq(task_type.clone()));
     }
     if let Some(status) = filter.execution_status {
+        // The mirror's web task is the web task's own id once linked: walking its listing
+        // index newest first finds the matches without reading the tenant's other tasks.
         query = query
             .filter(task_executions::tenant.eq(filter.tenant.clone()))
-            .filter(task_executions::status.eq(status.as_str()));
+            .filter(task_executions::status.eq(status.as_str()))
+            .filter(task_executions::web_task_id.eq(web_tasks::id.nullable()))
+            .order(task_executions::web_task_id.desc());
+        if let Some(before) = filter.before_id {
+            query = query.filter(task_executions::web_task_id.lt(before));
+        }
     }
     if let Some(from) = filter.created_from {
         query = query.filter(web_tasks::created_at.ge(from));

@@ -217,3 +217,85 @@ async fn the_tenant_stream_shows_only_its_tenant_and_resumes_after_the_last_even
     let (status, _) = send(t.http.get(&url)).await;
     assert_eq!(status, 401, "the stream needs a key");
 }
+
+/// A web task of tenant `default` bound to scheduler task 1, with `events` applied events
+/// (none terminal), written as the follower would.
+fn applied_events(database: &service_runtime::testing::TestDatabase, events: i64) {
+    use diesel::connection::SimpleConnection;
+    database
+        .connect()
+        .batch_execute(&format!(
+            "INSERT INTO web_tasks (id, task_type, payload, status, scheduler_task_id, scheduler_type, bound_at) \
+             VALUES (1, 'report', 'null', 'SUBMITTED', 1, 'demo-slow', now()); \
+             INSERT INTO task_executions (scheduler_task_id, web_task_id, tenant, status, retry_state, attempt_count) \
+             VALUES (1, 1, 'default', 'RUNNING', 'NONE', 1); \
+             INSERT INTO execution_events (cursor, scheduler_task_id, kind, status, retry_state, attempt, at) \
+             SELECT 'c' || g, 1, 'STARTED', 'RUNNING', 'NONE', 1, now() FROM generate_series(1, {events}) AS g;"
+        ))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_falls_behind_is_dropped_and_an_idle_stream_is_kept_alive() {
+    use taskpilot_api::event_streams::{EventStreams, StreamScope, STREAM_BUFFER};
+    use tokio_util::sync::CancellationToken;
+
+    let dtp = TestEngine::spawn_with(|c| c.worker_enabled = false).await;
+    let web = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await;
+    let backlog = STREAM_BUFFER as i64 + 50;
+    applied_events(&web.database, backlog);
+    let url = service_runtime::database::DatabaseUrl::parse(&web.database.url()).unwrap();
+    let pool = tokio::task::spawn_blocking(move || {
+        service_runtime::database::bootstrap(&url, taskpilot_api::startup::MIGRATIONS, 4)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let streams = EventStreams::new(pool).with_keep_alive(std::time::Duration::from_millis(50));
+    let shutdown = CancellationToken::new();
+
+    // Nobody reads this stream while it has more to send than it may hold: it ends, holding
+    // what fitted, rather than buffering the rest.
+    let mut behind = streams.open(
+        StreamScope {
+            tenant: "default".into(),
+            scheduler_task_id: None,
+        },
+        0,
+        shutdown.clone(),
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !behind.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never gave up on its reader"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut held = 0;
+    while let Some(frame) = behind.recv().await {
+        assert!(frame.starts_with(b"id: c"), "{frame:?}");
+        held += 1;
+    }
+    assert_eq!(
+        held, STREAM_BUFFER,
+        "the stream held at most its buffer, then ended"
+    );
+
+    // A stream with nothing to send says so with a comment, at its keep-alive interval.
+    let mut idle = streams.open(
+        StreamScope {
+            tenant: "nobody".into(),
+            scheduler_task_id: None,
+        },
+        0,
+        shutdown.clone(),
+    );
+    let first = tokio::time::timeout(PATIENCE, idle.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b": keep-alive\n\n");
+    shutdown.cancel();
+    assert!(idle.recv().await.is_none(), "shutdown ends the stream");
+}
