@@ -402,9 +402,17 @@ async fn heartbeat(
             () = tokio::time::sleep((left / 3).max(MIN_HEARTBEAT_GAP)) => {}
             () = cancel.cancelled() => return,
         }
-        let details = checkpoint.lock().unwrap_or_else(PoisonError::into_inner).take();
-        match client.heartbeat(&lease_token, details).await {
-            Ok(extended) => expires_at = extended.lease_expires_at,
+        // The checkpoint is cleared only once sent: a heartbeat that fails, or is stopped
+        // mid-flight as the handler ends, leaves it for the next one (or the final report).
+        let details = checkpoint.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match client.heartbeat(&lease_token, details.clone()).await {
+            Ok(extended) => {
+                expires_at = extended.lease_expires_at;
+                let mut latest = checkpoint.lock().unwrap_or_else(PoisonError::into_inner);
+                if *latest == details {
+                    *latest = None;
+                }
+            }
             Err(DtpError::LeaseLost { reason, .. }) => {
                 tracing::info!(?reason, "lease lost; stopping the handler");
                 lost.store(true, Ordering::SeqCst);
