@@ -1,5 +1,5 @@
 -- The change feed: every change of a task's state is an event, written by the statement
--- that makes the change (triggers below), so no code path can change a task unannounced.
+-- that makes the change (triggers below), so the event commits or rolls back with it.
 --
 -- Positions: `xact` is the writing transaction's id, `position` a sequence. Both are drawn
 -- before commit, so a later position can commit first; a reader that took `position > last`
