@@ -49,6 +49,9 @@ pub struct TaskPilotConfig {
     /// Whether this process follows the scheduler's change feed to keep the execution mirror
     /// (`TASKPILOT_EXECUTION_MIRROR`, default on; one process follows at a time).
     pub execution_mirror: bool,
+    /// How long the follower keeps the events it applied, for the event streams
+    /// (`TASKPILOT_EVENT_RETENTION_HOURS`, default 168); the mirrored state is kept.
+    pub event_retention: Duration,
 }
 
 impl TaskPilotConfig {
@@ -85,6 +88,10 @@ impl TaskPilotConfig {
             },
             public_ops: env_config::parsed(source, "TASKPILOT_PUBLIC_OPS", false, |_| Ok(()))?,
             execution_mirror: env_config::parsed(source, "TASKPILOT_EXECUTION_MIRROR", true, |_| Ok(()))?,
+            event_retention: env_config::parsed(source, "TASKPILOT_EVENT_RETENTION_HOURS", 168, |n| {
+                in_range(*n, 1, 100 * 365 * 24)
+            })
+            .map(|hours: usize| Duration::from_secs(hours as u64 * 3_600))?,
             cors_origins: service_runtime::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
             max_connections: env_config::parsed(
                 source,

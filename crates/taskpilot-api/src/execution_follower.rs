@@ -31,6 +31,9 @@ const LONG_POLL: Duration = Duration::from_secs(10);
 const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 /// Pause after a failed round (scheduler or database unavailable).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(500);
+/// How often old applied events are deleted, and how many per statement.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+const CLEANUP_BATCH: i64 = 1_000;
 /// Bound web tasks a reconcile reads per batch, and scheduler reads it makes at once.
 const RECONCILE_BATCH: i64 = 500;
 const RECONCILE_READS_AT_ONCE: usize = 16;
@@ -71,24 +74,55 @@ pub struct ExecutionFollower {
     pool: PgPool,
     scheduler: SchedulerClient,
     leader: std::sync::Arc<DedicatedConnection>,
+    event_retention: Duration,
 }
 
 impl ExecutionFollower {
-    pub fn new(pool: PgPool, scheduler: SchedulerClient) -> Self {
+    /// A follower that keeps the events it applied for `event_retention`.
+    pub fn new(pool: PgPool, scheduler: SchedulerClient, event_retention: Duration) -> Self {
         Self {
             leader: std::sync::Arc::new(DedicatedConnection::new(pool.clone(), FOLLOWER_SESSION)),
             pool,
             scheduler,
+            event_retention,
         }
     }
 
-    /// Follows until `shutdown` fires.
+    /// Deletes the applied events older than their retention, a batch at a time; how many.
+    pub async fn delete_old_events(&self) -> Result<usize, StoreError> {
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(self.event_retention).unwrap_or(chrono::Duration::MAX);
+        let mut deleted = 0;
+        loop {
+            let batch = store::run(&self.pool, move |conn| {
+                execution_store::delete_events_applied_before(conn, before, CLEANUP_BATCH)
+            })
+            .await?;
+            deleted += batch;
+            if batch == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Follows until `shutdown` fires; while it leads, also deletes old applied events.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut cleaned_at = tokio::time::Instant::now();
         loop {
             let round = tokio::select! {
                 round = self.follow_once() => round,
                 () = shutdown.cancelled() => return,
             };
+            let leading = matches!(
+                round,
+                Ok(Round::Applied(_) | Round::Reconciled(_) | Round::Superseded)
+            );
+            if leading && cleaned_at.elapsed() >= CLEANUP_EVERY {
+                cleaned_at = tokio::time::Instant::now();
+                if let Err(e) = self.delete_old_events().await {
+                    tracing::warn!(error = %e, "could not delete old applied events");
+                }
+            }
             let pause = match round {
                 Ok(Round::NotLeading) => TAKEOVER_EVERY,
                 Ok(_) => Duration::ZERO,

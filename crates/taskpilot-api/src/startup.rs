@@ -94,7 +94,7 @@ impl Application {
         });
         let follower = config
             .execution_mirror
-            .then(|| ExecutionFollower::new(pool.clone(), scheduler.clone()));
+            .then(|| ExecutionFollower::new(pool.clone(), scheduler.clone(), config.event_retention));
         let shutdown = CancellationToken::new();
         let streams = EventStreams::new(pool.clone());
         let state = web::Data::new(AppState {

@@ -453,3 +453,20 @@ pub fn last_seq(conn: &mut PgConnection) -> QueryResult<i64> {
         .first::<Option<i64>>(conn)
         .map(|seq| seq.unwrap_or(0))
 }
+
+/// Deletes up to `limit` of the oldest applied events if TaskPilot wrote them before
+/// `before`; returns how many went. (`seq` and `applied_at` grow together: one follower writes.)
+pub fn delete_events_applied_before(
+    conn: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM execution_events WHERE seq IN ( \
+             SELECT seq FROM execution_events ORDER BY seq LIMIT $2 \
+         ) AND applied_at < $1",
+    )
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+}

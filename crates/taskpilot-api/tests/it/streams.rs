@@ -299,3 +299,51 @@ async fn a_consumer_that_falls_behind_is_dropped_and_an_idle_stream_is_kept_aliv
     shutdown.cancel();
     assert!(idle.recv().await.is_none(), "shutdown ends the stream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_events_past_their_retention_are_deleted_and_cannot_be_resumed_from() {
+    use diesel::connection::SimpleConnection;
+    use taskpilot_api::store::task_executions::delete_events_applied_before;
+
+    let dtp = TestEngine::spawn_with(|c| c.worker_enabled = false).await;
+    let web = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await;
+    applied_events(&web.database, 10);
+    let mut conn = web.database.connect();
+    conn.batch_execute("UPDATE execution_events SET applied_at = now() - interval '2 hours' WHERE seq <= 5")
+        .unwrap();
+    let resume = |id: &'static str| {
+        send(
+            reqwest::Client::new()
+                .get(web.url("/api/events"))
+                .header("last-event-id", id),
+        )
+    };
+    // Before: a stream resumes after c3 (the answer streams on; only its status is read).
+    let response = reqwest::Client::new()
+        .get(web.url("/api/events"))
+        .header("last-event-id", "c3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+
+    let before = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        delete_events_applied_before(&mut conn, before, 3).unwrap(),
+        3,
+        "one batch"
+    );
+    assert_eq!(
+        delete_events_applied_before(&mut conn, before, 3).unwrap(),
+        2,
+        "the rest"
+    );
+    assert_eq!(
+        delete_events_applied_before(&mut conn, before, 3).unwrap(),
+        0,
+        "the young stay"
+    );
+    let (status, body) = resume("c3").await;
+    assert_eq!((status, body["code"].as_str()), (410, Some("CURSOR_EXPIRED")));
+}
