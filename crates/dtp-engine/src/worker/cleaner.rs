@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use diesel::{PgConnection, QueryResult};
 use dtp_contract::TaskStatus;
 use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -84,49 +85,59 @@ impl TaskCleaner {
         let mut cleaned = Cleaned::default();
         let chrono_age = |age: Duration| chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
         let events_before = Utc::now() - chrono_age(self.retention.events);
-        while !shutdown.is_cancelled() {
-            let started = Instant::now();
-            let deleted = store::run(&self.pool, move |conn| {
-                task_store::under_cleanup_lock(conn, |conn| {
-                    event_store::delete_events_before(conn, events_before, CLEANUP_BATCH)
-                })
-            })
-            .await?;
-            rest_after(started, shutdown).await;
-            let Some(deleted) = deleted else {
-                return Ok(cleaned);
-            };
-            cleaned.events += deleted;
-            cleaned.batches += 1;
-            if deleted < CLEANUP_BATCH as usize {
-                break;
-            }
+        let delete_events = move |conn: &mut PgConnection| {
+            event_store::delete_events_before(conn, events_before, CLEANUP_BATCH)
+        };
+        match self
+            .delete_in_batches(shutdown, &mut cleaned.batches, delete_events)
+            .await?
+        {
+            Some(deleted) => cleaned.events = deleted,
+            None => return Ok(cleaned),
         }
         let Some(age) = self.retention.finished_tasks else {
             return Ok(cleaned);
         };
         let tasks_before = Utc::now() - chrono_age(age);
         for status in [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Canceled] {
-            while !shutdown.is_cancelled() {
-                let started = Instant::now();
-                let deleted = store::run(&self.pool, move |conn| {
-                    task_store::under_cleanup_lock(conn, |conn| {
-                        task_store::delete_finished_tasks(conn, status, tasks_before, CLEANUP_BATCH)
-                    })
-                })
-                .await?;
-                rest_after(started, shutdown).await;
-                let Some(deleted) = deleted else {
-                    return Ok(cleaned);
-                };
-                cleaned.tasks += deleted;
-                cleaned.batches += 1;
-                if deleted == 0 {
-                    break;
-                }
+            let delete_tasks = move |conn: &mut PgConnection| {
+                task_store::delete_finished_tasks(conn, status, tasks_before, CLEANUP_BATCH)
+            };
+            match self
+                .delete_in_batches(shutdown, &mut cleaned.batches, delete_tasks)
+                .await?
+            {
+                Some(deleted) => cleaned.tasks += deleted,
+                None => return Ok(cleaned),
             }
         }
         Ok(cleaned)
+    }
+
+    /// Runs `delete` under the cleanup lock until it deletes nothing, resting after each
+    /// batch; how many rows went, or `None` when another engine is cleaning.
+    async fn delete_in_batches(
+        &self,
+        shutdown: &CancellationToken,
+        batches: &mut usize,
+        delete: impl Fn(&mut PgConnection) -> QueryResult<usize> + Copy + Send + 'static,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut deleted = 0;
+        while !shutdown.is_cancelled() {
+            let started = Instant::now();
+            let batch = store::run(&self.pool, move |conn| {
+                task_store::under_cleanup_lock(conn, delete)
+            })
+            .await?;
+            rest_after(started, shutdown).await;
+            let Some(batch) = batch else { return Ok(None) };
+            *batches += 1;
+            deleted += batch;
+            if batch == 0 {
+                break;
+            }
+        }
+        Ok(Some(deleted))
     }
 }
 

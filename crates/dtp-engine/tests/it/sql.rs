@@ -8,6 +8,17 @@ use dtp_engine::store::schema::{task_attempts, tasks};
 use dtp_engine::store::tasks::{find_task, TaskRow};
 use service_runtime::testing::TestDatabase;
 
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The `n` a counting statement (`SELECT count(*) AS n ...`) answers.
+pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+}
+
 /// Rows in `tasks`.
 pub fn count_tasks(db: &TestDatabase) -> i64 {
     tasks::table.count().get_result(&mut db.connect()).unwrap()

@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use dtp_engine::startup::Application;
 use dtp_engine::testing::TestEngine;
 use serde_json::json;
@@ -14,17 +13,8 @@ use service_runtime::postgres_tls::TlsSettings;
 use service_runtime::testing::tls_cluster::TlsCluster;
 
 use crate::api::EngineApi;
+use crate::sql::count;
 use crate::{stepped, PATIENCE, POLL_EVERY};
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
-}
 
 /// Connects as the LISTEN connection does; the error's text when refused.
 async fn listen_connection(url: &str) -> Result<(), String> {

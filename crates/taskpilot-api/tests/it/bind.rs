@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::harness::{assert_error, send, test_config, TestSystem};
+use crate::harness::{assert_error, send, taskpilot_process, test_config, TestSystem};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_returns_the_same_binding_and_another_type_conflicts() {
@@ -104,17 +104,12 @@ async fn a_crash_between_the_schedulers_answer_and_the_commit_binds_the_same_tas
     let config = test_config(&system.taskpilot.database, system.dtp.base_url());
     let port = free_port();
     let spawn = |fault: bool| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_taskpilot-api"))
-            .env("TASKPILOT_DATABASE_URL", &config.database_url)
-            .env("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("TASKPILOT_SCHEDULER_URL", &config.scheduler_url)
-            .env("TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE", fault.to_string())
-            .env("TASKPILOT_AUTH", "disabled")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+        let fault = fault.to_string();
+        taskpilot_process(
+            &config,
+            port,
+            &[("TASKPILOT_FAULT_EXIT_AFTER_SCHEDULER_CREATE", &fault)],
+        )
     };
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();

@@ -241,16 +241,34 @@ struct Count {
     n: i64,
 }
 
+/// The `n` a counting statement (`SELECT count(*) AS n ...`) answers.
+pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+}
+
 pub fn count_rows(conn: &mut PgConnection, table: &str) -> i64 {
-    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-        .get_result::<Count>(conn)
-        .unwrap()
-        .n
+    count(conn, &format!("SELECT count(*) AS n FROM {table}"))
 }
 
 pub fn count_rows_where(conn: &mut PgConnection, table: &str, condition: &str) -> i64 {
-    diesel::sql_query(format!("SELECT count(*) AS n FROM {table} WHERE {condition}"))
-        .get_result::<Count>(conn)
+    count(
+        conn,
+        &format!("SELECT count(*) AS n FROM {table} WHERE {condition}"),
+    )
+}
+
+/// A `taskpilot-api` process of its own on `config`'s database and scheduler, on `port`,
+/// authentication off, with `env` besides; its output discarded.
+pub fn taskpilot_process(config: &TaskPilotConfig, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_taskpilot-api"))
+        .env("TASKPILOT_DATABASE_URL", &config.database_url)
+        .env("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("TASKPILOT_SCHEDULER_URL", &config.scheduler_url)
+        .env("TASKPILOT_AUTH", "disabled")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .unwrap()
-        .n
 }

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::bind::{free_port, wait_until_up};
-use crate::harness::{send, test_config, wait_until_scheduler_idle, TestSystem, TestTaskPilot};
+use crate::harness::{
+    count, send, taskpilot_process, test_config, wait_until_scheduler_idle, TestSystem, TestTaskPilot,
+};
 use crate::PATIENCE;
 
 /// `GET /api/tasks/{id}` at `base`.
@@ -197,13 +199,6 @@ async fn wait_until_mirror_matches(dtp: &TestEngine, taskpilot: &TestTaskPilot) 
 /// Every event applied once: no cursor twice, and as many as the scheduler wrote for the
 /// mirrored tasks.
 fn assert_each_event_applied_once(dtp: &TestEngine, taskpilot: &TestTaskPilot) {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let count =
-        |conn: &mut PgConnection, sql: &str| diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n;
     let written = count(
         &mut dtp.database().connect(),
         "SELECT count(*) AS n FROM task_events",
@@ -225,18 +220,7 @@ async fn the_mirror_matches_the_scheduler_after_a_kill_of_taskpilot_and_a_restar
     let web = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await; // serves the API; does not follow
     let config = test_config(&web.database, dtp.base_url());
     let port = free_port();
-    let spawn_follower = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_taskpilot-api"))
-            .env("TASKPILOT_DATABASE_URL", &config.database_url)
-            .env("TASKPILOT_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("TASKPILOT_SCHEDULER_URL", &config.scheduler_url)
-            .env("TASKPILOT_AUTH", "disabled")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn_follower = || taskpilot_process(&config, port, &[]);
     let http = reqwest::Client::new();
     let base = web.base_url.clone();
     let mut follower = spawn_follower();
@@ -346,18 +330,11 @@ async fn after_its_position_expired_the_mirror_is_reconciled_and_follows_from_th
 }
 
 fn followers_holding_the_lock(taskpilot: &TestTaskPilot) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(
+    count(
+        &mut taskpilot.database.connect(),
         "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 1413 AND objid = 4654 \
          AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
-    .get_result::<Count>(&mut taskpilot.database.connect())
-    .unwrap()
-    .n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

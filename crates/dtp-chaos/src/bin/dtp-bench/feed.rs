@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double};
+use diesel::sql_types::Double;
 use serde_json::{json, Value};
+
+use dtp_chaos::invariants::count;
 
 use crate::drain::drain;
 use crate::engine_db::EngineDatabase;
@@ -197,19 +199,6 @@ async fn create_and_bind(http: &reqwest::Client, base: &str) -> bool {
         .send()
         .await
         .is_ok_and(|r| r.status().as_u16() == 201)
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-fn count(conn: &mut PgConnection, sql: &str) -> anyhow::Result<i64> {
-    Ok(diesel::sql_query(sql)
-        .get_result::<Count>(conn)
-        .context("count")?
-        .n)
 }
 
 /// Waits until TaskPilot applied every event the engine wrote.
