@@ -101,12 +101,16 @@ pub fn json_error_bodies<B: 'static>() -> ErrorHandlers<B> {
 }
 
 fn rewrite_to_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
+    // A JSON error is already what clients expect; an HTML one is a page of TaskPilot's
+    // dashboard, written for the browser that asked.
+    let keeps_body = res
         .response()
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if keeps_body {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::metrics::{CallLabels, SchedulerMetrics};
 
 use dtp_client::{DtpClient, DtpError, UNEXPLAINED_REFUSAL};
-use dtp_contract::{AttemptResponse, CreateTaskRequest, EventPage, TaskResponse};
+use dtp_contract::{AttemptResponse, CreateTaskRequest, EventPage, TaskResponse, TaskTypeList};
 use service_runtime::request_trace::RequestContext;
 
 /// The scheduler did not give us what we asked for.
@@ -46,6 +46,7 @@ enum Operation {
     GetAttempts,
     Cancel,
     Events,
+    TaskTypes,
 }
 
 impl Operation {
@@ -56,6 +57,7 @@ impl Operation {
             Operation::GetAttempts => "get_attempts",
             Operation::Cancel => "cancel",
             Operation::Events => "events",
+            Operation::TaskTypes => "task_types",
         }
     }
 }
@@ -172,6 +174,14 @@ impl SchedulerClient {
         let context = RequestContext::started_here();
         self.call(Operation::Events, None, &context, |dtp| async move {
             dtp.events(Some(after), limit, wait).await
+        })
+        .await
+    }
+
+    /// `GET /task-types`: the types the scheduler runs, for a bind to choose from.
+    pub async fn task_types(&self, context: &RequestContext) -> Result<TaskTypeList, SchedulerError> {
+        self.call(Operation::TaskTypes, None, context, |dtp| async move {
+            dtp.task_types().await
         })
         .await
     }

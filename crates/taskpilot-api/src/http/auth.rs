@@ -2,7 +2,8 @@
 //! leaves its `Principal` (a tenant and scopes) in the request. Each route then requires a
 //! scope (`require_read`, `require_write`, `require_admin`): 401 `UNAUTHORIZED` (with
 //! `WWW-Authenticate: Bearer`) without a live key, 403 `FORBIDDEN` with one that lacks it,
-//! 429 `RATE_LIMITED` over the key's quota.
+//! 429 `RATE_LIMITED` over the key's quota. The dashboard's pages (`/ui`) also take the key
+//! its sign-in left in a cookie, and send a browser without one to the sign-in page.
 
 use std::future::{ready, Ready};
 
@@ -36,13 +37,35 @@ pub async fn identify(
         .map(|a| a.get_ref())
     {
         Some(Authentication::Disabled) => Some(Principal::anyone()),
-        Some(Authentication::Keys(keys)) => bearer(request.request()).and_then(|key| keys.authenticate(key)),
+        Some(Authentication::Keys(keys)) => {
+            presented_key(request.request()).and_then(|key| keys.authenticate(&key))
+        }
         None => None,
     };
     if let Some(principal) = principal {
         request.extensions_mut().insert(principal);
     }
     next.call(request).await
+}
+
+/// Where the dashboard lives; only its requests may present their key in a cookie.
+pub const DASHBOARD_PATH: &str = "/ui";
+
+/// The cookie the dashboard's sign-in sets: the key itself, `HttpOnly`, `SameSite=Strict`,
+/// sent only to `/ui`.
+pub const SESSION_COOKIE: &str = "taskpilot_key";
+
+/// The key a request presents: its bearer token, or, on the dashboard's paths, its cookie.
+fn presented_key(request: &HttpRequest) -> Option<String> {
+    if let Some(key) = bearer(request) {
+        return Some(key.to_owned());
+    }
+    let path = request.path();
+    let on_dashboard = path == DASHBOARD_PATH || path.starts_with("/ui/");
+    on_dashboard
+        .then(|| request.cookie(SESSION_COOKIE))
+        .flatten()
+        .map(|cookie| cookie.value().to_owned())
 }
 
 fn bearer(request: &HttpRequest) -> Option<&str> {
@@ -120,6 +143,29 @@ pub async fn require_admin<B: MessageBody>(
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     require(Scope::Admin, request, next).await
+}
+
+/// The dashboard's pages: a browser without a live key is sent to sign in (a page load by a
+/// redirect, a partial update by htmx's `HX-Redirect`); with one, as `require_read`.
+pub async fn require_dashboard_session<B: MessageBody>(
+    request: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    if request.extensions().get::<Principal>().is_some() {
+        return require(Scope::TasksRead, request, next).await;
+    }
+    let sign_in = "/ui/login";
+    let response = if request.headers().contains_key("hx-request") {
+        actix_web::HttpResponse::Unauthorized()
+            .insert_header(("HX-Redirect", sign_in))
+            .content_type("text/html; charset=utf-8")
+            .body("<p role=\"alert\">Your session ended: sign in again.</p>")
+    } else {
+        actix_web::HttpResponse::SeeOther()
+            .insert_header((actix_web::http::header::LOCATION, sign_in))
+            .finish()
+    };
+    Ok(request.into_response(response).map_into_right_body())
 }
 
 /// The principal of a route that requires a scope (set by `identify`, checked by `require_*`).

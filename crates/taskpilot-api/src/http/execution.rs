@@ -40,25 +40,27 @@ pub struct BindRequest {
     scheduler_type: String,
 }
 
+/// What a bind did: the web task as it now is, and whether this call bound it.
+pub(super) struct Bound {
+    pub task: WebTaskResponse,
+    pub newly_bound: bool,
+}
+
 fn answer_bind(
     decision: BindDecision,
     (row, execution): (WebTaskRow, Option<ExecutionSummary>),
     newly_bound: bool,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Bound, ApiError> {
     match decision {
         BindDecision::Conflict(binding) => Err(ApiError::AlreadyBound {
             web_task_id: row.id,
             scheduler_task_id: binding.scheduler_task_id,
             scheduler_type: binding.scheduler_type,
         }),
-        _ => {
-            let body = WebTaskResponse::from_row(row, execution)?;
-            Ok(if newly_bound {
-                HttpResponse::Created().json(body)
-            } else {
-                HttpResponse::Ok().json(body)
-            })
-        }
+        _ => Ok(Bound {
+            task: WebTaskResponse::from_row(row, execution)?,
+            newly_bound,
+        }),
     }
 }
 
@@ -96,9 +98,24 @@ pub async fn bind_to_scheduler(
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let requested = body.into_inner().scheduler_type;
+    let bound = bind(&state, &principal, id, body.into_inner().scheduler_type, &context).await?;
+    Ok(if bound.newly_bound {
+        HttpResponse::Created().json(bound.task)
+    } else {
+        HttpResponse::Ok().json(bound.task)
+    })
+}
+
+/// Binds web task `id` to a new scheduler task of type `requested`, exactly once.
+pub(super) async fn bind(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    requested: String,
+    context: &RequestContext,
+) -> Result<Bound, ApiError> {
     validate_scheduler_type(&requested)?;
-    let stored = web_task_of(&state, &principal, id).await?;
+    let stored = web_task_of(state, principal, id).await?;
     let decision = decide_bind(stored.0.binding(), &requested);
     if decision != BindDecision::CreateSchedulerTask {
         return answer_bind(decision, summarized(stored)?, false);
@@ -115,11 +132,11 @@ pub async fn bind_to_scheduler(
         run_at: None,
         timeout_ms: None,
     };
-    let created = match state.scheduler.create_task(&request, &context).await {
+    let created = match state.scheduler.create_task(&request, context).await {
         Ok(created) => created,
         Err(err) => {
             // A concurrent bind with another type may have won at the scheduler: say so plainly.
-            let current = web_task_of(&state, &principal, id).await?;
+            let current = web_task_of(state, principal, id).await?;
             let decision = decide_bind(current.0.binding(), &requested);
             if let BindDecision::Conflict(_) = decision {
                 return answer_bind(decision, summarized(current)?, false);
@@ -167,7 +184,7 @@ pub async fn bind_to_scheduler(
         }
         // A concurrent bind committed first; answer from what it wrote.
         None => {
-            let current = web_task_of(&state, &principal, id).await?;
+            let current = web_task_of(state, principal, id).await?;
             let decision = decide_bind(current.0.binding(), &requested);
             answer_bind(decision, summarized(current)?, false)
         }
@@ -245,21 +262,30 @@ pub async fn get_execution(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
     let with_attempts = query.wants_attempts()?;
-    let (binding, mirrored) = bound_task(&state, &principal, id).await?;
+    let view = execution_of(&state, &principal, id, with_attempts, &context).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// The scheduler's view of web task `id`'s execution (with its attempts if asked), or the
+/// archived copy once the scheduler has deleted the finished task.
+pub(super) async fn execution_of(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    with_attempts: bool,
+    context: &RequestContext,
+) -> Result<ExecutionView, ApiError> {
+    let (binding, mirrored) = bound_task(state, principal, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,
     };
     let scheduler_call = |e| ApiError::from_scheduler(e, call);
-    let task = match state
-        .scheduler
-        .get_task(binding.scheduler_task_id, &context)
-        .await
-    {
+    let task = match state.scheduler.get_task(binding.scheduler_task_id, context).await {
         Ok(task) => task,
         // Deleted under retention once finished: TaskPilot's last copy answers instead.
         Err(SchedulerError::NotFound { .. }) if let Some(archived) = archived_view(mirrored.as_ref())? => {
-            return Ok(HttpResponse::Ok().json(archived));
+            return Ok(archived);
         }
         Err(e) => return Err(scheduler_call(e)),
     };
@@ -269,12 +295,12 @@ pub async fn get_execution(
         // if the task has moved on from it (an attempt ends in the same write as its task).
         let attempts = state
             .scheduler
-            .get_attempts(binding.scheduler_task_id, &context)
+            .get_attempts(binding.scheduler_task_id, context)
             .await
             .map_err(scheduler_call)?;
         view = view.with_attempts(&attempts);
     }
-    Ok(HttpResponse::Ok().json(view))
+    Ok(view)
 }
 
 #[utoipa::path(
@@ -299,14 +325,25 @@ pub async fn cancel_execution(
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_web_task_id(&id)?;
-    let (binding, _) = bound_task(&state, &principal, id).await?;
+    cancel(&state, &principal, id, &context).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Forwards the cancel of web task `id`'s execution; `Ok` once it is CANCELED.
+pub(super) async fn cancel(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    context: &RequestContext,
+) -> Result<(), ApiError> {
+    let (binding, _) = bound_task(state, principal, id).await?;
     let call = SchedulerCall::BoundTask {
         web_task_id: id,
         scheduler_task_id: binding.scheduler_task_id,
     };
     state
         .scheduler
-        .cancel_task(binding.scheduler_task_id, &context)
+        .cancel_task(binding.scheduler_task_id, context)
         .await
         .map_err(|e| ApiError::from_scheduler(e, call))?;
     tracing::info!(
@@ -314,5 +351,5 @@ pub async fn cancel_execution(
         task.id = binding.scheduler_task_id,
         "execution canceled"
     );
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }

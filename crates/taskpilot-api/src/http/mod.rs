@@ -1,7 +1,9 @@
-//! TaskPilot's HTTP surface under `/api`: web tasks, their binding to the scheduler,
-//! the execution view, and live event streams. Handlers never hold a transaction across a scheduler call.
+//! TaskPilot's HTTP surface: under `/api` web tasks, their binding to the scheduler, the
+//! execution view and live event streams; under `/ui` the dashboard over the same flows.
+//! Handlers never hold a transaction across a scheduler call.
 
 pub mod auth;
+mod dashboard;
 pub mod error;
 pub mod events;
 mod execution;
@@ -95,5 +97,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
                 .wrap(admin())
                 .route(web::delete().to(keys::revoke_key)),
         )
-        .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
+        .service(web::resource("/healthz").route(web::get().to(tasks::healthz)))
+        .configure(dashboard::configure);
 }

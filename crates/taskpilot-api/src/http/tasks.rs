@@ -119,21 +119,21 @@ impl WebTaskResponse {
 }
 
 /// `GET /api/tasks` query; unknown parameters are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    status: Option<String>,
+    pub(super) status: Option<String>,
     #[serde(rename = "type")]
-    task_type: Option<String>,
-    bound: Option<String>,
+    pub(super) task_type: Option<String>,
+    pub(super) bound: Option<String>,
     #[serde(rename = "executionStatus")]
-    execution_status: Option<String>,
+    pub(super) execution_status: Option<String>,
     #[serde(rename = "createdFrom")]
-    created_from: Option<String>,
+    pub(super) created_from: Option<String>,
     #[serde(rename = "createdBefore")]
-    created_before: Option<String>,
-    limit: Option<i64>,
-    cursor: Option<String>,
+    pub(super) created_before: Option<String>,
+    pub(super) limit: Option<i64>,
+    pub(super) cursor: Option<String>,
 }
 
 /// A `createdFrom` / `createdBefore` value: an RFC 3339 time.
@@ -153,7 +153,11 @@ fn parse_time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Ap
 
 impl ListQuery {
     /// The store filter and page size this query asks for, or the 400 that says what is wrong.
-    fn into_filter(self, tenant: String, key: &CursorKey) -> Result<(WebTaskFilter, PageRequest), ApiError> {
+    pub(super) fn into_filter(
+        self,
+        tenant: String,
+        key: &CursorKey,
+    ) -> Result<(WebTaskFilter, PageRequest), ApiError> {
         // A cursor continues only the listing it came from: this tenant's, with these filters.
         let listing = key.listing([
             "taskpilot",
@@ -208,6 +212,7 @@ impl ListQuery {
             created_from: parse_time("createdFrom", self.created_from.as_deref())?,
             created_before: parse_time("createdBefore", self.created_before.as_deref())?,
             before_id: page.before_id,
+            unfinished_only: false,
         };
         Ok((filter, page))
     }
@@ -221,9 +226,9 @@ fn bad_request(code: &'static str, message: String) -> ApiError {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebTaskPage {
-    items: Vec<WebTaskResponse>,
+    pub(super) items: Vec<WebTaskResponse>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
-    next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -245,11 +250,22 @@ pub async fn create_web_task(
     body: web::Json<CreateWebTaskRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let task = NewWebTask::validate(body.task_type, body.payload, state.scheduler_max_body_bytes)?
+    let row = create(&state, &principal, body.task_type, body.payload).await?;
+    Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row, None)?))
+}
+
+/// Creates an unbound web task of the principal's tenant.
+pub(super) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    task_type: String,
+    payload: serde_json::Value,
+) -> Result<WebTaskRow, ApiError> {
+    let task = NewWebTask::validate(task_type, payload, state.scheduler_max_body_bytes)?
         .for_tenant(&principal.tenant);
     let row = state.web_tasks.create(task).await?;
     tracing::info!(web_task.id = row.id, "web task created");
-    Ok(HttpResponse::Created().json(WebTaskResponse::from_row(row, None)?))
+    Ok(row)
 }
 
 #[utoipa::path(
@@ -319,9 +335,16 @@ pub async fn list_web_tasks(
     principal: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, page) = query
-        .into_inner()
-        .into_filter(principal.tenant, &state.cursor_key)?;
+    Ok(HttpResponse::Ok().json(list(&state, principal, query.into_inner()).await?))
+}
+
+/// One page of the principal's tenant's web tasks that `query` asks for, newest first.
+pub(super) async fn list(
+    state: &AppState,
+    principal: Principal,
+    query: ListQuery,
+) -> Result<WebTaskPage, ApiError> {
+    let (filter, page) = query.into_filter(principal.tenant, &state.cursor_key)?;
     let rows_to_fetch = page.rows_to_fetch();
     let rows = store::run(&state.pool, move |conn| {
         web_task_store::list_web_tasks(conn, &filter, rows_to_fetch)
@@ -332,7 +355,7 @@ pub async fn list_web_tasks(
         .into_iter()
         .map(WebTaskResponse::from_stored)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(WebTaskPage { items, next_cursor }))
+    Ok(WebTaskPage { items, next_cursor })
 }
 
 #[utoipa::path(

@@ -1,9 +1,10 @@
 //! Every SQL statement of TaskPilot, one module per table (`web_tasks`, `api_keys`, the
-//! execution mirror in `task_executions`).
+//! execution mirror in `task_executions`), and the dashboard's aggregates over them (`overview`).
 //! Functions are synchronous and take a connection; callers run them on the pool through
 //! `store::run`.
 
 pub mod api_keys;
+pub mod overview;
 pub mod schema;
 pub mod task_executions;
 pub mod web_tasks;

@@ -151,6 +151,9 @@ pub struct WebTaskFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// Only web tasks with a smaller id (the last id of the previous page).
     pub before_id: Option<i64>,
+    /// Only bound web tasks whose execution has not finished as far as TaskPilot knows
+    /// (what a cancel could still reach).
+    pub unfinished_only: bool,
 }
 
 /// Up to `limit` web tasks matching `filter`, newest (highest id) first, each with its
@@ -192,6 +195,19 @@ pub fn list_web_tasks(
         if let Some(before) = filter.before_id {
             query = query.filter(task_executions::web_task_id.lt(before));
         }
+    }
+    if filter.unfinished_only {
+        let finished = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(TaskStatus::as_str);
+        query = query
+            .filter(web_tasks::status.eq(WebTaskStatus::Submitted.as_str()))
+            .filter(
+                task_executions::status
+                    .is_null()
+                    .or(task_executions::status.ne_all(finished.collect::<Vec<_>>())),
+            );
     }
     if let Some(from) = filter.created_from {
         query = query.filter(web_tasks::created_at.ge(from));
