@@ -6,6 +6,7 @@ mod api_description;
 mod attempts;
 mod bad_input;
 mod bind;
+mod dashboard;
 mod error_mapping;
 mod flow;
 mod harness;
