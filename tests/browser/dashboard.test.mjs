@@ -69,6 +69,8 @@ async function screenshots(name, path, key = ADMIN_KEY) {
     await page.goto(BASE + path);
     await page.waitForLoadState("networkidle").catch(() => {});
     await page.screenshot({ path: join(SHOTS, `${name}-${label}.png`), fullPage: true });
+    const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(scrollWidth <= width, `${path} is ${scrollWidth} px wide at ${width} px: it scrolls sideways`);
     await page.context().close();
   }
 }

@@ -69,7 +69,7 @@
       [{}, { label: "finished/min", stroke: "#1f6feb", fill: "rgba(31,111,235,0.15)" }],
       [d.minutes, d.finished]);
     chart(document.getElementById("pickup-chart"), "",
-      [{}, { label: "p50 ms", stroke: "#1a7f37" }, { label: "p95 ms", stroke: "#cf222e" }],
+      [{}, { label: "p50 ms", stroke: "#1a7f37", points: { show: true, size: 5 } }, { label: "p95 ms", stroke: "#cf222e", points: { show: true, size: 5 } }],
       [d.minutes, d.pickupP50Ms, d.pickupP95Ms]);
   }
 
