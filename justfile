@@ -1,10 +1,11 @@
 # TaskPilot + DTP. Every recipe is a plain command; see README "Recipes" for the equivalents.
 
-# Run both services against the local Postgres (DTP :8080, TaskPilot :8081).
+# Run both services (DTP :8080, TaskPilot :8081) against Postgres on 127.0.0.1:5432, or a
+# private cluster under target/ when that one does not let user postgres in (scripts/dev.sh).
 dev:
     bash scripts/dev.sh
 
-# Run every test (needs Postgres on 127.0.0.1:5432).
+# Run every test, against TEST_DATABASE_URL, 127.0.0.1:5432 or a private cluster (scripts/test.sh).
 test *ARGS:
     bash scripts/test.sh {{ARGS}}
 

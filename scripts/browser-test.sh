@@ -3,12 +3,19 @@
 # fresh databases (dropped afterwards), makes an admin and a read-only key, and runs
 # tests/browser in Debian's chromium (headless) through playwright-core. Screenshots of every
 # page at 1280 and 390 px land in $SCREENSHOT_DIR (default target/ui-screenshots).
-# Needs: the binaries (BIN_DIR, default target/debug), chromium, node and `npm ci` in tests/browser.
+# Postgres as scripts/test.sh finds it. Needs chromium and Node; builds the binaries (BIN_DIR,
+# default target/debug) and runs `npm ci` in tests/browser when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN_DIR="${BIN_DIR:-target/debug}"
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$PWD/target/ui-screenshots}"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+# shellcheck source=scripts/prerequisites.sh
+. scripts/prerequisites.sh
+if [ -z "${TEST_DATABASE_URL:-}" ] && ! postgres_answers_on_5432; then
+    private_postgres_start target/test-postgres "set TEST_DATABASE_URL" -c fsync=off
+    TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PRIVATE_POSTGRES_PORT/postgres"
+fi
 server="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 server="${server%/*}"
 
@@ -32,6 +39,7 @@ cleanup() {
     psql "$server/postgres" -qAtc "DROP DATABASE IF EXISTS $dtp_db WITH (FORCE)" >/dev/null 2>&1 || true
     psql "$server/postgres" -qAtc "DROP DATABASE IF EXISTS $web_db WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$work"
+    private_postgres_stop
 }
 trap cleanup EXIT
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use service_runtime::env_config::ProcessEnv;
+use service_runtime::error_line;
 use service_runtime::telemetry;
 
 use crate::config::EngineConfig;
@@ -34,7 +35,7 @@ pub async fn serve_from_env(
     match serve(customize).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{binary}: {e:#}");
+            eprintln!("{binary}: {}", error_line::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

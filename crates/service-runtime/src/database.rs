@@ -111,6 +111,8 @@ where
 pub struct DatabaseUrl {
     url: url::Url,
     name: String,
+    /// The URL as configured (before the defaults added here), its password masked.
+    configured: String,
 }
 
 impl DatabaseUrl {
@@ -120,6 +122,7 @@ impl DatabaseUrl {
             reason: reason.to_owned(),
         };
         let mut url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+        let configured = redact(raw);
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(invalid("scheme must be postgres:// or postgresql://"));
         }
@@ -147,7 +150,11 @@ impl DatabaseUrl {
         crate::postgres_tls::TlsSettings::from_url(url.as_str())
             .and_then(|settings| settings.connector().map(drop))
             .map_err(|e| invalid(&e.to_string()))?;
-        Ok(Self { url, name })
+        Ok(Self {
+            url,
+            name,
+            configured,
+        })
     }
 
     /// The database name, e.g. `dtp`.
@@ -172,9 +179,9 @@ impl DatabaseUrl {
         url.to_string()
     }
 
-    /// The URL without its password, for logs and error messages.
+    /// The URL as configured, without its password, for logs and error messages.
     pub fn redacted(&self) -> String {
-        redact(self.url.as_str())
+        self.configured.clone()
     }
 }
 
@@ -189,10 +196,11 @@ fn redact(raw: &str) -> String {
 }
 
 /// Creates the database when it does not exist yet; tolerates a concurrent creator.
+/// Failing to reach the server names the database configured, not the `postgres` database
+/// this goes through: that one is an implementation detail.
 pub fn ensure_database(db: &DatabaseUrl) -> Result<(), BootstrapError> {
-    let maintenance = db.maintenance_url();
-    let mut conn = PgConnection::establish(&maintenance).map_err(|e| BootstrapError::Connect {
-        target: redact(&maintenance),
+    let mut conn = PgConnection::establish(&db.maintenance_url()).map_err(|e| BootstrapError::Connect {
+        target: db.redacted(),
         reason: one_line(&e.to_string()),
     })?;
     let exists = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
@@ -463,6 +471,19 @@ mod tests {
         assert_eq!(remote.as_str(), "postgres://db.internal/dtp?connect_timeout=5");
         assert!(db.redacted().contains("***"));
         assert!(!db.redacted().contains("secret"));
+    }
+
+    #[test]
+    fn an_unreachable_server_is_reported_as_the_database_configured() {
+        // Nothing listens on port 1: the refusal is immediate.
+        let db = DatabaseUrl::parse("postgres://postgres:secret@127.0.0.1:1/dtp").unwrap();
+        assert_eq!(db.redacted(), "postgres://postgres:***@127.0.0.1:1/dtp");
+        let error = ensure_database(&db).unwrap_err().to_string();
+        assert!(
+            error.starts_with("cannot connect to Postgres at postgres://postgres:***@127.0.0.1:1/dtp: "),
+            "{error}"
+        );
+        assert!(!error.contains(":1/postgres") && !error.contains('\n'), "{error}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `taskpilot-api`: reads `TASKPILOT_*` settings, brings its database up, then serves
-//! until SIGTERM or Ctrl-C; `taskpilot-api keys ...` manages API keys on the same database.
+//! until SIGTERM or Ctrl-C; `taskpilot-api keys ...` manages API keys on the same database;
+//! `taskpilot-api healthcheck` asks a running one on this machine whether it is up.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use service_runtime::env_config::ProcessEnv;
-use service_runtime::telemetry;
+use service_runtime::{error_line, healthcheck, telemetry};
 use taskpilot_api::config::TaskPilotConfig;
 use taskpilot_api::key_commands::{self, KeyCommand};
 use taskpilot_api::startup::Application;
@@ -30,6 +31,8 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// GET /healthz on TASKPILOT_HTTP_ADDR's port: exit code 0 on 200, else 1 (for container health checks).
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -41,11 +44,15 @@ async fn main() -> ExitCode {
             serve().await
         }
         Some(Command::Keys { command }) => keys(command).await,
+        Some(Command::Healthcheck) => {
+            let http_addr = TaskPilotConfig::from_source(&ProcessEnv).map(|config| config.http_addr);
+            return healthcheck::check("taskpilot-api", http_addr).await;
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("taskpilot-api: {e:#}");
+            eprintln!("taskpilot-api: {}", error_line::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
