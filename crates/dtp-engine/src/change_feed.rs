@@ -114,11 +114,17 @@ pub struct FeedPage {
 pub struct ChangeFeed {
     pool: PgPool,
     signal: FeedSignal,
+    /// Fires at shutdown: a waiting read answers what it has, so that the server drains at once.
+    shutdown: CancellationToken,
 }
 
 impl ChangeFeed {
-    pub fn new(pool: PgPool, signal: FeedSignal) -> Self {
-        Self { pool, signal }
+    pub fn new(pool: PgPool, signal: FeedSignal, shutdown: CancellationToken) -> Self {
+        Self {
+            pool,
+            signal,
+            shutdown,
+        }
     }
 
     /// The events after `read.start`, waiting up to `read.wait` for the first when none
@@ -146,7 +152,7 @@ impl ChangeFeed {
             }
             let next = page.bounds.next();
             let now = tokio::time::Instant::now();
-            if !page.events.is_empty() || now >= deadline || !client_waits() {
+            if !page.events.is_empty() || now >= deadline || !client_waits() || self.shutdown.is_cancelled() {
                 let events = page.events.into_iter().map(to_wire).collect::<Result<_, _>>()?;
                 return Ok(FeedPage { events, next });
             }
@@ -159,6 +165,7 @@ impl ChangeFeed {
             tokio::select! {
                 _ = woken.changed() => {}
                 () = tokio::time::sleep_until(recheck.min(deadline)) => {}
+                () = self.shutdown.cancelled() => {}
             }
         }
     }

@@ -12,6 +12,7 @@ use dtp_contract::{
     TaskStatus,
 };
 use service_runtime::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::lease::{
     check_worker_json, lease_standing, LeaseAsk, LeaseRequestError, LeaseStanding, LeaseToken, WorkerFailure,
@@ -67,6 +68,8 @@ pub struct WorkerLeases {
     metrics: Arc<EngineMetrics>,
     /// The longest a lease request may wait (`DTP_LEASE_MAX_WAIT_MS`).
     max_wait_ms: i32,
+    /// Fires at shutdown: waiting lease requests are answered empty.
+    shutdown: CancellationToken,
 }
 
 /// One external type a lease request names, as the registry has it.
@@ -83,8 +86,10 @@ impl WorkerLeases {
         worker: Worker,
         metrics: Arc<EngineMetrics>,
         max_wait_ms: i32,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
+            shutdown,
             completer: AttemptCompleter::start_for_workers(pool.clone(), worker.feed_signal().clone()),
             pool,
             registry,
@@ -127,7 +132,8 @@ impl WorkerLeases {
                 return Ok(leased);
             }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            // At shutdown a waiting worker is answered at once, so that the server drains.
+            if now >= deadline || self.shutdown.is_cancelled() {
                 return Ok(Vec::new());
             }
             let wake_at = match self.next_due_in(&types).await? {
@@ -141,6 +147,7 @@ impl WorkerLeases {
             tokio::select! {
                 () = announced => {}
                 () = tokio::time::sleep_until(wake_at.min(deadline)) => {}
+                () = self.shutdown.cancelled() => {}
             }
             waited = true;
         }

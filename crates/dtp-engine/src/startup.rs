@@ -300,12 +300,14 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
+        let shutdown = CancellationToken::new();
         let leases = WorkerLeases::start(
             pool.clone(),
             Arc::clone(&registry),
             worker.clone(),
             Arc::clone(&engine_metrics),
             config.lease_max_wait_ms,
+            shutdown.clone(),
         );
         let rate_limiter = RateLimiter::new(config.rate_limit);
         let state = web::Data::new(AppState {
@@ -315,7 +317,7 @@ impl Application {
             submitter: TaskSubmitter::start(pool.clone()),
             reader: TaskReader::start(pool.clone()),
             leases,
-            feed: ChangeFeed::new(pool.clone(), worker.feed_signal().clone()),
+            feed: ChangeFeed::new(pool.clone(), worker.feed_signal().clone(), shutdown.clone()),
             cursor_key,
             rate_limiter: rate_limiter.clone(),
         });
@@ -358,7 +360,7 @@ impl Application {
             rescuer,
             listener_url: db_url_for_listener,
             worker_enabled: config.worker_enabled,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 

@@ -276,6 +276,23 @@ async fn a_long_poll_is_woken_by_a_submission_here_or_on_another_engine() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_a_waiting_lease_request_at_once() {
+    let w = workers().await;
+    let client = w.client.clone();
+    let poll = tokio::spawn(async move { client.lease(&ask("w", &["resize"], 1, 30_000)).await });
+    wait_until_polling(&w.api, 1).await;
+    w.dtp.begin_stop();
+    // Without an answer at shutdown, the request would wait its 30 s (or be cut off when the
+    // server's grace ends), and the engine could not stop before.
+    let answered = tokio::time::timeout(PATIENCE, poll)
+        .await
+        .expect("answered at shutdown, not at the end of its wait")
+        .unwrap()
+        .unwrap();
+    assert!(answered.leases.is_empty());
+}
+
 /// Waits until `n` lease requests are waiting in the engine (its `dtp_lease_polls_waiting`).
 async fn wait_until_polling(api: &EngineApi, n: i64) {
     let deadline = std::time::Instant::now() + PATIENCE;
