@@ -91,6 +91,25 @@ test("a wrong key is refused and nothing is signed in", async () => {
   await page.context().close();
 });
 
+test("signing in and reaching a task work with the keyboard alone", async () => {
+  const id = (await api("POST", "/api/tasks", { type: "browser-keyboard", payload: {} })).body.id;
+  const page = await newPage();
+  await page.goto(BASE + "/ui/login");
+  // The key field has the focus on arrival; Enter submits.
+  await page.keyboard.type(ADMIN_KEY);
+  await Promise.all([page.waitForURL(BASE + "/ui"), page.keyboard.press("Enter")]);
+  // The first Tab reaches the skip link, which moves the focus to the content.
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "main");
+  await page.getByLabel("Find task by id").focus();
+  await page.keyboard.type(String(id));
+  await Promise.all([page.waitForURL(`${BASE}/ui/tasks/${id}`), page.keyboard.press("Enter")]);
+  await page.getByRole("heading", { name: `Task #${id}` }).waitFor();
+  await page.context().close();
+});
+
 test("create and bind a task in the browser, and watch it succeed without reloading", async () => {
   const page = await newPage();
   await signIn(page, ADMIN_KEY);
@@ -121,6 +140,9 @@ test("a row of the list follows its execution live", async () => {
   await row.waitFor();
   await row.locator(".execution-status").filter({ hasText: "SUCCEEDED" }).waitFor({ timeout: LIVE_TIMEOUT });
   assert.ok(await stillSameDocument(page), "the row changed without a reload");
+  assert.ok(await page.locator("#new-tasks").isHidden());
+  await boundTask("browser-row", "demo");
+  await page.locator("#new-tasks").waitFor({ state: "visible", timeout: LIVE_TIMEOUT });
   await page.context().close();
 });
 

@@ -36,9 +36,11 @@
   // The Tasks page: a row is rendered again when an event of its task arrives.
   function followRows(table) {
     var source = new EventSource(table.getAttribute("data-live-rows"));
-    listen(source, function (_kind, event) {
+    var arrived = document.getElementById("new-tasks");
+    listen(source, function (kind, event) {
       var id = event.webTaskId;
       if (document.getElementById("task-" + id)) refresh("#task-" + id, "/ui/tasks/" + id + "/row");
+      else if (kind === "CREATED" && arrived) arrived.hidden = false;
     });
     window.addEventListener("pagehide", function () { source.close(); });
   }

@@ -247,6 +247,10 @@ pub(super) async fn tasks_page(
         @match &listed {
             Err(e) => div.alert role="alert" { strong { (e.code()) } " " (e.to_string()) },
             Ok(listing) => {
+                p #new-tasks role="status" hidden {
+                    "Tasks were bound since this page was loaded: "
+                    a href={ "/ui?" (filters) } { "show the newest" }
+                }
                 div.table-wrap {
                     table.tasks data-live-rows="/ui/events" {
                         caption { "Web tasks, newest first; rows update as their executions change." }
