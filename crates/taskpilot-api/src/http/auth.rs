@@ -152,6 +152,18 @@ pub async fn require_dashboard_session<B: MessageBody>(
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     if request.extensions().get::<Principal>().is_some() {
+        // A write carries htmx's header, which a page on another site cannot add to a form
+        // post (besides the cookie, which `SameSite=Strict` keeps from such a post).
+        let reads = matches!(
+            *request.method(),
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD
+        );
+        if !reads && !request.headers().contains_key("hx-request") {
+            let refused = actix_web::HttpResponse::Forbidden()
+                .content_type("text/html; charset=utf-8")
+                .body("<p role=\"alert\">Changes are made from the dashboard's own pages.</p>");
+            return Ok(request.into_response(refused).map_into_right_body());
+        }
         return require(Scope::TasksRead, request, next).await;
     }
     let sign_in = "/ui/login";

@@ -190,6 +190,20 @@ async fn pages_forbid_inline_code_and_frames_and_take_only_json_posts() {
         "a cross-site form could send this; it is refused"
     );
     assert_eq!(d.taskpilot.web_task_count(), 0);
+    let id = d.bound_task(&admin, "report").await;
+    let forged = d
+        .http
+        .post(d.taskpilot.url(&format!("/ui/tasks/{id}/cancel")))
+        .header("cookie", format!("taskpilot_key={admin}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "a post without htmx's header is not the dashboard's"
+    );
+    assert_eq!(d.execution_status(&admin, id).await, "PENDING");
 
     let script = d.get("/ui/assets/htmx.min.js", &admin).send().await.unwrap();
     assert_eq!(script.status(), 200);
