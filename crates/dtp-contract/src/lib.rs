@@ -22,15 +22,28 @@ pub use leases::{
 pub use payload_schema::StorableJson;
 pub use task_types::{HttpDelivery, HttpTargetInfo, TaskTypeInfo, TaskTypeKind, TaskTypeList};
 
-/// Execution status of a scheduler task.
+/// Execution status of a scheduler task. Only the engine moves a task between them (its
+/// state machine decides each move); who does what is said on each status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
+    /// Waiting to run. Into it: a submission; a failed attempt with attempts left (a retry, due
+    /// after its backoff); the rescuer, for a lost lease with attempts left; a release at
+    /// shutdown or by a worker. Out of it: a claim (the engine's worker or a worker's lease)
+    /// to RUNNING, or a cancel.
     Pending,
+    /// An attempt holds a lease. Into it: a claim. Out of it: the attempt's end, written by
+    /// the lease holder (the engine's completer, or a worker's complete/fail); the rescuer once
+    /// the lease expired; a release; a cancel.
     Running,
+    /// Terminal: the attempt holding the lease succeeded.
     Succeeded,
+    /// Terminal: the last attempt failed or was lost (`EXHAUSTED`), or an attempt failed
+    /// without retry (`NOT_RETRYABLE`).
     Failed,
+    /// Terminal: a cancel, from PENDING or RUNNING (the running attempt is stopped and its
+    /// result discarded).
     Canceled,
 }
 

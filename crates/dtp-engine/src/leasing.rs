@@ -18,7 +18,7 @@ use crate::domain::lease::{
     check_worker_json, lease_standing, LeaseAsk, LeaseRequestError, LeaseStanding, LeaseToken, WorkerFailure,
 };
 use crate::domain::task_result::check_kept;
-use crate::domain::{transition, AttemptOutcome, TaskEvent, TaskState};
+use crate::domain::{transition, AttemptOutcome, TaskEvent, TaskState, CLAIMED};
 use crate::metrics::{EngineMetrics, ReasonLabels, TypeLabels};
 use crate::store::tasks::{self as task_store, LeaseRecord, LeasedTask, TypeClaim};
 use crate::store::{self, StoreError};
@@ -205,7 +205,7 @@ impl WorkerLeases {
                     &worker_id,
                     i64::try_from(left).unwrap_or(i64::MAX),
                     *lease,
-                    TaskStatus::Running,
+                    CLAIMED,
                 )?);
             }
             Ok(leased)

@@ -17,6 +17,8 @@ pub mod webhook_signature;
 
 pub use new_task::{NewTask, SubmissionDefaults, TaskTypes, TaskValidationError};
 pub use retry_policy::RetryPolicy;
-pub use state_machine::{transition, AttemptOutcome, IllegalTransition, TaskEvent, TaskState};
+pub use state_machine::{
+    transition, AttemptOutcome, IllegalTransition, TaskEvent, TaskState, CLAIMED, RELEASED,
+};
 pub use task_batch::{BatchError, BatchValidationError, KeyReusedInBatch, NewTaskBatch, MAX_BATCH_TASKS};
 pub use task_type::{EngineTypeDefaults, TaskQueue, TypeOptions, TypeSettings};

@@ -93,6 +93,15 @@ pub struct IllegalTransition {
     pub event: TaskEvent,
 }
 
+/// What a claim writes for every task it takes: `transition` on `Claim` from PENDING (the
+/// retry state is kept). A claim moves many tasks in one statement, so the store is given the
+/// status rather than a decision per task; the tests hold the two to the same answer.
+pub const CLAIMED: TaskStatus = TaskStatus::Running;
+
+/// What a release at shutdown writes for the tasks of the attempts it ends: `transition` on
+/// `Release` from RUNNING (the retry state is kept, the attempt not counted).
+pub const RELEASED: TaskStatus = TaskStatus::Pending;
+
 /// Decides the state that follows `current` when `event` happens.
 ///
 /// Canceling an already canceled task is legal and leaves it as it is (cancel is idempotent).
@@ -136,6 +145,20 @@ mod tests {
     use super::*;
     use RetryState as R;
     use TaskStatus as S;
+
+    #[test]
+    fn the_statuses_claims_and_releases_write_are_the_state_machines() {
+        for retry_state in RetryState::ALL {
+            assert_eq!(
+                transition(TaskState::new(S::Pending, retry_state), TaskEvent::Claim),
+                Ok(TaskState::new(CLAIMED, retry_state))
+            );
+            assert_eq!(
+                transition(TaskState::new(S::Running, retry_state), TaskEvent::Release),
+                Ok(TaskState::new(RELEASED, retry_state))
+            );
+        }
+    }
 
     const FAIL_EARLY: TaskEvent = TaskEvent::AttemptFailed {
         attempt: 1,

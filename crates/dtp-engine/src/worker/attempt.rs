@@ -202,8 +202,12 @@ pub fn decide(task: &AttemptFacts, result: HandlerResult, retry: &RetryPolicy, j
         ),
     };
     // A claimed task is RUNNING, where all of these events are legal.
-    let next =
-        transition(running, event).unwrap_or(TaskState::new(TaskStatus::Failed, RetryState::Exhausted));
+    let next = transition(running, event).unwrap_or_else(|illegal| {
+        // Unreachable while the state machine allows these events on RUNNING; if it ever
+        // does not, the task ends FAILED rather than staying RUNNING, and it is said.
+        tracing::error!(task.id = task.task_id, %illegal, "illegal transition: the task is failed");
+        TaskState::new(TaskStatus::Failed, RetryState::Exhausted)
+    });
     let retry_in = (next.retry_state == RetryState::RetryScheduled).then(|| match asked_delay {
         Some(delay) => delay.min(retry.max),
         None => retry.delay(task.attempt, jitter),

@@ -31,6 +31,7 @@ pub use listener::TaskEventListener;
 pub use rescuer::TaskRescuer;
 use type_queues::{TypeClaimRound, TypeQueues};
 
+use crate::domain::{CLAIMED, RELEASED};
 use crate::metrics::EngineMetrics;
 use crate::store::tasks::{self as task_store, ClaimedTask, TypeClaim};
 use crate::store::{self, StoreError};
@@ -261,13 +262,8 @@ impl Worker {
             .inner
             .claims
             .run(move |conn| {
-                let mut claimed = task_store::claim_due_tasks(
-                    conn,
-                    &worker_id,
-                    as_limit(limit),
-                    lease,
-                    TaskStatus::Running,
-                )?;
+                let mut claimed =
+                    task_store::claim_due_tasks(conn, &worker_id, as_limit(limit), lease, CLAIMED)?;
                 // The claim has committed: a failed read must not keep its tasks from starting
                 // (they would wait for their leases to run out). Unknown means "sleep the poll".
                 let next_due = if claimed.len() < limit {
@@ -415,7 +411,7 @@ impl Worker {
         let tokens: Vec<i64> = left.iter().map(|(t, _)| *t).collect();
         // Release first, then stop the handlers: their late writes are fenced off by then.
         let released = store::run(&self.inner.pool, move |conn| {
-            task_store::release_attempts(conn, &tokens, TaskStatus::Pending)
+            task_store::release_attempts(conn, &tokens, RELEASED)
         })
         .await;
         self.inner.feed.events_written();
@@ -470,7 +466,7 @@ fn claim_limited_types(
             worker_id,
             as_limit(asked),
             lease,
-            TaskStatus::Running,
+            CLAIMED,
         ) {
             Ok(got) => got,
             Err(e) => {

@@ -80,8 +80,12 @@ pub fn rescue_decision(lost: &ExpiredLease) -> AttemptEnd {
         max_attempts: lost.max_attempts,
     };
     let running = TaskState::new(TaskStatus::Running, RetryState::None);
-    let next =
-        transition(running, event).unwrap_or(TaskState::new(TaskStatus::Failed, RetryState::Exhausted));
+    let next = transition(running, event).unwrap_or_else(|illegal| {
+        // Unreachable while the state machine allows these events on RUNNING; if it ever
+        // does not, the task ends FAILED rather than staying RUNNING, and it is said.
+        tracing::error!(task.id = lost.id, %illegal, "illegal transition: the task is failed");
+        TaskState::new(TaskStatus::Failed, RetryState::Exhausted)
+    });
     AttemptEnd {
         task_id: lost.id,
         lease_token: lost.lease_token,
