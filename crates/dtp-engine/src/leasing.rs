@@ -386,7 +386,10 @@ impl WorkerLeases {
     /// `POST /leases/{token}/release`: the task is PENDING again at once, the attempt not counted.
     pub async fn release(&self, token: &str) -> Result<(), LeaseError> {
         let (token, record) = self.held(token).await?;
-        let retry_state = RetryState::parse(&record.retry_state).unwrap_or(RetryState::None);
+        let retry_state = RetryState::parse(&record.retry_state).unwrap_or_else(|| {
+            tracing::error!(task.id = token.task_id, retry_state = %record.retry_state, "unknown retry state");
+            RetryState::None
+        });
         let next = transition(
             TaskState::new(TaskStatus::Running, retry_state),
             TaskEvent::Release,

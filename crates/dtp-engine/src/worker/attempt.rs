@@ -155,7 +155,11 @@ impl From<&ClaimedTask> for AttemptFacts {
             lease_token: task.lease_token,
             attempt: task.attempt_count,
             max_attempts: task.max_attempts,
-            retry_state: RetryState::parse(&task.retry_state).unwrap_or(RetryState::None),
+            // The column's CHECK allows only known names; one that is not is said, not hidden.
+            retry_state: RetryState::parse(&task.retry_state).unwrap_or_else(|| {
+                tracing::error!(task.id = task.id, retry_state = %task.retry_state, "unknown retry state");
+                RetryState::None
+            }),
         }
     }
 }
