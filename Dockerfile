@@ -11,6 +11,7 @@ COPY crates/dtp-engine/Cargo.toml crates/dtp-engine/
 COPY crates/taskpilot-api/Cargo.toml crates/taskpilot-api/
 COPY crates/service-runtime/Cargo.toml crates/service-runtime/
 COPY crates/dtp-chaos/Cargo.toml crates/dtp-chaos/
+COPY crates/dtp-bench/Cargo.toml crates/dtp-bench/
 COPY crates/dtp-client/Cargo.toml crates/dtp-client/
 COPY examples/custom-engine/Cargo.toml examples/custom-engine/
 RUN for member in crates/* examples/custom-engine; do \

@@ -1,4 +1,4 @@
-//! What the `dtp-chaos` and `dtp-bench` binaries share: real service processes on loopback
+//! What `dtp-chaos` and the benchmarks (`crates/dtp-bench`) share: real service processes on loopback
 //! ports (start, kill, restart, memory), their credentials, and the invariants read back from
 //! the engine's tables.
 
