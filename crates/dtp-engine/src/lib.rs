@@ -3,6 +3,7 @@
 //! An engine of your own registers typed handlers (`task_types::Task`) on
 //! `startup::Application::builder`, or runs them from `main` with `serve_from_env`.
 
+pub mod cancellation;
 pub mod change_feed;
 pub mod config;
 pub mod domain;

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use service_runtime::http_errors::json_error;
 use service_runtime::page_cursor::ListingParamError;
 
+use crate::cancellation::CancelError;
 use crate::domain::{BatchError, BatchValidationError, IllegalTransition, TaskValidationError};
 use crate::leasing::LeaseError;
 use crate::store::StoreError;
@@ -160,6 +161,20 @@ impl From<LeaseError> for ApiError {
         match err {
             LeaseError::Store(store) => ApiError::from(store),
             other => ApiError::Lease(other),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(err: CancelError) -> Self {
+        match err {
+            CancelError::NotFound(id) => ApiError::TaskNotFound(id),
+            CancelError::NotCancelable(illegal) => ApiError::cannot_cancel(illegal),
+            CancelError::Busy(_) => ApiError::Conflict {
+                code: "TASK_BUSY",
+                message: err.to_string(),
+            },
+            CancelError::Store(store) => ApiError::from(store),
         }
     }
 }

@@ -11,13 +11,11 @@ use service_runtime::page_cursor::{check_type_filter, CursorKey, PageRequest};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
+use crate::cancellation;
 use crate::domain::access::Caller;
-use crate::domain::{transition, NewTask, NewTaskBatch, TaskEvent};
+use crate::domain::{NewTask, NewTaskBatch};
 use crate::store::tasks::{self as task_store, Inserted, TaskFilter};
 use crate::store::{self, attempts as attempt_store};
-
-/// How often a cancel re-reads a task whose state changed under it before giving up.
-const CANCEL_RACE_RETRIES: usize = 5;
 
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
@@ -244,30 +242,8 @@ pub async fn cancel_task(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_task_id(&id)?;
-    for _ in 0..CANCEL_RACE_RETRIES {
-        let row = store::run(&state.pool, move |conn| task_store::find_task(conn, id))
-            .await?
-            .ok_or(ApiError::TaskNotFound(id))?;
-        let current = row.state()?;
-        let next = transition(current, TaskEvent::Cancel).map_err(ApiError::cannot_cancel)?;
-        if next == current {
-            return Ok(HttpResponse::NoContent().finish());
-        }
-        let canceled = store::run(&state.pool, move |conn| {
-            task_store::cancel_task_if_in(conn, id, current.status, next)
-        })
-        .await?;
-        if canceled {
-            state.worker.on_task_canceled(id, &row.task_type);
-            tracing::info!(task.id = id, from = %current.status, "task canceled");
-            return Ok(HttpResponse::NoContent().finish());
-        }
-        // The task moved on between our read and our write: decide again from its new state.
-    }
-    Err(ApiError::Conflict {
-        code: "TASK_BUSY",
-        message: format!("task {id} kept changing state; retry the cancel"),
-    })
+    cancellation::cancel_task(&state.pool, &state.worker, id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(
