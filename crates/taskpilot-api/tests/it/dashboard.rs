@@ -7,8 +7,7 @@ use reqwest::redirect::Policy;
 use serde_json::json;
 
 use crate::harness::{count_rows, send, TestTaskPilot};
-use crate::keys;
-use crate::PATIENCE;
+use crate::keys::key;
 
 struct Dashboard {
     dtp: TestEngine,
@@ -79,27 +78,6 @@ impl Dashboard {
         assert_eq!(status, 200, "{view}");
         view["status"].as_str().unwrap().to_owned()
     }
-}
-
-/// A new key of `tenant` with `scopes`, once the running process knows it (the command's
-/// announcement reaches its key cache asynchronously).
-async fn key(taskpilot: &TestTaskPilot, tenant: &str, scopes: &str) -> String {
-    let key = keys::key(taskpilot, tenant, scopes);
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while http
-        .get(taskpilot.url("/api/tasks"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        == 401
-    {
-        assert!(std::time::Instant::now() < deadline, "the new key never worked");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    key
 }
 
 async fn text(response: reqwest::Response) -> (u16, String) {

@@ -24,14 +24,30 @@ fn keys_command(taskpilot: &TestTaskPilot, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// A new key of `tenant` with `scopes`, made by the command.
-pub fn key(taskpilot: &TestTaskPilot, tenant: &str, scopes: &str) -> String {
+/// A new key of `tenant` with `scopes`, made by the command, once the running process knows
+/// it: the command's announcement reaches the process's key cache asynchronously. The probe
+/// is an admin route: a key without the scope is answered 403 before its quota is charged.
+pub async fn key(taskpilot: &TestTaskPilot, tenant: &str, scopes: &str) -> String {
     let printed = keys_command(
         taskpilot,
         &["create", "--tenant", tenant, "--scopes", scopes, "--name", "test"],
     );
     let key = printed.trim().to_owned();
     assert!(key.starts_with("tp_"), "{printed:?}");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while http
+        .get(taskpilot.url("/api/admin/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        == 401
+    {
+        assert!(std::time::Instant::now() < deadline, "the new key never worked");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     key
 }
 
@@ -95,14 +111,14 @@ impl Guarded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_needs_a_live_key_with_its_scope() {
     let g = guarded().await;
-    let reader = key(&g.taskpilot, "acme", "tasks:read");
-    let writer = key(&g.taskpilot, "acme", "tasks:write");
-    let admin = key(&g.taskpilot, "acme", "admin");
+    let reader = key(&g.taskpilot, "acme", "tasks:read").await;
+    let writer = key(&g.taskpilot, "acme", "tasks:write").await;
+    let admin = key(&g.taskpilot, "acme", "admin").await;
     let id = g.create(&writer).await;
-    let revoked = key(&g.taskpilot, "acme", "admin");
+    let revoked = key(&g.taskpilot, "acme", "admin").await;
     let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
     keys_command(&g.taskpilot, &["revoke", &revoked_id]);
-    let expired = key(&g.taskpilot, "acme", "admin");
+    let expired = key(&g.taskpilot, "acme", "admin").await;
     let expired_id = expired.split('_').nth(1).unwrap().to_owned();
     g.taskpilot
         .database
@@ -221,8 +237,8 @@ async fn every_route_needs_a_live_key_with_its_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_never_sees_another_tenant_s_tasks() {
     let g = guarded().await;
-    let ours = key(&g.taskpilot, "acme", "tasks:read,tasks:write");
-    let theirs = key(&g.taskpilot, "globex", "tasks:read,tasks:write");
+    let ours = key(&g.taskpilot, "acme", "tasks:read,tasks:write").await;
+    let theirs = key(&g.taskpilot, "globex", "tasks:read,tasks:write").await;
     let id = g.create(&ours).await;
     for (method, path, body) in [
         ("GET", format!("/api/tasks/{id}"), Value::Null),
@@ -276,8 +292,8 @@ async fn a_tenant_never_sees_another_tenant_s_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_manage_their_own_tenant_s_keys_and_a_revocation_reaches_every_process() {
     let g = guarded().await;
-    let admin = key(&g.taskpilot, "acme", "admin");
-    let other_admin = key(&g.taskpilot, "globex", "admin");
+    let admin = key(&g.taskpilot, "acme", "admin").await;
+    let other_admin = key(&g.taskpilot, "globex", "admin").await;
     let second =
         TestTaskPilot::spawn_sharing(&g.taskpilot, g._dtp.base_url(), |c| c.auth_enabled = true).await;
 
@@ -442,8 +458,8 @@ async fn each_key_has_its_own_quota() {
         taskpilot,
         http: reqwest::Client::new(),
     };
-    let busy = key(&g.taskpilot, "acme", "tasks:read,tasks:write");
-    let calm = key(&g.taskpilot, "acme", "tasks:read,tasks:write");
+    let busy = key(&g.taskpilot, "acme", "tasks:read,tasks:write").await;
+    let calm = key(&g.taskpilot, "acme", "tasks:read,tasks:write").await;
     g.create(&busy).await;
     let (status, _, _) = g.call("GET", "/api/tasks", &Value::Null, Some(&busy)).await;
     assert_eq!(status, 200);

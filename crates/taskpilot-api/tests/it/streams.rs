@@ -85,8 +85,8 @@ async fn tenants() -> Tenants {
         c.execution_mirror = true;
     })
     .await;
-    let ours = key(&taskpilot, "acme", "tasks:read,tasks:write");
-    let theirs = key(&taskpilot, "globex", "tasks:read,tasks:write");
+    let ours = key(&taskpilot, "acme", "tasks:read,tasks:write").await;
+    let theirs = key(&taskpilot, "globex", "tasks:read,tasks:write").await;
     Tenants {
         _dtp: dtp,
         taskpilot,
