@@ -9,7 +9,7 @@ use std::future::{ready, Ready};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -146,39 +146,65 @@ pub async fn require_admin<B: MessageBody>(
 }
 
 /// The dashboard's pages: a browser without a live key is sent to sign in (a page load by a
-/// redirect, a partial update by htmx's `HX-Redirect`); with one, as `require_read`.
+/// redirect, a partial update by htmx's `HX-Redirect`). With one, reads need `tasks:read` and
+/// writes `tasks:write`; a refusal is an HTML fragment for the page to show.
 pub async fn require_dashboard_session<B: MessageBody>(
     request: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    if request.extensions().get::<Principal>().is_some() {
+    let refuse = |request: ServiceRequest, status: StatusCode, message: &str| {
+        let page = actix_web::HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(format!("<div class=\"alert\" role=\"alert\">{message}</div>"));
+        Ok(request.into_response(page).map_into_right_body())
+    };
+    let reads = matches!(
+        *request.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    );
+    let scope = if reads {
+        Scope::TasksRead
+    } else {
+        Scope::TasksWrite
+    };
+    let allowed = request.extensions().get::<Principal>().map(|p| p.may(scope));
+    match allowed {
         // A write carries htmx's header, which a page on another site cannot add to a form
         // post (besides the cookie, which `SameSite=Strict` keeps from such a post).
-        let reads = matches!(
-            *request.method(),
-            actix_web::http::Method::GET | actix_web::http::Method::HEAD
-        );
-        if !reads && !request.headers().contains_key("hx-request") {
-            let refused = actix_web::HttpResponse::Forbidden()
-                .content_type("text/html; charset=utf-8")
-                .body("<p role=\"alert\">Changes are made from the dashboard's own pages.</p>");
-            return Ok(request.into_response(refused).map_into_right_body());
+        Some(true) if !reads && !request.headers().contains_key("hx-request") => refuse(
+            request,
+            StatusCode::FORBIDDEN,
+            "Changes are made from the dashboard's own pages.",
+        ),
+        Some(true) => require(scope, request, next).await,
+        Some(false) => refuse(
+            request,
+            StatusCode::FORBIDDEN,
+            "<strong>FORBIDDEN</strong> this key lacks the tasks:write scope",
+        ),
+        None if request.headers().contains_key("hx-request") => {
+            let mut response = refuse(
+                request,
+                StatusCode::UNAUTHORIZED,
+                "Your session ended: sign in again.",
+            )?;
+            response.headers_mut().insert(
+                HeaderName::from_static("hx-redirect"),
+                HeaderValue::from_static(SIGN_IN_PATH),
+            );
+            Ok(response)
         }
-        return require(Scope::TasksRead, request, next).await;
+        None => {
+            let to_sign_in = actix_web::HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, SIGN_IN_PATH))
+                .finish();
+            Ok(request.into_response(to_sign_in).map_into_right_body())
+        }
     }
-    let sign_in = "/ui/login";
-    let response = if request.headers().contains_key("hx-request") {
-        actix_web::HttpResponse::Unauthorized()
-            .insert_header(("HX-Redirect", sign_in))
-            .content_type("text/html; charset=utf-8")
-            .body("<p role=\"alert\">Your session ended: sign in again.</p>")
-    } else {
-        actix_web::HttpResponse::SeeOther()
-            .insert_header((actix_web::http::header::LOCATION, sign_in))
-            .finish()
-    };
-    Ok(request.into_response(response).map_into_right_body())
 }
+
+/// Where the dashboard signs a browser in.
+const SIGN_IN_PATH: &str = "/ui/login";
 
 /// The principal of a route that requires a scope (set by `identify`, checked by `require_*`).
 impl FromRequest for Principal {

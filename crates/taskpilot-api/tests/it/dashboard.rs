@@ -216,12 +216,18 @@ async fn a_read_only_key_sees_no_action_and_changes_nothing() {
         "{task}"
     );
 
-    let created = d
-        .post("/ui/tasks", &reader, json!({"type": "x", "payload": "{}"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 403);
+    let (status, refusal) = text(
+        d.post("/ui/tasks", &reader, json!({"type": "x", "payload": "{}"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        refusal.contains("lacks the tasks:write scope"),
+        "shown in the page: {refusal}"
+    );
     let canceled = d
         .post(&format!("/ui/tasks/{id}/cancel"), &reader, json!({}))
         .send()

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use std::sync::Arc;
 
-use crate::harness::{assert_error, TestSystem};
+use crate::harness::{assert_error, count_rows, TestSystem};
 use crate::own_types::{Held, HeldState, Receipt};
 use crate::PATIENCE;
 
@@ -239,6 +239,16 @@ async fn request_ids_are_echoed_or_generated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reports_the_scheduler_without_failing_on_it_and_metrics_count_calls() {
     let mut system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
+    // The mirror's first reconcile reads each unfinished bound task once: let it pass before
+    // binding, so that the calls counted below are this test's own.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while count_rows(&mut system.taskpilot.database.connect(), "feed_positions") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let id = system.create_web_task("demo", json!(null)).await;
     assert_eq!(system.bind(id, "demo").await.0, 201);
     assert_eq!(system.execution(id).await.0, 200);

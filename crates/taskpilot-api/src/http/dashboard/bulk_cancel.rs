@@ -9,7 +9,7 @@ use serde::Deserialize;
 use service_runtime::request_trace::RequestContext;
 
 use super::task_list::TaskFilter;
-use super::{html_page, write_refused, PageError};
+use super::{html_page, PageError};
 use crate::domain::api_key::Principal;
 use crate::http::error::ApiError;
 use crate::http::{execution, AppState};
@@ -45,9 +45,6 @@ pub(super) async fn preview(
     principal: Principal,
     filter: web::Query<TaskFilter>,
 ) -> Result<HttpResponse, PageError> {
-    if let Some(refused) = write_refused(&principal) {
-        return Ok(refused);
-    }
     let filter = filter.into_inner();
     let ids = cancelable(&state, &principal, &filter).await?;
     let count = ids.len();
@@ -87,9 +84,6 @@ pub(super) async fn cancel_matching(
     form: web::Json<BulkCancelForm>,
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
-    if let Some(refused) = write_refused(&principal) {
-        return Ok(refused);
-    }
     let form = form.into_inner();
     let ids = cancelable(&state, &principal, &form.filter).await?;
     if ids.len() > BULK_LIMIT || form.confirm.trim() != ids.len().to_string() {

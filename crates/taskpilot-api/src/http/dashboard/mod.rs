@@ -19,7 +19,6 @@ use maud::html;
 use super::auth;
 use super::error::ApiError;
 use super::events;
-use crate::domain::api_key::{Principal, Scope};
 
 /// Scripts, styles and connections only from TaskPilot itself; no frames, no inline code.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -145,19 +144,6 @@ impl ResponseError for PageError {
             .content_type("text/html; charset=utf-8")
             .body(alert.into_string())
     }
-}
-
-/// The answer to a write by a key without the `tasks:write` scope; `None` when it has it.
-fn write_refused(principal: &Principal) -> Option<HttpResponse> {
-    if principal.may(Scope::TasksWrite) {
-        return None;
-    }
-    Some(HttpResponse::Forbidden()
-        .content_type("text/html; charset=utf-8")
-        .body(
-            html! { div.alert role="alert" { strong { "FORBIDDEN" } " this key lacks the tasks:write scope" } }
-                .into_string(),
-        ))
 }
 
 /// An answer to an htmx request that loads `location` as a new page.

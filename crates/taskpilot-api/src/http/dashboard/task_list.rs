@@ -10,7 +10,7 @@ use serde::Deserialize;
 use service_runtime::request_trace::RequestContext;
 
 use super::layout::{self, page, Section, Viewer};
-use super::{html_page, is_partial, load_page, write_refused, PageError};
+use super::{html_page, is_partial, load_page, PageError};
 use crate::domain::api_key::Principal;
 use crate::domain::WebTaskStatus;
 use crate::http::error::{parse_web_task_id, ApiError};
@@ -325,9 +325,6 @@ pub(super) async fn create(
     context: RequestContext,
     request: HttpRequest,
 ) -> Result<HttpResponse, PageError> {
-    if let Some(refused) = write_refused(&principal) {
-        return Ok(refused);
-    }
     let form = form.into_inner();
     let payload = match form.payload.trim() {
         "" => serde_json::Value::Null,

@@ -10,7 +10,7 @@ use service_runtime::request_trace::RequestContext;
 
 use super::layout::{self, page, Section, Viewer};
 use super::task_list::{registered_types, type_choice};
-use super::{html_page, load_page, write_refused, PageError};
+use super::{html_page, load_page, PageError};
 use crate::domain::api_key::Principal;
 use crate::domain::execution_view::AttemptView;
 use crate::domain::ExecutionView;
@@ -30,9 +30,8 @@ pub(super) async fn task_page(
     id: web::Path<String>,
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
-    let id = parse_web_task_id(&id)?;
-    let viewer = Viewer::of(&principal);
-    let task = WebTaskResponse::from_stored(tasks::web_task_of(&state, &principal, id).await?)?;
+    let (viewer, task) = viewed_task(&state, &principal, &id).await?;
+    let id = task.id;
     let execution = match task.scheduler_task_id {
         Some(_) => Some(execution_section_of(&state, &principal, &viewer, &task, &context).await?),
         None => None,
@@ -90,12 +89,21 @@ pub(super) async fn execution_section(
     id: web::Path<String>,
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
-    let id = parse_web_task_id(&id)?;
-    let viewer = Viewer::of(&principal);
-    let task = WebTaskResponse::from_stored(tasks::web_task_of(&state, &principal, id).await?)?;
+    let (viewer, task) = viewed_task(&state, &principal, &id).await?;
     Ok(html_page(
         execution_section_of(&state, &principal, &viewer, &task, &context).await?,
     ))
+}
+
+/// Who looks, and the web task the path names, if it is theirs.
+async fn viewed_task(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(Viewer, WebTaskResponse), ApiError> {
+    let id = parse_web_task_id(id)?;
+    let task = WebTaskResponse::from_stored(tasks::web_task_of(state, principal, id).await?)?;
+    Ok((Viewer::of(principal), task))
 }
 
 async fn execution_section_of(
@@ -268,9 +276,6 @@ pub(super) async fn bind(
     form: web::Json<BindForm>,
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
-    if let Some(refused) = write_refused(&principal) {
-        return Ok(refused);
-    }
     let id = parse_web_task_id(&id)?;
     execution::bind(&state, &principal, id, form.into_inner().scheduler_type, &context).await?;
     Ok(load_page(&format!("/ui/tasks/{id}")))
@@ -283,9 +288,6 @@ pub(super) async fn cancel(
     id: web::Path<String>,
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
-    if let Some(refused) = write_refused(&principal) {
-        return Ok(refused);
-    }
     let id = parse_web_task_id(&id)?;
     execution::cancel(&state, &principal, id, &context).await?;
     Ok(load_page(&format!("/ui/tasks/{id}")))
