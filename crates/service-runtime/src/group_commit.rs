@@ -2,7 +2,8 @@
 //! writer takes everything waiting (at least one item, at most a group) and writes it in
 //! one go. Under load one round trip and one WAL flush serve many callers, and groups grow
 //! by themselves while a write is under way; an idle caller waits for no timer. Reads of
-//! single rows use the same loop: one select answers every read waiting.
+//! single rows use the same loop: one select answers every read waiting. The queue holds a
+//! few groups at most: past that, callers wait to join it (backpressure), not memory.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -19,6 +20,10 @@ pub const CLOSE_CONNECTION_AFTER_BYTES: usize = 512 * 1024;
 
 /// Bytes of payload a group of writes carries at most, by default.
 pub const DEFAULT_GROUP_BYTES: usize = 4 * 1024 * 1024;
+
+/// Full groups the queue holds before callers wait to join it: enough for the next group to
+/// be ready while one is written, not so many that a stalled database gathers every request.
+const QUEUED_GROUPS: usize = 4;
 
 /// How large a group may grow: in items, and in the bytes its items carry (a group always
 /// takes at least one item). Groups of small items grow to the item cap; a few large
@@ -66,7 +71,7 @@ struct Waiting<I, O> {
 
 /// The callers' handle. Cheap to clone; the writer stops with the last clone.
 pub struct GroupCommit<I, O> {
-    queue: mpsc::UnboundedSender<Waiting<I, O>>,
+    queue: mpsc::Sender<Waiting<I, O>>,
     name: &'static str,
 }
 
@@ -86,23 +91,28 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
     where
         W: Fn(Vec<I>) -> GroupWrite<O> + Send + 'static,
     {
-        let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(waiting, size.into(), write));
+        let size = size.into();
+        let (queue, waiting) = mpsc::channel(size.items.saturating_mul(QUEUED_GROUPS));
+        tokio::spawn(write_groups(waiting, size, write));
         Self { queue, name }
     }
 
-    /// Writes `item` with the next group and returns its result.
+    /// Writes `item` with the next group and returns its result; waits first for room in
+    /// the queue when it is full.
     pub async fn submit(&self, item: I) -> Result<O, StoreError> {
         let (answer, result) = oneshot::channel();
         let stopped = || StoreError::Unavailable(format!("the {} has stopped", self.name));
-        self.queue.send(Waiting { item, answer }).map_err(|_| stopped())?;
+        self.queue
+            .send(Waiting { item, answer })
+            .await
+            .map_err(|_| stopped())?;
         result.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
 impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
     /// Starts a writer that runs each group on `pool` as one statement with `write`, in halves
-    /// down to the failing item when that fails (`write_together_isolating_failures`).
+    /// down to the failing item when that fails (`write_isolating_failures`).
     pub fn start_statements(
         name: &'static str,
         size: impl Into<GroupSize<I>>,
@@ -133,11 +143,8 @@ impl<I: Clone + Send + Sync + 'static, O: Send + 'static> GroupCommit<I, O> {
     }
 }
 
-async fn write_groups<I, O, W>(
-    mut waiting: mpsc::UnboundedReceiver<Waiting<I, O>>,
-    size: GroupSize<I>,
-    write: W,
-) where
+async fn write_groups<I, O, W>(mut waiting: mpsc::Receiver<Waiting<I, O>>, size: GroupSize<I>, write: W)
+where
     W: Fn(Vec<I>) -> GroupWrite<O>,
 {
     // An item that would have made the last group too heavy opens the next one.
@@ -179,21 +186,9 @@ async fn write_groups<I, O, W>(
 /// Writes `items` in one go with `write`, which answers each item in order. When that fails
 /// for a reason other than the database being unavailable (which every item shares), each
 /// half is written again, and so on down to single items: a bad item fails alone, and the
-/// others of its group pay a few statements (two per halving) rather than one each.
-pub async fn write_together_isolating_failures<I, O>(
-    pool: &PgPool,
-    items: Vec<I>,
-    write: fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>,
-) -> Vec<Result<O, StoreError>>
-where
-    I: Clone + Send + Sync + 'static,
-    O: Send + 'static,
-{
-    write_isolating_failures(pool, items, write, |_| 0).await
-}
-
-/// `write_together_isolating_failures`, closing the connection after a statement whose items
-/// carry more than `CLOSE_CONNECTION_AFTER_BYTES` as `bytes_of` counts them.
+/// others of its group pay a few statements (two per halving) rather than one each. The
+/// connection is closed after a statement whose items carry more than
+/// `CLOSE_CONNECTION_AFTER_BYTES` as `bytes_of` counts them.
 async fn write_isolating_failures<I, O>(
     pool: &PgPool,
     items: Vec<I>,
@@ -255,7 +250,7 @@ where
 }
 
 /// Writes `items` in rounds in which no two items share a key (items without one all go in
-/// the first round), each round with `write_together_isolating_failures`: one statement writes a
+/// the first round), each round with `write_isolating_failures`: one statement writes a
 /// keyed row once, so a repeat waits for the next round, where it finds what the first wrote.
 /// Answers in the items' order.
 async fn write_in_rounds_by_key<I, O, K>(
@@ -356,5 +351,102 @@ mod tests {
             Box::pin(async move { items.into_iter().skip(1).map(Ok).collect() })
         });
         assert!(short.submit(1).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_callers_wait_for_room_and_loses_none() {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let held = std::sync::Arc::clone(&gate);
+        let writer = GroupCommit::start("gated", 1, move |items: Vec<i32>| -> GroupWrite<i32> {
+            let held = std::sync::Arc::clone(&held);
+            Box::pin(async move {
+                held.acquire().await.unwrap().forget();
+                items.into_iter().map(Ok).collect()
+            })
+        });
+        // One item in the write the gate holds, `QUEUED_GROUPS` queued, two waiting for room.
+        let calls: Vec<_> = (0..QUEUED_GROUPS as i32 + 3)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.submit(i).await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            writer.queue.capacity(),
+            0,
+            "the queue is full; later callers wait"
+        );
+        gate.add_permits(calls.len());
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap().unwrap(), i as i32);
+        }
+    }
+
+    /// A group that fails for one bad item, against a real server.
+    #[cfg(feature = "testing")]
+    mod isolating_failures {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use diesel::prelude::*;
+        use diesel::sql_types::{Array, Int4};
+
+        use super::super::*;
+        use crate::testing::TestDatabase;
+
+        #[derive(QueryableByName)]
+        struct Quotient {
+            #[diesel(sql_type = Int4)]
+            q: i32,
+        }
+
+        /// Statements `divide_hundred` has run.
+        static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
+
+        /// 100 divided by each item, in order: a zero fails the whole statement.
+        fn divide_hundred(conn: &mut PgConnection, items: &[i32]) -> QueryResult<Vec<i32>> {
+            STATEMENTS.fetch_add(1, Ordering::SeqCst);
+            let rows: Vec<Quotient> = diesel::sql_query(
+                "SELECT 100 / x AS q FROM unnest($1::int4[]) WITH ORDINALITY AS t(x, n) ORDER BY n",
+            )
+            .bind::<Array<Int4>, _>(items)
+            .load(conn)?;
+            Ok(rows.into_iter().map(|r| r.q).collect())
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn one_bad_item_fails_alone_and_the_rest_pay_a_few_statements() {
+            let db = TestDatabase::new("group");
+            let pool = db.pool(2);
+
+            let together = write_isolating_failures(&pool, vec![1, 2, 4], divide_hundred, |_| 0).await;
+            let together: Vec<i32> = together.into_iter().map(Result::unwrap).collect();
+            assert_eq!(together, [100, 50, 25]);
+
+            let answers = write_isolating_failures(&pool, vec![5, 0, 10], divide_hundred, |_| 0).await;
+            assert_eq!(answers.len(), 3);
+            assert_eq!(answers[0].as_ref().unwrap(), &20);
+            assert!(answers[1].is_err(), "the zero fails");
+            assert_eq!(answers[2].as_ref().unwrap(), &10);
+
+            // One bad item in a group of 64: the group, then two halves per halving down to it.
+            let mut group: Vec<i32> = (1..=64).collect();
+            group[37] = 0;
+            STATEMENTS.store(0, Ordering::SeqCst);
+            let answers = write_isolating_failures(&pool, group.clone(), divide_hundred, |_| 0).await;
+            assert_eq!(
+                STATEMENTS.load(Ordering::SeqCst),
+                1 + 2 * 6,
+                "not one statement per item"
+            );
+            for (item, answer) in group.iter().zip(&answers) {
+                match item {
+                    0 => assert!(answer.is_err()),
+                    n => assert_eq!(answer.as_ref().unwrap(), &(100 / n)),
+                }
+            }
+        }
     }
 }

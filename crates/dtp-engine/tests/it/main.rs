@@ -12,7 +12,6 @@ mod events;
 mod example_receiver;
 mod example_worker;
 mod gates;
-mod group_commit;
 mod http_targets;
 mod idempotency;
 mod integrity;
