@@ -70,8 +70,19 @@ impl TestEngine {
         tweak: impl FnOnce(&mut EngineConfig),
         types: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Self {
-        let database = Arc::new(TestDatabase::new(TEST_DATABASE_PREFIX));
-        Self::spawn_on(database, tweak, types).await
+        let database = TestDatabase::migrated(TEST_DATABASE_PREFIX, crate::startup::MIGRATIONS);
+        Self::spawn_on(Arc::new(database), tweak, types).await
+    }
+
+    /// As `spawn_with`, on a database that does not exist yet: the engine creates and
+    /// migrates it, as on a first start.
+    pub async fn spawn_on_missing_database(tweak: impl FnOnce(&mut EngineConfig)) -> Self {
+        Self::spawn_on(
+            Arc::new(TestDatabase::new(TEST_DATABASE_PREFIX)),
+            tweak,
+            |engine| engine,
+        )
+        .await
     }
 
     /// A second engine process on `other`'s database (another node of the same cluster).

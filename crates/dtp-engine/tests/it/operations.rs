@@ -33,7 +33,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_and_health_does_not() {
-    let engine = TestEngine::spawn().await;
+    let engine = TestEngine::spawn_on_missing_database(|_| {}).await;
     let api = EngineApi::new(&engine);
     let get = |path: &'static str| api.client().get(api.url(path)).send();
 

@@ -2,10 +2,13 @@
 //! the states a crashed worker leaves behind, which no API call can produce.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Timestamptz};
+use dtp_engine::domain::CLAIMED;
 use dtp_engine::store::attempts::{self, AttemptRow};
 use dtp_engine::store::schema::{task_attempts, tasks};
-use dtp_engine::store::tasks::{find_task, TaskRow};
+use dtp_engine::store::tasks::{claim_due_tasks, find_task, TaskRow};
 use service_runtime::testing::TestDatabase;
 
 #[derive(QueryableByName)]
@@ -66,26 +69,38 @@ pub fn in_type_queue(db: &TestDatabase, id: i64) -> bool {
         .type_queue
 }
 
-/// Plays a worker that claimed the PENDING task `id` and then vanished: the task is
-/// RUNNING under `worker_id` with a lease expiring `lease_left_ms` from now (negative:
-/// already expired), and its attempt row is open.
+/// Plays a worker that claimed the PENDING task `id` a minute ago and then vanished: the
+/// task is RUNNING under `worker_id` with a lease expiring `lease_left_ms` from now
+/// (negative: already expired), and its attempt row is open. The claim is the engine's own
+/// statement; the task is made the first due for it, then its schedule is put back and its
+/// clocks a minute earlier (an `updated_at` of the transaction's time would record a change).
 pub fn claim_as_lost_worker(db: &TestDatabase, id: i64, worker_id: &str, lease_left_ms: i64) {
-    let claimed = diesel::sql_query(
-        "WITH claimed AS ( \
-             UPDATE tasks SET status = 'RUNNING', attempt_count = attempt_count + 1, \
-                 processing_started_at = now() - interval '1 minute', \
-                 lease_token = nextval('task_lease_tokens'), \
-                 lease_expires_at = now() + $3 * interval '1 millisecond', \
-                 worker_id = $2, updated_at = now() \
-             WHERE id = $1 AND status = 'PENDING' \
-             RETURNING id, lease_token, attempt_count, worker_id, processing_started_at \
-         ) INSERT INTO task_attempts (lease_token, task_id, attempt, worker_id, started_at) \
-           SELECT lease_token, id, attempt_count, worker_id, processing_started_at FROM claimed",
-    )
-    .bind::<BigInt, _>(id)
-    .bind::<Text, _>(worker_id)
-    .bind::<BigInt, _>(lease_left_ms)
-    .execute(&mut db.connect())
+    let mut conn = db.connect();
+    conn.transaction(|conn| {
+        let scheduled_for = find_task(conn, id)?.expect("the task exists").scheduled_for;
+        diesel::update(tasks::table.find(id))
+            .set(tasks::scheduled_for.eq(diesel::dsl::sql::<Timestamptz>("'epoch'")))
+            .execute(conn)?;
+        let claimed = claim_due_tasks(conn, worker_id, 1, Duration::from_secs(60), CLAIMED)?;
+        assert_eq!(
+            claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [id],
+            "task {id} must be PENDING in the shared queue to be claimed"
+        );
+        diesel::sql_query(
+            "WITH task AS ( \
+                 UPDATE tasks SET scheduled_for = $2, processing_started_at = now() - interval '1 minute', \
+                     updated_at = now() - interval '1 minute', lease_expires_at = now() + $3 * interval '1 millisecond' \
+                 WHERE id = $1 RETURNING id, lease_token, processing_started_at \
+             ) UPDATE task_attempts a SET started_at = task.processing_started_at, \
+                 due_at = LEAST($2, task.processing_started_at) \
+               FROM task WHERE a.lease_token = task.lease_token",
+        )
+        .bind::<BigInt, _>(id)
+        .bind::<Timestamptz, _>(scheduled_for)
+        .bind::<BigInt, _>(lease_left_ms)
+        .execute(conn)?;
+        diesel::QueryResult::Ok(())
+    })
     .unwrap();
-    assert_eq!(claimed, 1, "task {id} must be PENDING to be claimed");
 }

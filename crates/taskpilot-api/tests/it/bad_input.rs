@@ -139,8 +139,8 @@ async fn bodies_over_the_limit_are_413() {
     assert_error(&body, "PAYLOAD_TOO_LARGE");
     assert_eq!(taskpilot.web_task_count(), 0);
 
-    // The default limit is 1 MiB.
-    let default = TestTaskPilot::spawn("http://127.0.0.1:9", |_| {}).await;
+    // The default limit is 1 MiB (this TaskPilot also makes its database itself).
+    let default = TestTaskPilot::spawn_on_missing_database("http://127.0.0.1:9", |_| {}).await;
     let just_over = "x".repeat(1024 * 1024);
     let (status, _) = crate::harness::send(
         http.post(default.url("/api/tasks"))

@@ -24,6 +24,15 @@ pub struct TestTaskPilot {
 impl TestTaskPilot {
     /// TaskPilot on a fresh database, talking to the scheduler at `scheduler_url`.
     pub async fn spawn(scheduler_url: &str, tweak: impl FnOnce(&mut TaskPilotConfig)) -> Self {
+        let database = TestDatabase::migrated("web", taskpilot_api::startup::MIGRATIONS);
+        Self::spawn_on(Arc::new(database), scheduler_url, tweak).await
+    }
+
+    /// As `spawn`, on a database that does not exist yet: TaskPilot creates and migrates it.
+    pub async fn spawn_on_missing_database(
+        scheduler_url: &str,
+        tweak: impl FnOnce(&mut TaskPilotConfig),
+    ) -> Self {
         Self::spawn_on(Arc::new(TestDatabase::new("web")), scheduler_url, tweak).await
     }
 
