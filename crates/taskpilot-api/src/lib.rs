@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod event_streams;
 pub mod execution_follower;
+pub mod execution_link;
 pub mod grouped_web_tasks;
 pub mod http;
 pub mod key_commands;

@@ -17,6 +17,7 @@ use crate::api_keys::ApiKeys;
 use crate::config::TaskPilotConfig;
 use crate::event_streams::EventStreams;
 use crate::execution_follower::ExecutionFollower;
+use crate::execution_link::ExecutionLinks;
 use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::http::auth::Authentication;
 use crate::http::operations::Operations;
@@ -97,14 +98,15 @@ impl Application {
             .then(|| ExecutionFollower::new(pool.clone(), scheduler.clone(), config.event_retention));
         let shutdown = CancellationToken::new();
         let streams = EventStreams::new(pool.clone());
+        let web_tasks = GroupedWebTasks::start(pool.clone());
         let state = web::Data::new(AppState {
             streams: streams.clone(),
             shutdown: shutdown.clone(),
             pool: pool.clone(),
-            web_tasks: GroupedWebTasks::start(pool.clone()),
+            web_tasks: web_tasks.clone(),
+            links: ExecutionLinks::new(web_tasks, scheduler.clone(), config.crash_after_scheduler_create),
             scheduler,
             keys: keys.clone(),
-            crash_after_scheduler_create: config.crash_after_scheduler_create,
             scheduler_max_body_bytes: config.scheduler_max_body_bytes,
             cursor_key,
         });

@@ -10,6 +10,7 @@ use service_runtime::http_errors::json_error;
 use service_runtime::page_cursor::ListingParamError;
 
 use crate::domain::WebTaskValidationError;
+use crate::execution_link::{LinkError, SchedulerCall};
 use crate::scheduler_client::SchedulerError;
 use crate::store::StoreError;
 
@@ -69,18 +70,6 @@ pub enum ApiError {
     /// 500: a bug; details are in the log only.
     #[error("internal error")]
     Internal,
-}
-
-/// The call a scheduler error came from, which decides how it is answered.
-#[derive(Debug, Clone, Copy)]
-pub enum SchedulerCall {
-    /// Creating the scheduler task for a bind: a 422 is the caller's to fix, passed through.
-    Bind,
-    /// Reading or canceling the bound scheduler task.
-    BoundTask {
-        web_task_id: i64,
-        scheduler_task_id: i64,
-    },
 }
 
 impl ApiError {
@@ -188,6 +177,27 @@ impl From<ListingParamError> for ApiError {
         ApiError::BadRequest {
             code: err.code,
             message: err.message,
+        }
+    }
+}
+
+impl From<LinkError> for ApiError {
+    fn from(err: LinkError) -> Self {
+        match err {
+            LinkError::Invalid(e) => ApiError::Invalid(e),
+            LinkError::WebTaskNotFound(id) => ApiError::WebTaskNotFound(id),
+            LinkError::NotBound(id) => ApiError::NotBound(id),
+            LinkError::AlreadyBound {
+                web_task_id,
+                scheduler_task_id,
+                scheduler_type,
+            } => ApiError::AlreadyBound {
+                web_task_id,
+                scheduler_task_id,
+                scheduler_type,
+            },
+            LinkError::Scheduler { source, call } => ApiError::from_scheduler(source, call),
+            LinkError::Store(e) => e.into(),
         }
     }
 }

@@ -18,6 +18,7 @@ use service_runtime::{http_errors, PgPool};
 
 use crate::api_keys::ApiKeys;
 use crate::event_streams::EventStreams;
+use crate::execution_link::ExecutionLinks;
 use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::scheduler_client::SchedulerClient;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +51,8 @@ pub struct AppState {
     pub streams: EventStreams,
     /// Fires at shutdown: open event streams end.
     pub shutdown: CancellationToken,
-    /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
-    pub crash_after_scheduler_create: bool,
+    /// Binds, execution reads and cancels (the use cases of a web task's link to the scheduler).
+    pub links: ExecutionLinks,
 }
 
 /// Registers every route of TaskPilot, each behind the scope it requires.

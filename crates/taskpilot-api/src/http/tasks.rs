@@ -296,12 +296,7 @@ pub(super) async fn web_task_of(
     principal: &Principal,
     id: i64,
 ) -> Result<WebTaskWithExecution, ApiError> {
-    state
-        .web_tasks
-        .find(id)
-        .await?
-        .filter(|(row, _)| row.tenant == principal.tenant)
-        .ok_or(ApiError::WebTaskNotFound(id))
+    Ok(state.links.owned(&principal.tenant, id).await?)
 }
 
 #[utoipa::path(

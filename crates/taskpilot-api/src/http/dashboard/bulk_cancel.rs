@@ -12,7 +12,7 @@ use super::task_list::TaskFilter;
 use super::{html_page, PageError};
 use crate::domain::api_key::Principal;
 use crate::http::error::ApiError;
-use crate::http::{execution, AppState};
+use crate::http::AppState;
 use crate::store::web_tasks as web_task_store;
 use crate::store::{self};
 
@@ -100,7 +100,13 @@ pub(super) async fn cancel_matching(
     let outcomes: Vec<Result<(), ApiError>> = stream::iter(ids.iter().copied())
         .map(|id| {
             let (state, principal, context) = (&state, &principal, &context);
-            async move { execution::cancel(state, principal, id, context).await }
+            async move {
+                state
+                    .links
+                    .cancel(&principal.tenant, id, context)
+                    .await
+                    .map_err(ApiError::from)
+            }
         })
         .buffer_unordered(CANCELS_IN_FLIGHT)
         .collect()

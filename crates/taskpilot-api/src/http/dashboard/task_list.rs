@@ -15,7 +15,7 @@ use crate::domain::api_key::Principal;
 use crate::domain::WebTaskStatus;
 use crate::http::error::{parse_web_task_id, ApiError};
 use crate::http::tasks::{self, ListQuery, WebTaskResponse};
-use crate::http::{execution, AppState};
+use crate::http::AppState;
 
 /// Web tasks per page of the dashboard's list.
 const PAGE_SIZE: i64 = 25;
@@ -335,7 +335,11 @@ pub(super) async fn create(
     };
     let row = tasks::create(&state, &principal, form.task_type, payload).await?;
     if let Some(scheduler_type) = filled(&form.scheduler_type) {
-        if let Err(e) = execution::bind(&state, &principal, row.id, scheduler_type, &context).await {
+        let bound = state
+            .links
+            .bind(&principal.tenant, row.id, scheduler_type, &context)
+            .await;
+        if let Err(e) = bound.map_err(ApiError::from) {
             let alert = html! {
                 div.alert role="alert" {
                     strong { (e.code()) } " " (e.to_string()) ". "

@@ -16,7 +16,7 @@ use crate::domain::execution_view::AttemptView;
 use crate::domain::ExecutionView;
 use crate::http::error::{parse_web_task_id, ApiError};
 use crate::http::tasks::{self, WebTaskResponse};
-use crate::http::{execution, AppState};
+use crate::http::AppState;
 use crate::store::task_executions::{self as execution_store, StoredEvent};
 use crate::store::{self};
 
@@ -113,7 +113,11 @@ async fn execution_section_of(
     task: &WebTaskResponse,
     context: &RequestContext,
 ) -> Result<Markup, ApiError> {
-    let view = execution::execution_of(state, principal, task.id, true, context).await;
+    let view = state
+        .links
+        .execution(&principal.tenant, task.id, true, context)
+        .await
+        .map_err(ApiError::from);
     let history = match task.scheduler_task_id {
         Some(sid) => {
             let tenant = principal.tenant.clone();
@@ -277,7 +281,11 @@ pub(super) async fn bind(
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
     let id = parse_web_task_id(&id)?;
-    execution::bind(&state, &principal, id, form.into_inner().scheduler_type, &context).await?;
+    state
+        .links
+        .bind(&principal.tenant, id, form.into_inner().scheduler_type, &context)
+        .await
+        .map_err(ApiError::from)?;
     Ok(load_page(&format!("/ui/tasks/{id}")))
 }
 
@@ -289,6 +297,10 @@ pub(super) async fn cancel(
     context: RequestContext,
 ) -> Result<HttpResponse, PageError> {
     let id = parse_web_task_id(&id)?;
-    execution::cancel(&state, &principal, id, &context).await?;
+    state
+        .links
+        .cancel(&principal.tenant, id, &context)
+        .await
+        .map_err(ApiError::from)?;
     Ok(load_page(&format!("/ui/tasks/{id}")))
 }
