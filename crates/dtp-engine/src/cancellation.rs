@@ -2,11 +2,9 @@
 //! by the state read, and decide again when the task moved on in between (an attempt ended,
 //! a claim took it). A running attempt is told to stop once the cancel has committed.
 
-use service_runtime::PgPool;
-
 use crate::domain::{transition, IllegalTransition, TaskEvent};
-use crate::store::tasks as task_store;
-use crate::store::{self, StoreError};
+use crate::store::tasks::Tasks;
+use crate::store::StoreError;
 use crate::worker::Worker;
 
 /// How often a cancel re-reads a task whose state changed under it before giving up.
@@ -28,21 +26,15 @@ pub enum CancelError {
 }
 
 /// Cancels task `id`; `Ok` once it is CANCELED, also when it already was.
-pub async fn cancel_task(pool: &PgPool, worker: &Worker, id: i64) -> Result<(), CancelError> {
+pub async fn cancel_task(tasks: &Tasks, worker: &Worker, id: i64) -> Result<(), CancelError> {
     for _ in 0..CANCEL_RACE_RETRIES {
-        let row = store::run(pool, move |conn| task_store::find_task(conn, id))
-            .await?
-            .ok_or(CancelError::NotFound(id))?;
+        let row = tasks.find(id).await?.ok_or(CancelError::NotFound(id))?;
         let current = row.state()?;
         let next = transition(current, TaskEvent::Cancel).map_err(CancelError::NotCancelable)?;
         if next == current {
             return Ok(());
         }
-        let canceled = store::run(pool, move |conn| {
-            task_store::cancel_task_if_in(conn, id, current.status, next)
-        })
-        .await?;
-        if canceled {
+        if tasks.cancel_if_in(id, current.status, next).await? {
             worker.on_task_canceled(id, &row.task_type);
             tracing::info!(task.id = id, from = %current.status, "task canceled");
             return Ok(());

@@ -11,7 +11,6 @@ use dtp_contract::{
     CompleteRequest, FailRequest, HeartbeatRequest, Lease, LeaseLostReason, LeaseRequest, RetryState,
     TaskStatus,
 };
-use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::lease::{
@@ -20,8 +19,8 @@ use crate::domain::lease::{
 use crate::domain::task_result::check_kept;
 use crate::domain::{transition, AttemptOutcome, TaskEvent, TaskState, CLAIMED};
 use crate::metrics::{EngineMetrics, ReasonLabels, TypeLabels};
-use crate::store::tasks::{self as task_store, LeaseRecord, LeasedTask, TypeClaim};
-use crate::store::{self, StoreError};
+use crate::store::tasks::{self as task_store, LeaseRecord, LeasedTask, Tasks};
+use crate::store::StoreError;
 use crate::task_types::{Retry, TaskError, TaskTypeRegistry, TypeKind};
 use crate::worker::attempt::{decide, AttemptFacts, HandlerResult};
 use crate::worker::completer::AttemptCompleter;
@@ -60,7 +59,7 @@ pub enum LeaseError {
 /// The worker API's service. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkerLeases {
-    pool: PgPool,
+    tasks: Tasks,
     registry: Arc<TaskTypeRegistry>,
     /// The engine's worker, for its announcements of new work.
     worker: Worker,
@@ -81,7 +80,7 @@ struct LeasedType {
 
 impl WorkerLeases {
     pub fn start(
-        pool: PgPool,
+        tasks: Tasks,
         registry: Arc<TaskTypeRegistry>,
         worker: Worker,
         metrics: Arc<EngineMetrics>,
@@ -90,8 +89,8 @@ impl WorkerLeases {
     ) -> Self {
         Self {
             shutdown,
-            completer: AttemptCompleter::start_for_workers(pool.clone(), worker.feed_signal().clone()),
-            pool,
+            completer: AttemptCompleter::for_workers(tasks.clone(), worker.feed_signal().clone()),
+            tasks,
             registry,
             worker,
             metrics,
@@ -188,29 +187,7 @@ impl WorkerLeases {
             .map(|t| (t.name.clone(), t.concurrency, t.lease))
             .collect();
         let (worker_id, max) = (ask.worker_id.clone(), ask.max);
-        let leased = store::run(&self.pool, move |conn| {
-            let mut leased: Vec<LeasedTask> = Vec::new();
-            for (task_type, concurrency, lease) in &claims {
-                let left = max.saturating_sub(leased.len());
-                if left == 0 {
-                    break;
-                }
-                let claim = TypeClaim {
-                    task_type,
-                    concurrency: *concurrency,
-                };
-                leased.extend(task_store::lease_due_tasks_of_type(
-                    conn,
-                    claim,
-                    &worker_id,
-                    i64::try_from(left).unwrap_or(i64::MAX),
-                    *lease,
-                    CLAIMED,
-                )?);
-            }
-            Ok(leased)
-        })
-        .await?;
+        let leased = self.tasks.lease_due(claims, worker_id, max, CLAIMED).await?;
         if !leased.is_empty() {
             self.worker.feed_signal().events_written();
         }
@@ -253,16 +230,7 @@ impl WorkerLeases {
     /// Milliseconds until the next task of any of `types` falls due (negative: due now).
     async fn next_due_in(&self, types: &[LeasedType]) -> Result<Option<f64>, LeaseError> {
         let names: Vec<String> = types.iter().map(|t| t.name.clone()).collect();
-        Ok(store::run(&self.pool, move |conn| {
-            let mut earliest: Option<f64> = None;
-            for name in &names {
-                if let Some(ms) = task_store::next_due_of_type_in(conn, name)? {
-                    earliest = Some(earliest.map_or(ms, |e| e.min(ms)));
-                }
-            }
-            Ok(earliest)
-        })
-        .await?)
+        Ok(self.tasks.next_due_of_types(names).await?)
     }
 
     /// `POST /leases/{token}/heartbeat`: extends the lease and keeps `details`.
@@ -277,10 +245,10 @@ impl WorkerLeases {
         let (token, record) = self.held(token).await?;
         let lease = self.lease_of(&record.task_type);
         let (task_id, lease_token) = (token.task_id, token.lease_token);
-        let extended = store::run(&self.pool, move |conn| {
-            task_store::extend_lease(conn, task_id, lease_token, lease, request.details.as_ref())
-        })
-        .await?;
+        let extended = self
+            .tasks
+            .extend_lease(task_id, lease_token, lease, request.details)
+            .await?;
         match extended {
             Some(expires_at) => Ok(expires_at),
             None => Err(self.why_lost(&token).await),
@@ -396,10 +364,7 @@ impl WorkerLeases {
         )
         .unwrap_or_else(|illegal| unreachable!("a running attempt may always be released: {illegal}"));
         let (task_id, lease_token) = (token.task_id, token.lease_token);
-        let released = store::run(&self.pool, move |conn| {
-            task_store::release_lease(conn, task_id, lease_token, next)
-        })
-        .await?;
+        let released = self.tasks.release_lease(task_id, lease_token, next).await?;
         if !released {
             return Err(self.why_lost(&token).await);
         }
@@ -413,7 +378,7 @@ impl WorkerLeases {
     async fn after_end(&self, task_id: i64, task_type: &str, due_again: bool) {
         self.worker.feed_signal().events_written();
         if due_again {
-            if let Err(e) = store::run(&self.pool, task_store::announce_available).await {
+            if let Err(e) = self.tasks.announce_available().await {
                 tracing::warn!(task.id = task_id, error = %e, "could not announce a task due again");
             }
         }
@@ -439,11 +404,11 @@ impl WorkerLeases {
     /// The attempt `token` names, when the token's secret is the attempt's.
     async fn record(&self, token: &LeaseToken) -> Result<LeaseRecord, LeaseError> {
         let (task_id, lease_token) = (token.task_id, token.lease_token);
-        let record = store::run(&self.pool, move |conn| {
-            task_store::find_lease(conn, task_id, lease_token)
-        })
-        .await?
-        .ok_or(LeaseError::NotFound)?;
+        let record = self
+            .tasks
+            .find_lease(task_id, lease_token)
+            .await?
+            .ok_or(LeaseError::NotFound)?;
         if record.secret_hash.as_deref() != Some(&task_store::secret_hash(&token.secret)[..]) {
             return Err(LeaseError::NotFound);
         }

@@ -14,8 +14,6 @@ mod serve;
 pub mod service_tokens;
 pub mod startup;
 pub mod store;
-pub mod submission;
-pub mod task_reader;
 pub mod task_types;
 #[cfg(feature = "testing")]
 pub mod testing;

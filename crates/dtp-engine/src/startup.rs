@@ -25,9 +25,7 @@ use crate::http::{self, AppState};
 use crate::leasing::WorkerLeases;
 use crate::metrics::EngineMetrics;
 use crate::service_tokens::{ServiceTokens, TokensFileError};
-use crate::store::tasks as task_store;
-use crate::submission::TaskSubmitter;
-use crate::task_reader::TaskReader;
+use crate::store::tasks::Tasks;
 use crate::task_types::http_target::{self, HttpTarget};
 use crate::task_types::types_file::{self, DeclaredKind, TypesFileError};
 use crate::task_types::{RegistryError, Task, TaskTypeRegistry, TypeKind};
@@ -250,7 +248,9 @@ impl Application {
             .types()
             .map(|t| (t.name.clone(), t.queue().is_type_queue()))
             .collect();
-        let moved = crate::store::run(&pool, move |conn| task_store::assign_queues(conn, &queues))
+        let tasks = Tasks::start(pool.clone());
+        let moved = tasks
+            .assign_queues(queues)
             .await
             .map_err(StartupError::AssignQueues)?;
         if moved > 0 {
@@ -267,13 +267,13 @@ impl Application {
         let http_metrics = web::Data::new(HttpMetrics::register(&mut metrics_registry));
         let engine_metrics = Arc::new(EngineMetrics::register(&mut metrics_registry));
         let worker = Worker::new(
-            pool.clone(),
+            tasks.clone(),
             Arc::clone(&registry),
             config.worker.clone(),
             Arc::clone(&engine_metrics),
         );
         let rescuer = TaskRescuer::new(
-            pool.clone(),
+            tasks.clone(),
             config.worker.rescue_interval,
             Arc::clone(&engine_metrics),
         );
@@ -302,7 +302,7 @@ impl Application {
         let port = listener.local_addr().map_err(listen_error)?.port();
         let shutdown = CancellationToken::new();
         let leases = WorkerLeases::start(
-            pool.clone(),
+            tasks.clone(),
             Arc::clone(&registry),
             worker.clone(),
             Arc::clone(&engine_metrics),
@@ -314,8 +314,7 @@ impl Application {
             pool: pool.clone(),
             registry,
             worker: worker.clone(),
-            submitter: TaskSubmitter::start(pool.clone()),
-            reader: TaskReader::start(pool.clone()),
+            tasks,
             leases,
             feed: ChangeFeed::new(pool.clone(), worker.feed_signal().clone(), shutdown.clone()),
             cursor_key,

@@ -10,9 +10,9 @@ use crate::domain::binding::{idempotency_key, Binding};
 use crate::domain::web_task::validate_scheduler_type;
 use crate::domain::WebTaskValidationError;
 use crate::domain::{decide_bind, execution_view, BindDecision, ExecutionRecord, ExecutionView};
-use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::scheduler_client::{SchedulerClient, SchedulerError};
 use crate::store::task_executions::ExecutionRow;
+use crate::store::web_tasks::WebTasks;
 use crate::store::web_tasks::{WebTaskRow, WebTaskWithExecution};
 use crate::store::StoreError;
 
@@ -66,18 +66,14 @@ pub struct Bound {
 /// The use cases' handle: TaskPilot's web tasks and the scheduler. Cheap to clone.
 #[derive(Clone)]
 pub struct ExecutionLinks {
-    web_tasks: GroupedWebTasks,
+    web_tasks: WebTasks,
     scheduler: SchedulerClient,
     /// Test-only fault point: exit right after the scheduler answered a bind, before our commit.
     crash_after_scheduler_create: bool,
 }
 
 impl ExecutionLinks {
-    pub fn new(
-        web_tasks: GroupedWebTasks,
-        scheduler: SchedulerClient,
-        crash_after_scheduler_create: bool,
-    ) -> Self {
+    pub fn new(web_tasks: WebTasks, scheduler: SchedulerClient, crash_after_scheduler_create: bool) -> Self {
         Self {
             web_tasks,
             scheduler,

@@ -7,7 +7,6 @@ pub mod domain;
 pub mod event_streams;
 pub mod execution_follower;
 pub mod execution_link;
-pub mod grouped_web_tasks;
 pub mod http;
 pub mod key_commands;
 pub mod metrics;

@@ -18,12 +18,12 @@ use crate::config::TaskPilotConfig;
 use crate::event_streams::EventStreams;
 use crate::execution_follower::ExecutionFollower;
 use crate::execution_link::ExecutionLinks;
-use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::http::auth::Authentication;
 use crate::http::operations::Operations;
 use crate::http::{self, AppState};
 use crate::metrics::SchedulerMetrics;
 use crate::scheduler_client::SchedulerClient;
+use crate::store::web_tasks::WebTasks;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/webdb");
 
@@ -98,7 +98,7 @@ impl Application {
             .then(|| ExecutionFollower::new(pool.clone(), scheduler.clone(), config.event_retention));
         let shutdown = CancellationToken::new();
         let streams = EventStreams::new(pool.clone());
-        let web_tasks = GroupedWebTasks::start(pool.clone());
+        let web_tasks = WebTasks::start(pool.clone());
         let state = web::Data::new(AppState {
             streams: streams.clone(),
             shutdown: shutdown.clone(),

@@ -19,8 +19,7 @@ use service_runtime::{http_errors, PgPool};
 
 use crate::change_feed::ChangeFeed;
 use crate::leasing::WorkerLeases;
-use crate::submission::TaskSubmitter;
-use crate::task_reader::TaskReader;
+use crate::store::tasks::Tasks;
 use crate::task_types::TaskTypeRegistry;
 use crate::worker::Worker;
 
@@ -29,10 +28,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub registry: Arc<TaskTypeRegistry>,
     pub worker: Worker,
-    /// Inserts single submissions, grouped with those arriving at the same time.
-    pub submitter: TaskSubmitter,
-    /// Reads single tasks, grouped with the reads arriving at the same time.
-    pub reader: TaskReader,
+    /// The engine's tasks: reads, submissions, listings, cancels.
+    pub tasks: Tasks,
     /// The worker API's use cases.
     pub leases: WorkerLeases,
     /// Reads the change feed (`GET /events`).

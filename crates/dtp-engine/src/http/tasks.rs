@@ -14,8 +14,7 @@ use super::AppState;
 use crate::cancellation;
 use crate::domain::access::Caller;
 use crate::domain::{NewTask, NewTaskBatch};
-use crate::store::tasks::{self as task_store, Inserted, TaskFilter};
-use crate::store::{self, attempts as attempt_store};
+use crate::store::tasks::{Inserted, TaskFilter};
 
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks",
@@ -37,7 +36,7 @@ pub async fn create_task(
     body: web::Json<CreateTaskRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let task = NewTask::validate(body.into_inner(), state.registry.as_ref())?.scoped_to(&caller.name);
-    let inserted = state.submitter.submit(task.clone()).await?;
+    let inserted = state.tasks.submit(task.clone()).await?;
     match inserted {
         Inserted::Created(row) => {
             state.worker.notify_work_available();
@@ -92,7 +91,7 @@ pub async fn create_task_batch(
     let mut batch =
         NewTaskBatch::validate(body.into_inner().tasks, state.registry.as_ref())?.scoped_to(&caller.name);
     let tasks = std::mem::take(&mut batch.tasks);
-    let inserted = store::run(&state.pool, move |conn| task_store::insert_tasks(conn, &tasks)).await?;
+    let inserted = state.tasks.submit_batch(tasks).await?;
     let inserted = inserted.map_err(|reused| {
         let item = batch.first_item_of(reused.slot);
         ApiError::key_reused(format!(
@@ -195,10 +194,7 @@ pub async fn list_tasks(
 ) -> Result<HttpResponse, ApiError> {
     let (filter, page) = query.into_inner().into_filter(&state.cursor_key)?;
     let rows_to_fetch = page.rows_to_fetch();
-    let rows = store::run(&state.pool, move |conn| {
-        task_store::list_tasks(conn, &filter, rows_to_fetch)
-    })
-    .await?;
+    let rows = state.tasks.list(filter, rows_to_fetch).await?;
     let (rows, next_cursor) = page.finish(rows, |row| row.id);
     let items = rows
         .into_iter()
@@ -220,7 +216,7 @@ pub async fn list_tasks(
 /// `GET /tasks/{id}`.
 pub async fn get_task(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_task_id(&id)?;
-    let row = state.reader.find(id).await?.ok_or(ApiError::TaskNotFound(id))?;
+    let row = state.tasks.find(id).await?.ok_or(ApiError::TaskNotFound(id))?;
     Ok(HttpResponse::Ok().json(row.into_response()?))
 }
 
@@ -242,7 +238,7 @@ pub async fn cancel_task(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_task_id(&id)?;
-    cancellation::cancel_task(&state.pool, &state.worker, id).await?;
+    cancellation::cancel_task(&state.tasks, &state.worker, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -262,16 +258,11 @@ pub async fn list_attempts(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_task_id(&id)?;
-    let (task, attempts) = store::run(&state.pool, move |conn| {
-        Ok((
-            task_store::find_task(conn, id)?,
-            attempt_store::list_attempts(conn, id)?,
-        ))
-    })
-    .await?;
-    if task.is_none() {
-        return Err(ApiError::TaskNotFound(id));
-    }
+    let (_, attempts) = state
+        .tasks
+        .find_with_attempts(id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(id))?;
     let body: Vec<AttemptResponse> = attempts
         .into_iter()
         .map(|a| AttemptResponse {

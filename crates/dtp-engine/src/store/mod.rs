@@ -1,5 +1,6 @@
-//! Every SQL statement of the engine, one module per table. Functions are synchronous
-//! and take a connection; callers run them on the pool through `store::run`.
+//! Every SQL statement of the engine, one module per table. The statements are synchronous
+//! functions of a connection; the engine calls the `tasks` table through its handle
+//! (`tasks::Tasks`), the smaller tables' statements on the pool through `store::run`.
 
 pub mod attempts;
 pub mod schema;

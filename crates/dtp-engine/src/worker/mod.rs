@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use dtp_contract::TaskStatus;
 use service_runtime::dedicated_connection::DedicatedConnection;
-use service_runtime::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +32,8 @@ use type_queues::{TypeClaimRound, TypeQueues};
 
 use crate::domain::{CLAIMED, RELEASED};
 use crate::metrics::EngineMetrics;
-use crate::store::tasks::{self as task_store, ClaimedTask, TypeClaim};
-use crate::store::{self, StoreError};
+use crate::store::tasks::{self as task_store, ClaimedTask, Tasks, TypeClaim};
+use crate::store::StoreError;
 use crate::task_types::TaskTypeRegistry;
 
 /// How long a busy worker lets more slots free up before claiming for only a few of them.
@@ -53,7 +52,7 @@ pub struct Worker {
 }
 
 struct WorkerShared {
-    pool: PgPool,
+    tasks: Tasks,
     /// The claim loop's own connection (see `CLAIM_CONNECTION_SETTINGS`).
     claims: DedicatedConnection,
     registry: Arc<TaskTypeRegistry>,
@@ -104,7 +103,7 @@ struct InFlightAttempt {
 
 impl Worker {
     pub fn new(
-        pool: PgPool,
+        tasks: Tasks,
         registry: Arc<TaskTypeRegistry>,
         config: WorkerConfig,
         metrics: Arc<EngineMetrics>,
@@ -117,11 +116,11 @@ impl Worker {
         );
         let slots = Arc::new(Semaphore::new(config.concurrency));
         let feed = FeedSignal::default();
-        let completer = AttemptCompleter::start(pool.clone(), feed.clone());
+        let completer = AttemptCompleter::for_engine(tasks.clone(), feed.clone());
         Self {
             inner: Arc::new(WorkerShared {
-                claims: DedicatedConnection::new(pool.clone(), task_store::CLAIM_CONNECTION_SETTINGS),
-                pool,
+                claims: tasks.claim_connection(),
+                tasks,
                 type_queues: TypeQueues::new(registry.limited_engine_types(), Instant::now()),
                 registry,
                 config,
@@ -366,12 +365,7 @@ impl Worker {
                 continue;
             }
             let lease = self.inner.config.lease;
-            let asked = tokens.clone();
-            match store::run(&self.inner.pool, move |conn| {
-                task_store::extend_leases(conn, &asked, lease)
-            })
-            .await
-            {
+            match self.inner.tasks.extend_leases(tokens.clone(), lease).await {
                 Ok(held) => {
                     let in_flight = self.lock_in_flight();
                     for token in tokens.iter().filter(|t| !held.contains(t)) {
@@ -410,10 +404,7 @@ impl Worker {
         }
         let tokens: Vec<i64> = left.iter().map(|(t, _)| *t).collect();
         // Release first, then stop the handlers: their late writes are fenced off by then.
-        let released = store::run(&self.inner.pool, move |conn| {
-            task_store::release_attempts(conn, &tokens, RELEASED)
-        })
-        .await;
+        let released = self.inner.tasks.release(tokens, RELEASED).await;
         self.inner.feed.events_written();
         for (_, cancel) in &left {
             cancel.cancel();

@@ -5,28 +5,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dtp_contract::{RetryState, TaskStatus};
-use service_runtime::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{transition, AttemptOutcome, TaskEvent, TaskState};
 use crate::metrics::EngineMetrics;
-use crate::store::tasks::{self as task_store, AttemptEnd, ExpiredLease, LeaseGuard};
-use crate::store::{self, StoreError};
+use crate::store::tasks::{AttemptEnd, ExpiredLease, Tasks};
+use crate::store::StoreError;
 
 /// Expired leases handled per round.
 const RESCUE_BATCH: i64 = 500;
 
 #[derive(Clone)]
 pub struct TaskRescuer {
-    pool: PgPool,
+    tasks: Tasks,
     interval: Duration,
     metrics: Arc<EngineMetrics>,
 }
 
 impl TaskRescuer {
-    pub fn new(pool: PgPool, interval: Duration, metrics: Arc<EngineMetrics>) -> Self {
+    pub fn new(tasks: Tasks, interval: Duration, metrics: Arc<EngineMetrics>) -> Self {
         Self {
-            pool,
+            tasks,
             interval,
             metrics,
         }
@@ -47,19 +46,12 @@ impl TaskRescuer {
 
     /// One round: ends every lost attempt found; returns how many tasks were rescued.
     pub async fn rescue_expired_leases(&self) -> Result<usize, StoreError> {
-        let expired = store::run(&self.pool, |conn| {
-            task_store::find_expired_leases(conn, RESCUE_BATCH)
-        })
-        .await?;
+        let expired = self.tasks.expired_leases(RESCUE_BATCH).await?;
         let mut rescued = 0;
         for lost in expired {
             let end = rescue_decision(&lost);
             let (task_id, next) = (lost.id, end.next.status);
-            let written = store::run(&self.pool, move |conn| {
-                task_store::finish_attempt(conn, &end, LeaseGuard::Expired)
-            })
-            .await?;
-            if written {
+            if self.tasks.rescue(end).await? {
                 rescued += 1;
                 self.metrics.rescues.inc();
                 tracing::warn!(task.id = task_id, task.attempt = lost.attempt_count, worker.id = %lost.worker_id, next = %next, "rescued task from a lost worker");
@@ -67,7 +59,7 @@ impl TaskRescuer {
         }
         if rescued > 0 {
             // Rescued tasks are due at once: workers waiting for leases on any engine may take them.
-            store::run(&self.pool, task_store::announce_available).await?;
+            self.tasks.announce_available().await?;
         }
         Ok(rescued)
     }

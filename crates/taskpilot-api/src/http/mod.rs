@@ -19,8 +19,8 @@ use service_runtime::{http_errors, PgPool};
 use crate::api_keys::ApiKeys;
 use crate::event_streams::EventStreams;
 use crate::execution_link::ExecutionLinks;
-use crate::grouped_web_tasks::GroupedWebTasks;
 use crate::scheduler_client::SchedulerClient;
+use crate::store::web_tasks::WebTasks;
 use tokio_util::sync::CancellationToken;
 
 /// The `{id}` of every `/api/tasks/{id}` route, as the API description shows it.
@@ -40,7 +40,7 @@ pub struct WebTaskIdParam {
 pub struct AppState {
     pub pool: PgPool,
     /// Reads, creates and binds of single web tasks, grouped with those arriving at the same time.
-    pub web_tasks: GroupedWebTasks,
+    pub web_tasks: WebTasks,
     pub scheduler: SchedulerClient,
     pub keys: ApiKeys,
     /// The largest body the scheduler takes: a payload that could not be submitted is refused.

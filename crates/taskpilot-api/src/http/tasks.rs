@@ -11,8 +11,8 @@ use super::{AppState, WebTaskIdParam};
 use crate::domain::api_key::Principal;
 use crate::domain::{ExecutionRecord, NewWebTask, WebTaskStatus};
 use crate::store::task_executions::ExecutionRow;
-use crate::store::web_tasks::{self as web_task_store, WebTaskFilter, WebTaskRow, WebTaskWithExecution};
-use crate::store::{self, StoreError};
+use crate::store::web_tasks::{WebTaskFilter, WebTaskRow, WebTaskWithExecution};
+use crate::store::StoreError;
 
 /// `POST /api/tasks` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -341,10 +341,7 @@ pub(super) async fn list(
 ) -> Result<WebTaskPage, ApiError> {
     let (filter, page) = query.into_filter(principal.tenant, &state.cursor_key)?;
     let rows_to_fetch = page.rows_to_fetch();
-    let rows = store::run(&state.pool, move |conn| {
-        web_task_store::list_web_tasks(conn, &filter, rows_to_fetch)
-    })
-    .await?;
+    let rows = state.web_tasks.list(filter, rows_to_fetch).await?;
     let (rows, next_cursor) = page.finish(rows, |(row, _)| row.id);
     let items = rows
         .into_iter()

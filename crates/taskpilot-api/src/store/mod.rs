@@ -1,6 +1,7 @@
 //! Every SQL statement of TaskPilot, one module per table (`web_tasks`, `api_keys`, the
 //! execution mirror in `task_executions`), and the dashboard's aggregates over them (`overview`).
-//! Functions are synchronous and take a connection; callers run them on the pool through
+//! The statements are synchronous functions of a connection; web tasks are reached through
+//! their handle (`web_tasks::WebTasks`), the other tables' statements on the pool through
 //! `store::run`.
 
 pub mod api_keys;

@@ -1,13 +1,25 @@
-//! Queries on `tasks`. Every write that follows a claim is guarded by the attempt's
-//! lease token and the RUNNING status, so a superseded attempt's late write changes nothing.
-//! Inserts, claims and leases, attempt ends, and the hot path's plan check each have a file.
+//! The `tasks` table (with the attempts written beside it). `Tasks` is what the rest of the
+//! engine calls: one async function per thing done to tasks, named for it; how statements are
+//! grouped (reads, submissions and attempt ends arriving together share one) is its own
+//! business. Every write that follows a claim is guarded by the attempt's lease token and the
+//! RUNNING status, so a superseded attempt's late write changes nothing. The claim loop runs
+//! its statements on a connection of its own (`Tasks::claim_connection`); each file below
+//! holds one family of statements.
 
 mod attempt_ends;
 mod claims;
+mod grouped;
 mod insert;
 mod leases;
 mod listing;
 mod plans;
+mod rows;
+
+use std::time::Duration;
+
+use dtp_contract::TaskStatus;
+use service_runtime::dedicated_connection::DedicatedConnection;
+use service_runtime::PgPool;
 
 pub use attempt_ends::{finish_attempt, finish_attempts, AttemptEnd, LeaseGuard};
 pub use claims::{
@@ -22,222 +34,216 @@ pub use leases::{
 pub use listing::{list_tasks, TaskFilter};
 pub use plans::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
 pub(crate) use plans::{plan, PlanLine};
+pub use rows::{
+    assign_queues, cancel_task_if_in, count_by_status, delete_finished_tasks, find_task, find_tasks,
+    under_cleanup_lock, TaskRow,
+};
 
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
-use dtp_contract::{RetryState, TaskResponse, TaskStatus};
-use service_runtime::group_commit::rows_in_order_of;
-use service_runtime::prepared::Prepared;
-use std::time::Duration;
-
+use super::attempts::{self, AttemptRow};
 use super::schema::tasks;
-use super::StoreError;
-use crate::domain::new_task::SubmittedAs;
-use crate::domain::{AttemptOutcome, TaskState};
+use super::{run, StoreError};
+use crate::domain::{NewTask, TaskState};
+use rows::{LeaseTokenRow, TASK_ROW_COLUMNS};
 
-/// One row of `tasks`.
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
-#[diesel(table_name = tasks)]
-#[diesel(check_for_backend(diesel::pg::Pg))]
-pub struct TaskRow {
-    pub id: i64,
-    pub task_type: String,
-    pub payload: serde_json::Value,
-    pub status: String,
-    pub retry_state: String,
-    pub attempt_count: i32,
-    pub max_attempts: i32,
-    pub last_error: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub scheduled_for: DateTime<Utc>,
-    pub processing_started_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    pub lease_token: Option<i64>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub worker_id: Option<String>,
-    pub timeout_ms: i32,
-    pub result: Option<serde_json::Value>,
-    pub idempotency_scope: String,
-    pub requested_run_at: Option<DateTime<Utc>>,
+/// The engine's handle on its tasks. Cheap to clone; every clone shares the same groups.
+#[derive(Clone)]
+pub struct Tasks {
+    pool: PgPool,
+    groups: grouped::Groups,
 }
 
-impl TaskRow {
-    pub fn state(&self) -> Result<TaskState, StoreError> {
-        let status = TaskStatus::parse(&self.status).ok_or_else(|| {
-            StoreError::CorruptRow(format!("task {} has status {:?}", self.id, self.status))
-        })?;
-        let retry_state = RetryState::parse(&self.retry_state).ok_or_else(|| {
-            StoreError::CorruptRow(format!("task {} has retry state {:?}", self.id, self.retry_state))
-        })?;
-        Ok(TaskState { status, retry_state })
-    }
-
-    /// What the task was submitted as (for a repeated idempotency key).
-    pub fn submitted_as(&self) -> SubmittedAs<'_> {
-        SubmittedAs {
-            task_type: &self.task_type,
-            payload: &self.payload,
-            max_attempts: self.max_attempts,
-            timeout_ms: self.timeout_ms,
-            run_at: self.requested_run_at,
+impl Tasks {
+    /// Starts the grouped statements on the current runtime.
+    pub fn start(pool: PgPool) -> Self {
+        Self {
+            groups: grouped::Groups::start(&pool),
+            pool,
         }
     }
 
-    pub fn into_response(self) -> Result<TaskResponse, StoreError> {
-        let state = self.state()?;
-        Ok(TaskResponse {
-            id: self.id,
-            task_type: self.task_type,
-            payload: self.payload,
-            status: state.status,
-            attempt_count: self.attempt_count,
-            max_attempts: self.max_attempts,
-            timeout_ms: self.timeout_ms,
-            retry_state: state.retry_state,
-            last_error: self.last_error,
-            created_at: self.created_at,
-            scheduled_for: self.scheduled_for,
-            processing_started_at: self.processing_started_at,
-            completed_at: self.completed_at,
-            updated_at: self.updated_at,
-            result: self.result,
+    /// Task `id`, read with the other single reads waiting.
+    pub async fn find(&self, id: i64) -> Result<Option<TaskRow>, StoreError> {
+        self.groups.reads.submit(id).await
+    }
+
+    /// Task `id` and its attempts, oldest first; `None` when there is no such task.
+    pub async fn find_with_attempts(
+        &self,
+        id: i64,
+    ) -> Result<Option<(TaskRow, Vec<AttemptRow>)>, StoreError> {
+        run(&self.pool, move |conn| {
+            let Some(task) = find_task(conn, id)? else {
+                return Ok(None);
+            };
+            Ok(Some((task, attempts::list_attempts(conn, id)?)))
         })
+        .await
     }
-}
 
-/// `TaskRow`'s columns, named: a kept prepared statement must not change its result's shape
-/// when a later migration adds a column, as `RETURNING *` would.
-const TASK_ROW_COLUMNS: &str = "id, task_type, payload, status, retry_state, attempt_count, max_attempts, \
-     last_error, idempotency_key, created_at, scheduled_for, processing_started_at, completed_at, \
-     updated_at, lease_token, lease_expires_at, worker_id, timeout_ms, result, idempotency_scope, \
-     requested_run_at";
-
-/// Reads one task.
-pub fn find_task(conn: &mut PgConnection, id: i64) -> QueryResult<Option<TaskRow>> {
-    tasks::table
-        .find(id)
-        .select(TaskRow::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// Reads many tasks in one statement; for each id, in order, its row if it exists.
-pub fn find_tasks(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<Option<TaskRow>>> {
-    let rows: Vec<TaskRow> = tasks::table
-        .filter(tasks::id.eq_any(ids))
-        .select(TaskRow::as_select())
-        .load(conn)?;
-    Ok(rows_in_order_of(ids, rows, |row| row.id))
-}
-
-/// Moves a task to `next` (CANCELED) if it is still in `expected`; closes its open attempt.
-pub fn cancel_task_if_in(
-    conn: &mut PgConnection,
-    id: i64,
-    expected: TaskStatus,
-    next: TaskState,
-) -> QueryResult<bool> {
-    let canceled = Prepared(
-        diesel::sql_query(
-            "WITH old AS ( \
-             SELECT id, lease_token FROM tasks WHERE id = $1 AND status = $2 FOR UPDATE \
-         ), canceled AS ( \
-             UPDATE tasks t SET status = $3, retry_state = $4, completed_at = now(), \
-                 lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, updated_at = now() \
-             FROM old WHERE t.id = old.id RETURNING t.id \
-         ), closed AS ( \
-             UPDATE task_attempts a SET finished_at = now(), outcome = $5, error = 'canceled by request' \
-             FROM old WHERE a.task_id = old.id AND a.lease_token = old.lease_token AND a.finished_at IS NULL \
-               AND EXISTS (SELECT 1 FROM canceled) \
-         ) SELECT id FROM canceled",
-        )
-        .bind::<BigInt, _>(id)
-        .bind::<Text, _>(expected.as_str())
-        .bind::<Text, _>(next.status.as_str())
-        .bind::<Text, _>(next.retry_state.as_str())
-        .bind::<Text, _>(AttemptOutcome::Canceled.as_str()),
-    )
-    .execute(conn)?;
-    Ok(canceled == 1)
-}
-
-#[derive(QueryableByName)]
-struct LeaseTokenRow {
-    #[diesel(sql_type = BigInt)]
-    lease_token: i64,
-}
-
-/// Moves the PENDING tasks of each named type to the queue its settings now give it
-/// (`true`: the type's own); returns how many moved. Tasks of other types are left alone.
-pub fn assign_queues(conn: &mut PgConnection, queues: &[(String, bool)]) -> QueryResult<usize> {
-    if queues.is_empty() {
-        return Ok(0);
+    /// Inserts `task` with the submissions waiting beside it: the new row, or the existing
+    /// task its idempotency key names.
+    pub async fn submit(&self, task: NewTask) -> Result<Inserted, StoreError> {
+        self.groups.submissions.submit(task).await
     }
-    let (types, own): (Vec<&str>, Vec<bool>) = queues.iter().map(|(t, own)| (t.as_str(), *own)).unzip();
-    diesel::sql_query(
-        "UPDATE tasks t SET type_queue = q.own \
-         FROM unnest($1::text[], $2::bool[]) AS q(task_type, own) \
-         WHERE t.status = 'PENDING' AND t.task_type = q.task_type AND t.type_queue <> q.own",
-    )
-    .bind::<diesel::sql_types::Array<Text>, _>(types)
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Bool>, _>(own)
-    .execute(conn)
-}
 
-/// Runs `clean` in one transaction if no other engine is cleaning; `None` when one is.
-pub fn under_cleanup_lock<T>(
-    conn: &mut PgConnection,
-    clean: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
-) -> QueryResult<Option<T>> {
-    #[derive(QueryableByName)]
-    struct Locked {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        locked: bool,
+    /// Inserts a batch all or nothing; the first task whose key names another task otherwise.
+    pub async fn submit_batch(
+        &self,
+        tasks: Vec<NewTask>,
+    ) -> Result<Result<Vec<Inserted>, KeyNamesAnotherTask>, StoreError> {
+        run(&self.pool, move |conn| insert_tasks(conn, &tasks)).await
     }
-    conn.transaction(|conn| {
-        let lock: Locked = diesel::sql_query(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended('dtp.cleanup', 0)) AS locked",
-        )
-        .get_result(conn)?;
-        if lock.locked {
-            clean(conn).map(Some)
-        } else {
-            Ok(None)
-        }
-    })
-}
 
-/// Deletes the tasks in `status` that finished before `before` among the `limit` oldest
-/// (by id) in that status, with their attempts; returns how many went. Walking the oldest
-/// only keeps each statement short; a recent task among them is deleted once it ages.
-pub fn delete_finished_tasks(
-    conn: &mut PgConnection,
-    status: TaskStatus,
-    before: DateTime<Utc>,
-    limit: i64,
-) -> QueryResult<usize> {
-    debug_assert!(status.is_terminal());
-    diesel::sql_query(
-        "WITH oldest AS ( \
-             SELECT id FROM tasks WHERE status = $1 ORDER BY id LIMIT $3 \
-         ) DELETE FROM tasks t USING oldest o \
-           WHERE t.id = o.id AND t.status = $1 AND t.completed_at < $2",
-    )
-    .bind::<Text, _>(status.as_str())
-    .bind::<diesel::sql_types::Timestamptz, _>(before)
-    .bind::<BigInt, _>(limit)
-    .execute(conn)
-}
+    /// Up to `rows` tasks that `filter` selects, newest first.
+    pub async fn list(&self, filter: TaskFilter, rows: i64) -> Result<Vec<TaskRow>, StoreError> {
+        run(&self.pool, move |conn| list_tasks(conn, &filter, rows)).await
+    }
 
-/// Counts tasks per status (for tests and diagnostics).
-pub fn count_by_status(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
-    tasks::table
-        .group_by(tasks::status)
-        .select((tasks::status, diesel::dsl::count_star()))
-        .load(conn)
+    /// Moves task `id` to `next` (CANCELED) if it is still in `expected`: whether it did.
+    pub async fn cancel_if_in(
+        &self,
+        id: i64,
+        expected: TaskStatus,
+        next: TaskState,
+    ) -> Result<bool, StoreError> {
+        run(&self.pool, move |conn| {
+            cancel_task_if_in(conn, id, expected, next)
+        })
+        .await
+    }
+
+    /// Moves the pending tasks of each named type to the queue its settings now give it
+    /// (`true`: the type's own); how many moved.
+    pub async fn assign_queues(&self, queues: Vec<(String, bool)>) -> Result<usize, StoreError> {
+        run(&self.pool, move |conn| assign_queues(conn, &queues)).await
+    }
+
+    /// A connection of its own for the claim loop, with the claim's planner settings.
+    pub fn claim_connection(&self) -> DedicatedConnection {
+        DedicatedConnection::new(self.pool.clone(), CLAIM_CONNECTION_SETTINGS)
+    }
+
+    /// Ends an attempt of the engine's own, with the other ends waiting: whether it still held
+    /// its task (`false`: fenced off by a cancel, a rescue or a newer attempt).
+    pub async fn finish(&self, end: AttemptEnd) -> Result<bool, StoreError> {
+        self.groups.engine_ends.submit(end).await
+    }
+
+    /// As `finish`, for an attempt leased by a worker outside the engine (guarded by its
+    /// lease's secret and expiry as well).
+    pub async fn finish_leased(&self, end: AttemptEnd) -> Result<bool, StoreError> {
+        self.groups.worker_ends.submit(end).await
+    }
+
+    /// Extends the leases of the engine's running attempts; the tokens still held.
+    pub async fn extend_leases(&self, tokens: Vec<i64>, lease: Duration) -> Result<Vec<i64>, StoreError> {
+        run(&self.pool, move |conn| extend_leases(conn, &tokens, lease)).await
+    }
+
+    /// Gives the engine's unfinished attempts back at shutdown: their tasks are `next` again
+    /// at once, the attempts uncounted; how many.
+    pub async fn release(&self, tokens: Vec<i64>, next: TaskStatus) -> Result<usize, StoreError> {
+        run(&self.pool, move |conn| release_attempts(conn, &tokens, next)).await
+    }
+
+    /// Up to `limit` running attempts whose lease has run out.
+    pub async fn expired_leases(&self, limit: i64) -> Result<Vec<ExpiredLease>, StoreError> {
+        run(&self.pool, move |conn| find_expired_leases(conn, limit)).await
+    }
+
+    /// Ends an attempt whose lease ran out, unless it was renewed meanwhile: whether it did.
+    pub async fn rescue(&self, end: AttemptEnd) -> Result<bool, StoreError> {
+        run(&self.pool, move |conn| {
+            finish_attempt(conn, &end, LeaseGuard::Expired)
+        })
+        .await
+    }
+
+    /// Tells every engine and waiting worker that tasks may be available.
+    pub async fn announce_available(&self) -> Result<(), StoreError> {
+        run(&self.pool, announce_available).await
+    }
+
+    /// Leases due tasks of each type in `claims` in turn (name, concurrency limit, lease) for
+    /// `worker_id`, up to `max` in all, in one transaction per limited type.
+    pub async fn lease_due(
+        &self,
+        claims: Vec<(String, Option<u32>, Duration)>,
+        worker_id: String,
+        max: usize,
+        running: TaskStatus,
+    ) -> Result<Vec<LeasedTask>, StoreError> {
+        run(&self.pool, move |conn| {
+            let mut leased: Vec<LeasedTask> = Vec::new();
+            for (task_type, concurrency, lease) in &claims {
+                let left = max.saturating_sub(leased.len());
+                if left == 0 {
+                    break;
+                }
+                let claim = TypeClaim {
+                    task_type,
+                    concurrency: *concurrency,
+                };
+                let limit = i64::try_from(left).unwrap_or(i64::MAX);
+                leased.extend(lease_due_tasks_of_type(
+                    conn, claim, &worker_id, limit, *lease, running,
+                )?);
+            }
+            Ok(leased)
+        })
+        .await
+    }
+
+    /// Milliseconds until the next task of any of `task_types` falls due (negative: due now).
+    pub async fn next_due_of_types(&self, task_types: Vec<String>) -> Result<Option<f64>, StoreError> {
+        run(&self.pool, move |conn| {
+            let mut earliest: Option<f64> = None;
+            for name in &task_types {
+                if let Some(ms) = next_due_of_type_in(conn, name)? {
+                    earliest = Some(earliest.map_or(ms, |e| e.min(ms)));
+                }
+            }
+            Ok(earliest)
+        })
+        .await
+    }
+
+    /// The attempt a worker's lease names, as the fencing checks need it.
+    pub async fn find_lease(
+        &self,
+        task_id: i64,
+        lease_token: i64,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        run(&self.pool, move |conn| find_lease(conn, task_id, lease_token)).await
+    }
+
+    /// Extends a worker's lease and keeps its heartbeat `details`: the new expiry, or `None`
+    /// when the lease no longer holds its task.
+    pub async fn extend_lease(
+        &self,
+        task_id: i64,
+        lease_token: i64,
+        lease: Duration,
+        details: Option<serde_json::Value>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        run(&self.pool, move |conn| {
+            extend_lease(conn, task_id, lease_token, lease, details.as_ref())
+        })
+        .await
+    }
+
+    /// Gives a worker's lease back: the task is `next` at once, the attempt uncounted.
+    pub async fn release_lease(
+        &self,
+        task_id: i64,
+        lease_token: i64,
+        next: TaskState,
+    ) -> Result<bool, StoreError> {
+        run(&self.pool, move |conn| {
+            release_lease(conn, task_id, lease_token, next)
+        })
+        .await
+    }
 }
 
 fn millis(duration: Duration) -> i64 {

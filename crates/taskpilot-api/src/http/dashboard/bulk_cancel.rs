@@ -13,8 +13,6 @@ use super::{html_page, PageError};
 use crate::domain::api_key::Principal;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::store::web_tasks as web_task_store;
-use crate::store::{self};
 
 /// The most executions one bulk cancel reaches; a wider filter is refused, to be narrowed.
 const BULK_LIMIT: usize = 1000;
@@ -32,10 +30,7 @@ async fn cancelable(
     query.cursor = None;
     let (mut filter, _) = query.into_filter(principal.tenant.clone(), &state.cursor_key)?;
     filter.unfinished_only = true;
-    let rows = store::run(&state.pool, move |conn| {
-        web_task_store::list_web_tasks(conn, &filter, BULK_LIMIT as i64 + 1)
-    })
-    .await?;
+    let rows = state.web_tasks.list(filter, BULK_LIMIT as i64 + 1).await?;
     Ok(rows.into_iter().map(|(row, _)| row.id).collect())
 }
 

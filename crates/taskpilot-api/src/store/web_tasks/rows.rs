@@ -1,7 +1,7 @@
-//! Queries on `web_tasks`. The binding is written once, guarded by "still unbound", so
-//! concurrent binds of one web task cannot both win; the bind also links the mirrored
-//! execution, and reads return each web task with it. Creates and binds take many web tasks
-//! in one statement, for the grouped access (`grouped_web_tasks`).
+//! The statements on `web_tasks`. The binding is written once, guarded by "still unbound",
+//! so concurrent binds of one web task cannot both win; the bind also links the mirrored
+//! execution, and reads return each web task with it. Reads, creates and binds take many web
+//! tasks in one statement, for the groups `WebTasks` forms.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -10,11 +10,11 @@ use dtp_contract::TaskStatus;
 use service_runtime::group_commit::rows_in_order_of;
 use service_runtime::prepared::Prepared;
 
-use super::schema::{task_executions, web_tasks};
-use super::task_executions::{bind_link_columns, ExecutionRow, LINK_BOUND_SQL};
-use super::StoreError;
 use crate::domain::binding::Binding;
 use crate::domain::{ExecutionRecord, NewWebTask, WebTaskStatus};
+use crate::store::schema::{task_executions, web_tasks};
+use crate::store::task_executions::{bind_link_columns, ExecutionRow, LINK_BOUND_SQL};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = web_tasks)]
