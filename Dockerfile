@@ -9,7 +9,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/dtp-contract/Cargo.toml crates/dtp-contract/
 COPY crates/dtp-engine/Cargo.toml crates/dtp-engine/
 COPY crates/taskpilot-api/Cargo.toml crates/taskpilot-api/
-COPY crates/service-runtime/Cargo.toml crates/service-runtime/
+COPY crates/service-postgres/Cargo.toml crates/service-postgres/
+COPY crates/service-http/Cargo.toml crates/service-http/
+COPY crates/service-process/Cargo.toml crates/service-process/
 COPY crates/dtp-chaos/Cargo.toml crates/dtp-chaos/
 COPY crates/dtp-bench/Cargo.toml crates/dtp-bench/
 COPY crates/dtp-client/Cargo.toml crates/dtp-client/

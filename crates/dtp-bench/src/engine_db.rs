@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
-use service_runtime::database::{self, DatabaseUrl};
+use service_postgres::database::{self, DatabaseUrl};
 
 /// How long a seeded task may run (`timeout_ms`), the engine's default for its types.
 const SEEDED_TIMEOUT_MS: i32 = 300_000;

@@ -21,7 +21,7 @@ mod services;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use service_runtime::database::DatabaseUrl;
+use service_postgres::database::DatabaseUrl;
 
 pub use plan::Plan;
 use plan::PlanArgs;

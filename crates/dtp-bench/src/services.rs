@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dtp_chaos::credentials::{client_with, taskpilot_admin_key, Credentials};
 use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
-use service_runtime::database::{self, DatabaseUrl};
+use service_postgres::database::{self, DatabaseUrl};
 
 use crate::engine_db::EngineDatabase;
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use diesel::prelude::*;
 use rand::Rng;
-use service_runtime::database::{self, DatabaseUrl};
+use service_postgres::database::{self, DatabaseUrl};
 
 use dtp_chaos::credentials::Credentials;
 use dtp_chaos::invariants;

@@ -11,7 +11,7 @@ use clap::Args;
 use diesel::prelude::*;
 use rand::Rng;
 use serde_json::{json, Value};
-use service_runtime::database::{self, DatabaseUrl};
+use service_postgres::database::{self, DatabaseUrl};
 
 use dtp_chaos::credentials::{client_with, taskpilot_admin_key, Credentials};
 use dtp_chaos::invariants::count;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dtp_contract::{ChangeEvent, EventKind, RetryState, TaskStatus};
-use service_runtime::PgPool;
+use service_postgres::PgPool;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 

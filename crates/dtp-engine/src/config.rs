@@ -1,8 +1,8 @@
 //! Engine settings, read once from the environment at start-up (`DTP_*`).
 
-use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
-use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
-use service_runtime::rate_limit::Quota;
+use service_http::http_errors::DEFAULT_MAX_BODY_BYTES;
+use service_http::rate_limit::Quota;
+use service_process::env_config::{self, in_range, ConfigError, SettingSource};
 
 use crate::domain::lease::MAX_WAIT_MS;
 use crate::domain::RetryPolicy;
@@ -147,20 +147,20 @@ impl EngineConfig {
                 }
             },
             api_tokens_file: source.get("DTP_API_TOKENS_FILE"),
-            cors_origins: service_runtime::cross_origin::origins(source, "DTP_CORS_ORIGINS")?,
+            cors_origins: service_http::cross_origin::origins(source, "DTP_CORS_ORIGINS")?,
             max_connections: env_config::parsed(
                 source,
                 "DTP_MAX_CONNECTIONS",
-                service_runtime::connections::DEFAULT_MAX_CONNECTIONS,
+                service_http::connections::DEFAULT_MAX_CONNECTIONS,
                 |n| in_range(*n, 1, 1_000_000),
             )?,
             body_budget_bytes: env_config::parsed(
                 source,
                 "DTP_BODY_BUDGET_BYTES",
-                service_runtime::body_budget::DEFAULT_BODY_BUDGET_BYTES,
+                service_http::body_budget::DEFAULT_BODY_BUDGET_BYTES,
                 |n| in_range(*n, 1024 * 1024, 64 * 1024 * 1024 * 1024),
             )?,
-            rate_limit: service_runtime::rate_limit::quota(source, "DTP", DEFAULT_RATE_LIMIT_PER_SEC)?,
+            rate_limit: service_http::rate_limit::quota(source, "DTP", DEFAULT_RATE_LIMIT_PER_SEC)?,
             lease_max_wait_ms: env_config::parsed(source, "DTP_LEASE_MAX_WAIT_MS", MAX_WAIT_MS, |n| {
                 if (0..=MAX_WAIT_MS).contains(n) {
                     Ok(())
@@ -175,7 +175,7 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use service_runtime::env_config::FixedSettings;
+    use service_process::env_config::FixedSettings;
     use std::time::Duration;
 
     #[test]

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use dtp_engine::config::EngineConfig;
-use service_runtime::env_config::ProcessEnv;
-use service_runtime::healthcheck;
+use service_process::env_config::ProcessEnv;
+use service_process::healthcheck;
 
 // jemalloc's background threads hand freed memory back to the system within seconds, where
 // the system allocator keeps what a burst of large bodies took (bench/RESULTS.md, large-bodies).

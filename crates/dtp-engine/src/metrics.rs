@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use service_runtime::metrics::latency_histograms;
+use service_http::metrics::latency_histograms;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,7 +83,7 @@ impl EngineMetrics {
             live_tasks: Family::default(),
             oldest_due_pending_age: Gauge::default(),
             tasks_finished: Family::default(),
-            pickup_latency: Histogram::new(service_runtime::metrics::latency_buckets()),
+            pickup_latency: Histogram::new(service_http::metrics::latency_buckets()),
             attempt_duration: latency_histograms(),
             retries_scheduled: Family::default(),
             rescues: Counter::default(),

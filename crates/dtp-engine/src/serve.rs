@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use service_runtime::env_config::ProcessEnv;
-use service_runtime::error_line;
-use service_runtime::telemetry;
+use service_process::env_config::ProcessEnv;
+use service_process::error_line;
+use service_process::telemetry;
 
 use crate::config::EngineConfig;
 use crate::startup::{Application, EngineBuilder};

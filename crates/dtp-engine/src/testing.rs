@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4};
-use service_runtime::env_config::FixedSettings;
-use service_runtime::testing::TestDatabase;
+use service_postgres::testing::TestDatabase;
+use service_process::env_config::FixedSettings;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +106,7 @@ impl TestEngine {
         types: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            service_runtime::telemetry::init("info");
+            service_process::telemetry::init("info");
         }
         let mut config = test_config(database.url());
         tweak(&mut config);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rand::Rng as _;
-use service_runtime::notifications::{Listener, Subscriber};
-use service_runtime::PgPool;
+use service_postgres::notifications::{Listener, Subscriber};
+use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::api_key::{

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use service_runtime::env_config::{self, in_range, ConfigError, SettingSource};
-use service_runtime::http_errors::DEFAULT_MAX_BODY_BYTES;
-use service_runtime::rate_limit::Quota;
+use service_http::http_errors::DEFAULT_MAX_BODY_BYTES;
+use service_http::rate_limit::Quota;
+use service_process::env_config::{self, in_range, ConfigError, SettingSource};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/webdb";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8081";
@@ -92,20 +92,20 @@ impl TaskPilotConfig {
                 in_range(*n, 1, 100 * 365 * 24)
             })
             .map(|hours: usize| Duration::from_secs(hours as u64 * 3_600))?,
-            cors_origins: service_runtime::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
+            cors_origins: service_http::cross_origin::origins(source, "TASKPILOT_CORS_ORIGINS")?,
             max_connections: env_config::parsed(
                 source,
                 "TASKPILOT_MAX_CONNECTIONS",
-                service_runtime::connections::DEFAULT_MAX_CONNECTIONS,
+                service_http::connections::DEFAULT_MAX_CONNECTIONS,
                 |n| in_range(*n, 1, 1_000_000),
             )?,
             body_budget_bytes: env_config::parsed(
                 source,
                 "TASKPILOT_BODY_BUDGET_BYTES",
-                service_runtime::body_budget::DEFAULT_BODY_BUDGET_BYTES,
+                service_http::body_budget::DEFAULT_BODY_BUDGET_BYTES,
                 |n| in_range(*n, 1024 * 1024, 64 * 1024 * 1024 * 1024),
             )?,
-            rate_limit: service_runtime::rate_limit::quota(source, "TASKPILOT", DEFAULT_RATE_LIMIT_PER_SEC)?,
+            rate_limit: service_http::rate_limit::quota(source, "TASKPILOT", DEFAULT_RATE_LIMIT_PER_SEC)?,
             http_workers: env_config::parsed(source, "TASKPILOT_HTTP_WORKERS", DEFAULT_HTTP_WORKERS, |n| {
                 in_range(*n, 1, 64)
             })?,
@@ -137,7 +137,7 @@ impl TaskPilotConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use service_runtime::env_config::FixedSettings;
+    use service_process::env_config::FixedSettings;
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {

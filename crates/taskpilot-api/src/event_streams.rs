@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use dtp_contract::TaskStatus;
 use serde::Serialize;
-use service_runtime::notifications::{Listener, Subscriber};
-use service_runtime::PgPool;
+use service_postgres::notifications::{Listener, Subscriber};
+use service_postgres::PgPool;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use futures_util::stream::{self, StreamExt};
-use service_runtime::dedicated_connection::DedicatedConnection;
-use service_runtime::request_trace::RequestContext;
-use service_runtime::PgPool;
+use service_http::request_trace::RequestContext;
+use service_postgres::dedicated_connection::DedicatedConnection;
+use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::ExecutionRecord;
@@ -149,16 +149,14 @@ impl ExecutionFollower {
         let leading = self
             .leader
             .run(|conn| diesel::sql_query(FOLLOWER_LOCK).get_result::<Leading>(conn))
-            .await
-            .map_err(StoreError::from)?;
+            .await?;
         if !leading.leading {
             return Ok(Round::NotLeading);
         }
         let position = self
             .leader
             .run(|conn| execution_store::feed_position(conn, SCHEDULER_FEED))
-            .await
-            .map_err(StoreError::from)?;
+            .await?;
         let Some(after) = position else {
             return self.reconcile(None).await;
         };
@@ -185,8 +183,7 @@ impl ExecutionFollower {
                     &page.next_cursor,
                 ))
             })
-            .await
-            .map_err(StoreError::from)??;
+            .await??;
         if applied {
             if count > 0 {
                 let apply_ms = apply_started.elapsed().as_secs_f64() * 1_000.0;
@@ -236,8 +233,7 @@ impl ExecutionFollower {
             .run(move |conn| {
                 execution_store::move_feed_position(conn, SCHEDULER_FEED, expected.as_deref(), &latest)
             })
-            .await
-            .map_err(StoreError::from)?;
+            .await?;
         tracing::info!(
             tasks = reconciled,
             moved,

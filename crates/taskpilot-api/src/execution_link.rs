@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use dtp_contract::CreateTaskRequest;
-use service_runtime::request_trace::RequestContext;
+use service_http::request_trace::RequestContext;
 
 use crate::domain::binding::{idempotency_key, Binding};
 use crate::domain::web_task::validate_scheduler_type;

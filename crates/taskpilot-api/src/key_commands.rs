@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use service_runtime::database::{self, DatabaseUrl};
+use service_postgres::database::{self, DatabaseUrl};
 
 use crate::api_keys::{ApiKeys, KeyRequest};
 use crate::domain::api_key::parse_scopes;

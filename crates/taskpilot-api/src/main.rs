@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use service_runtime::env_config::ProcessEnv;
-use service_runtime::{error_line, healthcheck, telemetry};
+use service_process::env_config::ProcessEnv;
+use service_process::{error_line, healthcheck, telemetry};
 use taskpilot_api::config::TaskPilotConfig;
 use taskpilot_api::key_commands::{self, KeyCommand};
 use taskpilot_api::startup::Application;

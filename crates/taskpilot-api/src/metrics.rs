@@ -1,12 +1,12 @@
 //! TaskPilot's own Prometheus metrics: every call to the scheduler, by operation and
-//! outcome, with its latency. HTTP request metrics come from `service_runtime::metrics`.
+//! outcome, with its latency. HTTP request metrics come from `service_http::metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use service_runtime::metrics::latency_histograms;
+use service_http::metrics::latency_histograms;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {

@@ -8,7 +8,7 @@ use crate::metrics::{CallLabels, SchedulerMetrics};
 
 use dtp_client::{DtpClient, DtpError, UNEXPLAINED_REFUSAL};
 use dtp_contract::{AttemptResponse, CreateTaskRequest, EventPage, TaskResponse, TaskTypeList};
-use service_runtime::request_trace::RequestContext;
+use service_http::request_trace::RequestContext;
 
 /// The scheduler did not give us what we asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,11 +6,12 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use service_runtime::body_budget::BodyBudget;
-use service_runtime::database::{self, BootstrapError, DatabaseUrl};
-use service_runtime::metrics::{HttpMetrics, MetricsRegistry};
-use service_runtime::rate_limit::RateLimiter;
-use service_runtime::{connections, cross_origin, deployment_secrets, http_errors, request_trace, PgPool};
+use service_http::body_budget::BodyBudget;
+use service_http::metrics::{HttpMetrics, MetricsRegistry};
+use service_http::rate_limit::RateLimiter;
+use service_http::{connections, cross_origin, deployment_secrets, http_errors, request_trace};
+use service_postgres::database::{self, BootstrapError, DatabaseUrl};
+use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::api_keys::ApiKeys;

@@ -29,7 +29,7 @@ impl ExternalTask for Noop {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_runtime::telemetry::init("info");
+    service_process::telemetry::init("info");
     let url = std::env::var("DTP_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let concurrency = match std::env::var("WORKER_CONCURRENCY") {
         Ok(n) => n.parse()?,
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        service_runtime::telemetry::shutdown_signal().await;
+        service_process::telemetry::shutdown_signal().await;
         stop.cancel();
     });
     WorkerRuntime::new(client, format!("bench-worker-{}", std::process::id()))

@@ -12,9 +12,9 @@ use actix_web::http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use service_runtime::body_budget;
-use service_runtime::http_errors::json_error;
-use service_runtime::rate_limit::RateLimiter;
+use service_http::body_budget;
+use service_http::http_errors::json_error;
+use service_http::rate_limit::RateLimiter;
 
 use crate::domain::access::{Access, Caller};
 use crate::service_tokens::ServiceTokens;

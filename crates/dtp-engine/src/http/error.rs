@@ -3,8 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use service_runtime::http_errors::json_error;
-use service_runtime::page_cursor::ListingParamError;
+use service_http::http_errors::json_error;
+use service_http::page_cursor::ListingParamError;
 
 use crate::cancellation::CancelError;
 use crate::domain::{BatchError, BatchValidationError, IllegalTransition, TaskValidationError};
@@ -39,7 +39,7 @@ pub enum ApiError {
     Lease(LeaseError),
     /// 429: over the caller's quota.
     #[error(transparent)]
-    RateLimited(#[from] service_runtime::rate_limit::RateLimited),
+    RateLimited(#[from] service_http::rate_limit::RateLimited),
     /// 503: the database cannot be reached.
     #[error("the task database is unavailable; try again shortly")]
     Unavailable,
@@ -196,11 +196,11 @@ impl From<StoreError> for ApiError {
 
 /// Parses a task id from the path: a positive integer.
 pub fn parse_task_id(raw: &str) -> Result<i64, ApiError> {
-    service_runtime::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
+    service_http::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
         code: "INVALID_ID",
         message: format!(
             "task id must be a positive integer in decimal, got {:?}",
-            service_runtime::http_errors::shown(raw)
+            service_http::http_errors::shown(raw)
         ),
     })
 }

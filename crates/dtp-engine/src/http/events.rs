@@ -3,8 +3,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use dtp_contract::{ErrorBody, EventPage};
 use serde::Deserialize;
-use service_runtime::connections::ClientSocket;
-use service_runtime::http_errors::shown;
+use service_http::connections::ClientSocket;
+use service_http::http_errors::shown;
 
 use super::error::ApiError;
 use super::AppState;

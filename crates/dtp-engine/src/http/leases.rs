@@ -10,7 +10,7 @@ use dtp_contract::{
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::access::Caller;
-use service_runtime::connections::ClientSocket;
+use service_http::connections::ClientSocket;
 
 #[utoipa::path(
     post, path = "/leases", tag = "workers",

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use service_runtime::page_cursor::CursorKey;
-use service_runtime::rate_limit::RateLimiter;
-use service_runtime::{http_errors, PgPool};
+use service_http::http_errors;
+use service_http::page_cursor::CursorKey;
+use service_http::rate_limit::RateLimiter;
+use service_postgres::PgPool;
 
 use crate::change_feed::ChangeFeed;
 use crate::leasing::WorkerLeases;

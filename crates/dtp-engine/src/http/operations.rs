@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use diesel_migrations::MigrationHarness;
-use service_runtime::metrics::MetricsRegistry;
-use service_runtime::PgPool;
+use service_http::metrics::MetricsRegistry;
+use service_postgres::PgPool;
 
 use crate::metrics::{EngineMetrics, SlotLabels, TypeLabels, TypeStatusLabels};
 use crate::startup::MIGRATIONS;
@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>
                 .route(web::get().to(openapi_json)),
         )
         .service(web::resource("/docs").wrap(admins()).route(web::get().to(docs)))
-        .configure(service_runtime::api_docs::configure_assets);
+        .configure(service_http::api_docs::configure_assets);
 }
 
 #[utoipa::path(
@@ -187,7 +187,7 @@ impl EngineApiDoc {
                 }
             }
         }
-        service_runtime::openapi::require_bearer(
+        service_http::openapi::require_bearer(
             &mut description,
             "A service token of the role the operation needs (submitter, worker or admin)",
             &["/healthz", "/readyz"],
@@ -207,5 +207,5 @@ pub async fn openapi_json(ops: web::Data<Operations>) -> HttpResponse {
     responses((status = 200, description = "Browsable API documentation", body = String, content_type = "text/html")))]
 /// `GET /docs`: a browsable view of `/openapi.json`.
 pub async fn docs() -> HttpResponse {
-    service_runtime::api_docs::page("DTP engine")
+    service_http::api_docs::page("DTP engine")
 }

@@ -7,7 +7,7 @@ use dtp_contract::{
     TaskResponse, TaskStatus,
 };
 use serde::Deserialize;
-use service_runtime::page_cursor::{check_type_filter, CursorKey, PageRequest};
+use service_http::page_cursor::{check_type_filter, CursorKey, PageRequest};
 
 use super::error::{parse_task_id, ApiError};
 use super::AppState;
@@ -155,7 +155,7 @@ impl ListTasksQuery {
                 message: format!(
                     "status must be one of {}, got {:?}",
                     TaskStatus::ALL.map(TaskStatus::as_str).join(", "),
-                    service_runtime::http_errors::shown(raw)
+                    service_http::http_errors::shown(raw)
                 ),
             })?),
         };

@@ -8,5 +8,5 @@ pub mod task_events;
 pub mod task_stats;
 pub mod tasks;
 
-pub use service_runtime::database::{run, StoreError};
-pub use service_runtime::PgPool;
+pub use service_postgres::database::{run, StoreError};
+pub use service_postgres::PgPool;

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
-use service_runtime::prepared::Prepared;
+use service_postgres::prepared::Prepared;
 
 use crate::domain::feed_position::{FeedPosition, PageBounds};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use diesel::{PgConnection, QueryResult};
 use dtp_contract::TaskStatus;
-use service_runtime::PgPool;
+use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{self, task_events as event_store, tasks as task_store, StoreError};

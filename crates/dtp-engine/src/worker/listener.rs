@@ -4,7 +4,7 @@
 //! fallback when notifications are lost (listener reconnecting, database restarting). Every
 //! wake-up also wakes the change feed's waiting readers.
 
-use service_runtime::notifications::{Listener, Subscriber};
+use service_postgres::notifications::{Listener, Subscriber};
 use tokio_util::sync::CancellationToken;
 
 use super::Worker;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dtp_contract::TaskStatus;
-use service_runtime::dedicated_connection::DedicatedConnection;
+use service_postgres::dedicated_connection::DedicatedConnection;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -10,7 +10,7 @@ use dtp_engine::config::EngineConfig;
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use service_runtime::rate_limit::Quota;
+use service_http::rate_limit::Quota;
 
 use crate::api::{expect_error, EngineApi};
 use crate::sql;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use dtp_engine::testing::TestEngine;
-use service_runtime::connections::IDLE_LIMIT;
+use service_http::connections::IDLE_LIMIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -10,8 +10,8 @@ use dtp_contract::TaskStatus;
 use dtp_engine::domain::new_task::{IDEMPOTENCY_KEY_MAX_CHARS, MAX_ATTEMPTS_RANGE, TIMEOUT_MS_RANGE};
 use dtp_engine::domain::task_batch::MAX_BATCH_TASKS;
 use dtp_engine::testing::TestEngine;
-use service_runtime::page_cursor::CURSOR_PATTERN;
-use service_runtime::testing::api_spec;
+use service_http::page_cursor::CURSOR_PATTERN;
+use service_http::testing::api_spec;
 
 async fn scrape(api: &EngineApi) -> String {
     let response = api.client().get(api.url("/metrics")).send().await.unwrap();

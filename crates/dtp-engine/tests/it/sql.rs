@@ -9,7 +9,7 @@ use dtp_engine::domain::CLAIMED;
 use dtp_engine::store::attempts::{self, AttemptRow};
 use dtp_engine::store::schema::{task_attempts, tasks};
 use dtp_engine::store::tasks::{claim_due_tasks, find_task, TaskRow};
-use service_runtime::testing::TestDatabase;
+use service_postgres::testing::TestDatabase;
 
 #[derive(QueryableByName)]
 struct Count {

@@ -7,7 +7,7 @@ use dtp_contract::{RetryState, TaskResponse, TaskStatus};
 use dtp_engine::testing::TestEngine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use service_runtime::testing::doubles;
+use service_http::testing::doubles;
 
 use crate::api::{assert_wire_timestamp, expect_error, EngineApi};
 use crate::{sql, stepped};

@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use dtp_engine::startup::Application;
 use dtp_engine::testing::TestEngine;
 use serde_json::json;
-use service_runtime::postgres_tls::TlsSettings;
-use service_runtime::testing::tls_cluster::TlsCluster;
+use service_postgres::postgres_tls::TlsSettings;
+use service_postgres::testing::tls_cluster::TlsCluster;
 
 use crate::api::EngineApi;
 use crate::sql::count;

@@ -13,9 +13,9 @@ use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHEN
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use service_runtime::body_budget;
-use service_runtime::http_errors::json_error;
-use service_runtime::rate_limit::RateLimiter;
+use service_http::body_budget;
+use service_http::http_errors::json_error;
+use service_http::rate_limit::RateLimiter;
 
 use crate::api_keys::ApiKeys;
 use crate::domain::api_key::{Principal, Scope};

@@ -6,8 +6,8 @@ use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use dtp_contract::shown;
-use service_runtime::http_errors::json_error;
-use service_runtime::page_cursor::ListingParamError;
+use service_http::http_errors::json_error;
+use service_http::page_cursor::ListingParamError;
 
 use crate::domain::WebTaskValidationError;
 use crate::execution_link::{LinkError, SchedulerCall};
@@ -219,7 +219,7 @@ impl From<StoreError> for ApiError {
 
 /// Parses a web task id from the path: a positive integer.
 pub fn parse_web_task_id(raw: &str) -> Result<i64, ApiError> {
-    service_runtime::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
+    service_http::http_errors::parse_positive_id(raw).ok_or_else(|| ApiError::BadRequest {
         code: "INVALID_ID",
         message: format!(
             "task id must be a positive integer in decimal, got {:?}",

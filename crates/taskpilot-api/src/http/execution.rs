@@ -5,7 +5,7 @@
 use actix_web::{web, HttpResponse};
 use dtp_contract::ErrorBody;
 use serde::Deserialize;
-use service_runtime::request_trace::RequestContext;
+use service_http::request_trace::RequestContext;
 
 use super::error::{parse_web_task_id, ApiError};
 use super::tasks::{ExecutionSummary, WebTaskResponse};

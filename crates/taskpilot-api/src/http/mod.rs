@@ -13,8 +13,9 @@ mod tasks;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use service_runtime::page_cursor::CursorKey;
-use service_runtime::{http_errors, PgPool};
+use service_http::http_errors;
+use service_http::page_cursor::CursorKey;
+use service_postgres::PgPool;
 
 use crate::api_keys::ApiKeys;
 use crate::event_streams::EventStreams;

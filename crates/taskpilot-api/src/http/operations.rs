@@ -6,8 +6,8 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpResponse};
 use diesel_migrations::MigrationHarness;
 use serde_json::json;
-use service_runtime::metrics::MetricsRegistry;
-use service_runtime::PgPool;
+use service_http::metrics::MetricsRegistry;
+use service_postgres::PgPool;
 
 use crate::domain::api_key::Scope;
 use crate::scheduler_client::SchedulerClient;
@@ -37,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>
                 .route(web::get().to(openapi_json)),
         )
         .service(web::resource("/docs").wrap(admin()).route(web::get().to(docs)))
-        .configure(service_runtime::api_docs::configure_assets);
+        .configure(service_http::api_docs::configure_assets);
 }
 
 #[utoipa::path(
@@ -136,7 +136,7 @@ impl TaskPilotApiDoc {
         let scopes = &mut description["components"]["schemas"]["CreateKeyRequest"]["properties"]["scopes"];
         scopes["items"]["enum"] = serde_json::json!(Scope::ALL.map(Scope::as_str));
         scopes["uniqueItems"] = serde_json::json!(true);
-        service_runtime::openapi::require_bearer(
+        service_http::openapi::require_bearer(
             &mut description,
             "An API key, tp_<id>_<secret>, with the scope the operation needs",
             &["/healthz", "/readyz"],
@@ -149,5 +149,5 @@ impl TaskPilotApiDoc {
     responses((status = 200, description = "Browsable API documentation", body = String, content_type = "text/html")))]
 /// `GET /docs`: a browsable view of `/openapi.json`.
 pub async fn docs() -> HttpResponse {
-    service_runtime::api_docs::page("TaskPilot")
+    service_http::api_docs::page("TaskPilot")
 }

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use dtp_contract::{shown, ErrorBody, RetryState, TaskStatus};
 use serde::{Deserialize, Serialize};
-use service_runtime::page_cursor::{check_type_filter, CursorKey, PageRequest};
+use service_http::page_cursor::{check_type_filter, CursorKey, PageRequest};
 
 use super::error::{parse_web_task_id, ApiError};
 use super::{AppState, WebTaskIdParam};

@@ -10,5 +10,5 @@ pub mod schema;
 pub mod task_executions;
 pub mod web_tasks;
 
-pub use service_runtime::database::{run, StoreError};
-pub use service_runtime::PgPool;
+pub use service_postgres::database::{run, StoreError};
+pub use service_postgres::PgPool;

@@ -2,8 +2,8 @@
 //! and every answer they give is one it documents.
 
 use serde_json::{json, Value};
-use service_runtime::page_cursor::CURSOR_PATTERN;
-use service_runtime::testing::api_spec;
+use service_http::page_cursor::CURSOR_PATTERN;
+use service_http::testing::api_spec;
 
 use crate::harness::TestSystem;
 

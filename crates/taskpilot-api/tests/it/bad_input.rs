@@ -192,7 +192,7 @@ async fn payloads_the_scheduler_would_refuse_are_refused_at_create() {
 /// Doubles in a payload keep every bit: in TaskPilot's record and in the DTP task a bind makes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_numbers_come_back_exactly_as_sent() {
-    use service_runtime::testing::doubles;
+    use service_http::testing::doubles;
 
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let sent = doubles::spread();

@@ -9,8 +9,8 @@ use dtp_engine::config::EngineConfig;
 use dtp_engine::startup::EngineBuilder;
 use dtp_engine::testing::TestEngine;
 use serde_json::Value;
-use service_runtime::env_config::FixedSettings;
-use service_runtime::testing::TestDatabase;
+use service_postgres::testing::TestDatabase;
+use service_process::env_config::FixedSettings;
 use taskpilot_api::config::TaskPilotConfig;
 use taskpilot_api::startup::Application;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,7 @@ impl TestTaskPilot {
         tweak: impl FnOnce(&mut TaskPilotConfig),
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            service_runtime::telemetry::init("info");
+            service_process::telemetry::init("info");
         }
         let mut config = test_config(&database, scheduler_url);
         tweak(&mut config);

@@ -447,7 +447,7 @@ async fn each_key_has_its_own_quota() {
     let dtp = TestEngine::spawn_with(|c| c.worker_enabled = false).await;
     let taskpilot = TestTaskPilot::spawn(dtp.base_url(), |c| {
         c.auth_enabled = true;
-        c.rate_limit = service_runtime::rate_limit::Quota {
+        c.rate_limit = service_http::rate_limit::Quota {
             per_second: 1,
             burst: 2,
         };

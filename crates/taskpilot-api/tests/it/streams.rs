@@ -220,7 +220,7 @@ async fn the_tenant_stream_shows_only_its_tenant_and_resumes_after_the_last_even
 
 /// A web task of tenant `default` bound to scheduler task 1, with `events` applied events
 /// (none terminal), written as the follower would.
-fn applied_events(database: &service_runtime::testing::TestDatabase, events: i64) {
+fn applied_events(database: &service_postgres::testing::TestDatabase, events: i64) {
     use diesel::connection::SimpleConnection;
     database
         .connect()
@@ -244,9 +244,9 @@ async fn a_consumer_that_falls_behind_is_dropped_and_an_idle_stream_is_kept_aliv
     let web = TestTaskPilot::spawn(dtp.base_url(), |_| {}).await;
     let backlog = STREAM_BUFFER as i64 + 50;
     applied_events(&web.database, backlog);
-    let url = service_runtime::database::DatabaseUrl::parse(&web.database.url()).unwrap();
+    let url = service_postgres::database::DatabaseUrl::parse(&web.database.url()).unwrap();
     let pool = tokio::task::spawn_blocking(move || {
-        service_runtime::database::bootstrap(&url, taskpilot_api::startup::MIGRATIONS, 4)
+        service_postgres::database::bootstrap(&url, taskpilot_api::startup::MIGRATIONS, 4)
     })
     .await
     .unwrap()

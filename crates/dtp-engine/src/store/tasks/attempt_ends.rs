@@ -5,7 +5,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bytea, Jsonb, Nullable, Text};
-use service_runtime::prepared::Prepared;
+use service_postgres::prepared::Prepared;
 use std::time::Duration;
 
 use super::plans::Planning;

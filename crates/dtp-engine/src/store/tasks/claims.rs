@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use dtp_contract::TaskStatus;
-use service_runtime::prepared::Prepared;
+use service_postgres::prepared::Prepared;
 use std::time::Duration;
 
 use super::plans::Planning;

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use diesel::{PgConnection, QueryResult};
-use service_runtime::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES};
-use service_runtime::PgPool;
+use service_postgres::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES};
+use service_postgres::PgPool;
 
 use super::{find_tasks, finish_attempts, insert_each_task, AttemptEnd, Inserted, LeaseGuard, TaskRow};
 use crate::domain::NewTask;

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz};
-use service_runtime::prepared::Prepared;
+use service_postgres::prepared::Prepared;
 use std::collections::{HashMap, VecDeque};
 
 use super::{TaskRow, TASK_ROW_COLUMNS};

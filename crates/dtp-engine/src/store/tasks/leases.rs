@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
 use dtp_contract::TaskStatus;
-use service_runtime::prepared::Prepared;
+use service_postgres::prepared::Prepared;
 use std::time::Duration;
 
 use super::claims::{due_of_type, under_type_lock, TypeClaim};

@@ -18,8 +18,8 @@ mod rows;
 use std::time::Duration;
 
 use dtp_contract::TaskStatus;
-use service_runtime::dedicated_connection::DedicatedConnection;
-use service_runtime::PgPool;
+use service_postgres::dedicated_connection::DedicatedConnection;
+use service_postgres::PgPool;
 
 pub use attempt_ends::{finish_attempt, finish_attempts, AttemptEnd, LeaseGuard};
 pub use claims::{

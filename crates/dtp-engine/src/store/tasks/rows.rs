@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use dtp_contract::{RetryState, TaskResponse, TaskStatus};
-use service_runtime::group_commit::rows_in_order_of;
-use service_runtime::prepared::Prepared;
+use service_postgres::group_commit::rows_in_order_of;
+use service_postgres::prepared::Prepared;
 
 use crate::domain::new_task::SubmittedAs;
 use crate::domain::{AttemptOutcome, TaskState};

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use maud::html;
 use serde::Deserialize;
-use service_runtime::request_trace::RequestContext;
+use service_http::request_trace::RequestContext;
 
 use super::task_list::TaskFilter;
 use super::{html_page, PageError};

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use dtp_contract::{TaskStatus, TaskTypeInfo};
 use maud::{html, Markup};
 use serde::Deserialize;
-use service_runtime::request_trace::RequestContext;
+use service_http::request_trace::RequestContext;
 
 use super::layout::{self, page, Section, Viewer};
 use super::{html_page, is_partial, load_page, PageError};

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use service_runtime::request_trace::RequestContext;
+use service_http::request_trace::RequestContext;
 
 use super::layout::{self, page, Section, Viewer};
 use super::task_list::{registered_types, type_choice};

@@ -5,8 +5,8 @@
 
 mod rows;
 
-use service_runtime::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES};
-use service_runtime::PgPool;
+use service_postgres::group_commit::{GroupCommit, GroupSize, DEFAULT_GROUP_BYTES};
+use service_postgres::PgPool;
 
 pub use rows::{
     bind_each_if_unbound, find_web_tasks, insert_web_tasks, list_web_tasks, BindingWithExecution,

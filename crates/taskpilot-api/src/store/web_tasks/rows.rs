@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text};
 use dtp_contract::TaskStatus;
-use service_runtime::group_commit::rows_in_order_of;
-use service_runtime::prepared::Prepared;
+use service_postgres::group_commit::rows_in_order_of;
+use service_postgres::prepared::Prepared;
 
 use crate::domain::binding::Binding;
 use crate::domain::{ExecutionRecord, NewWebTask, WebTaskStatus};

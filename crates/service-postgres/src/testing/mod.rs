@@ -1,12 +1,9 @@
 //! Test support. Throwaway databases: each test gets a uniquely named database on the
 //! server at `TEST_DATABASE_URL`, dropped (with its connections) when the guard drops;
 //! `migrated` copies it from a template migrated once per test process, and the first one
-//! sweeps the databases that crashed test processes left behind.
-//! `api_spec`: checks of a served OpenAPI description against the served routes; `doubles`:
-//! numbers for payload round-trip tests.
+//! sweeps the databases that crashed test processes left behind. `tls_cluster`: a private
+//! Postgres that speaks TLS only.
 
-pub mod api_spec;
-pub mod doubles;
 pub mod tls_cluster;
 
 use std::collections::HashMap;

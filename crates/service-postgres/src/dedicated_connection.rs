@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::PgConnection;
 use tokio::sync::Mutex;
 
-use crate::database::{interact_on, DbError, Pool};
+use crate::database::{run_on, Pool, StoreError};
 
 type Held = deadpool_diesel::Connection<PgConnection>;
 
@@ -32,7 +32,7 @@ impl DedicatedConnection {
 
     /// Runs `query` on the connection, taking a new one first if there is none. A
     /// connection whose query failed for any reason but the statement itself is dropped.
-    pub async fn run<T, F>(&self, query: F) -> Result<T, DbError>
+    pub async fn run<T, F>(&self, query: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T, diesel::result::Error> + Send + 'static,
@@ -42,22 +42,22 @@ impl DedicatedConnection {
             Some(conn) => conn,
             None => self.take_from_pool().await?,
         };
-        let result = interact_on(&conn, query).await;
-        if !matches!(result, Err(DbError::Unavailable(_))) {
+        let result = run_on(&conn, query).await;
+        if !matches!(result, Err(StoreError::Unavailable(_))) {
             *held = Some(conn);
         }
         result
     }
 
-    async fn take_from_pool(&self) -> Result<Held, DbError> {
+    async fn take_from_pool(&self) -> Result<Held, StoreError> {
         let pooled = self
             .pool
             .get()
             .await
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let conn = Object::take(pooled);
         let settings = self.settings;
-        interact_on(&conn, move |conn| conn.batch_execute(settings)).await?;
+        run_on(&conn, move |conn| conn.batch_execute(settings)).await?;
         Ok(conn)
     }
 }
@@ -71,7 +71,7 @@ mod tests {
         use diesel::prelude::*;
 
         use super::super::*;
-        use crate::database::interact;
+        use crate::database::run;
         use crate::testing::TestDatabase;
 
         #[derive(Debug, QueryableByName)]
@@ -100,7 +100,7 @@ mod tests {
             let own = dedicated.run(session).await.unwrap();
             assert_eq!(own.plan_cache_mode, "force_generic_plan");
             // The pool of one opened another connection in its place.
-            let pooled = interact(&pool, session).await.unwrap();
+            let pooled = run(&pool, session).await.unwrap();
             assert_eq!(pooled.plan_cache_mode, "force_custom_plan");
             assert_ne!(pooled.pid, own.pid);
         }
@@ -114,7 +114,7 @@ mod tests {
             let failed = dedicated
                 .run(|conn| diesel::sql_query("SELECT 1 / 0").execute(conn))
                 .await;
-            assert!(matches!(failed, Err(DbError::Query(_))), "{failed:?}");
+            assert!(matches!(failed, Err(StoreError::Query(_))), "{failed:?}");
             let again = dedicated.run(session).await.unwrap();
             assert_eq!(again.pid, first.pid);
         }
@@ -127,7 +127,7 @@ mod tests {
             db.end_connections();
 
             let lost = dedicated.run(session).await;
-            assert!(matches!(lost, Err(DbError::Unavailable(_))), "{lost:?}");
+            assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
             let replaced = dedicated.run(session).await.unwrap();
             assert_ne!(replaced.pid, first.pid);
             assert_eq!(replaced.plan_cache_mode, "force_generic_plan");

@@ -11,8 +11,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::HttpResponse;
 
-use crate::env_config::{ConfigError, SettingSource};
 use crate::http_errors::json_error;
+use service_process::env_config::{ConfigError, SettingSource};
 
 /// How long a browser may keep a preflight's answer, in seconds.
 const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
@@ -143,7 +143,7 @@ fn mark(headers: &mut actix_web::http::header::HeaderMap, origin: Option<HeaderV
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env_config::FixedSettings;
+    use service_process::env_config::FixedSettings;
 
     #[test]
     fn origins_are_listed_exactly() {

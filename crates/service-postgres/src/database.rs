@@ -48,17 +48,6 @@ pub enum BootstrapError {
     Pool(String),
 }
 
-/// Why a query could not be answered at run time.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// The database cannot be reached right now (down, restarting, pool exhausted).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The statement itself failed.
-    #[error(transparent)]
-    Query(#[from] diesel::result::Error),
-}
-
 /// Why a service's store could not answer (its one error type for every query).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,39 +60,40 @@ pub enum StoreError {
     CorruptRow(String),
 }
 
-impl DbError {
+impl StoreError {
     /// A failed statement: unavailable when the connection, not the statement, failed.
     pub fn of_statement(err: diesel::result::Error) -> Self {
         if is_connection_loss(&err) {
-            DbError::Unavailable(err.to_string())
+            StoreError::Unavailable(err.to_string())
         } else {
-            DbError::Query(err)
-        }
-    }
-}
-
-impl From<DbError> for StoreError {
-    fn from(err: DbError) -> Self {
-        match err {
-            DbError::Unavailable(reason) => StoreError::Unavailable(reason),
-            DbError::Query(e) => StoreError::Query(e),
+            StoreError::Query(err)
         }
     }
 }
 
 impl From<diesel::result::Error> for StoreError {
     fn from(err: diesel::result::Error) -> Self {
-        DbError::of_statement(err).into()
+        StoreError::of_statement(err)
     }
 }
 
-/// Runs store functions on a pooled connection.
+/// Runs store functions on a pooled connection: unavailable when the pool, the connection
+/// or the thread running the query failed (the connection is then never handed out again), a
+/// query error when the statement did.
 pub async fn run<T, F>(pool: &Pool, query: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 {
-    Ok(interact(pool, query).await?)
+    let conn = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let result = run_on(&conn, query).await;
+    if matches!(result, Err(StoreError::Unavailable(_))) {
+        drop(deadpool::managed::Object::take(conn));
+    }
+    result
 }
 
 /// A parsed Postgres URL split into the server part and the database name.
@@ -314,7 +304,7 @@ pub fn build_pool(db: &DatabaseUrl, max_connections: usize) -> Result<Pool, Boot
 /// (`SELECT 1`) before handing it out again. A connection back from use within the last
 /// second skips that round trip (and the blocking-thread hop it takes): on a busy service the
 /// check doubled the statements and sat on every pickup's path. One that fails in use is
-/// dropped at once (`interact`).
+/// dropped at once (`run`).
 pub struct PgManager {
     connections: deadpool_diesel::postgres::Manager,
 }
@@ -354,27 +344,9 @@ fn in_clean_state(conn: &deadpool_diesel::Connection<PgConnection>) -> bool {
     }
 }
 
-/// Runs `query` on a pooled connection, classifying failures as unavailable or query errors.
-pub async fn interact<T, F>(pool: &Pool, query: F) -> Result<T, DbError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut PgConnection) -> Result<T, diesel::result::Error> + Send + 'static,
-{
-    let conn = pool
-        .get()
-        .await
-        .map_err(|e| DbError::Unavailable(e.to_string()))?;
-    let result = interact_on(&conn, query).await;
-    if matches!(result, Err(DbError::Unavailable(_))) {
-        // Never hand this connection out again.
-        drop(deadpool::managed::Object::take(conn));
-    }
-    result
-}
-
-/// As `interact`, then closes the connection instead of returning it to the pool: after a
+/// As `run`, then closes the connection instead of returning it to the pool: after a
 /// statement of many megabytes, its buffers (which libpq never shrinks) go with it.
-pub async fn run_then_close<T, F>(pool: &Pool, query: F) -> Result<T, StoreError>
+pub(crate) async fn run_then_close<T, F>(pool: &Pool, query: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
@@ -382,26 +354,26 @@ where
     let conn = pool
         .get()
         .await
-        .map_err(|e| DbError::Unavailable(e.to_string()))?;
-    let result = interact_on(&conn, query).await;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let result = run_on(&conn, query).await;
     drop(deadpool::managed::Object::take(conn));
-    Ok(result?)
+    result
 }
 
 /// Runs `query` on `conn` on a blocking thread: unavailable when the connection, or the
 /// thread running the query, failed; a query error when the statement did.
-pub(crate) async fn interact_on<T, F>(
+pub(crate) async fn run_on<T, F>(
     conn: &deadpool_diesel::Connection<PgConnection>,
     query: F,
-) -> Result<T, DbError>
+) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection) -> Result<T, diesel::result::Error> + Send + 'static,
 {
     conn.interact(query)
         .await
-        .map_err(|e| DbError::Unavailable(format!("connection task failed: {e}")))?
-        .map_err(DbError::of_statement)
+        .map_err(|e| StoreError::Unavailable(format!("connection task failed: {e}")))?
+        .map_err(StoreError::of_statement)
 }
 
 /// True when the error says the connection, not the statement, failed.
@@ -540,7 +512,7 @@ mod tests {
 
         async fn one_connection_pool(db: &TestDatabase) -> Pool {
             let pool = db.pool(1);
-            interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn))
+            run(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn))
                 .await
                 .unwrap();
             pool
@@ -552,9 +524,9 @@ mod tests {
             let pool = one_connection_pool(&db).await;
             db.end_connections();
 
-            let first = interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
-            assert!(matches!(first, Err(DbError::Unavailable(_))), "{first:?}");
-            let second = interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
+            let first = run(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
+            assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+            let second = run(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
             assert_eq!(second.unwrap(), 1);
         }
 
@@ -568,7 +540,7 @@ mod tests {
         async fn pooled_connections_plan_each_run_for_its_parameters() {
             let db = TestDatabase::new("pool");
             let pool = one_connection_pool(&db).await;
-            let setting = interact(&pool, |conn| {
+            let setting = run(&pool, |conn| {
                 diesel::sql_query("SHOW plan_cache_mode").get_result::<Setting>(conn)
             })
             .await
@@ -583,7 +555,7 @@ mod tests {
             db.end_connections();
             tokio::time::sleep(VERIFY_AFTER_IDLE + Duration::from_millis(200)).await;
 
-            let first = interact(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
+            let first = run(&pool, |conn| diesel::sql_query("SELECT 1").execute(conn)).await;
             assert_eq!(first.unwrap(), 1, "the check replaced the dead connection unseen");
         }
     }

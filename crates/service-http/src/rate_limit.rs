@@ -35,11 +35,11 @@ impl Quota {
 /// The quota named by `<prefix>_RATE_LIMIT_PER_SEC` (0 turns limits off) and
 /// `<prefix>_RATE_LIMIT_BURST` (default: two seconds' worth).
 pub fn quota(
-    source: &dyn crate::env_config::SettingSource,
+    source: &dyn service_process::env_config::SettingSource,
     prefix: &str,
     default_per_second: u32,
-) -> Result<Quota, crate::env_config::ConfigError> {
-    use crate::env_config::parsed;
+) -> Result<Quota, service_process::env_config::ConfigError> {
+    use service_process::env_config::parsed;
     let per_second = parsed(
         source,
         &format!("{prefix}_RATE_LIMIT_PER_SEC"),
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn quotas_are_read_with_a_burst_of_two_seconds_by_default() {
-        use crate::env_config::FixedSettings;
+        use service_process::env_config::FixedSettings;
         let read = |settings: &[(&str, &str)]| quota(&FixedSettings(settings), "X", 100);
         assert_eq!(
             read(&[]).unwrap(),

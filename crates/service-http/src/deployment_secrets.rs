@@ -34,8 +34,8 @@ pub fn load_or_create(conn: &mut PgConnection, name: &str) -> QueryResult<[u8; 3
 
 /// The key that seals this deployment's listing cursors.
 pub async fn cursor_key(
-    pool: &crate::PgPool,
-) -> Result<crate::page_cursor::CursorKey, crate::database::StoreError> {
-    let bytes = crate::database::run(pool, |conn| load_or_create(conn, "cursor")).await?;
+    pool: &service_postgres::PgPool,
+) -> Result<crate::page_cursor::CursorKey, service_postgres::database::StoreError> {
+    let bytes = service_postgres::database::run(pool, |conn| load_or_create(conn, "cursor")).await?;
     Ok(crate::page_cursor::CursorKey::new(bytes))
 }
