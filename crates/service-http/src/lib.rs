@@ -3,7 +3,7 @@
 //! trace context), `metrics` (per-route counters and latencies), `rate_limit` (quotas per
 //! caller), `body_budget` and `connections` (memory and descriptor limits), `cross_origin`,
 //! `page_cursor` (listing queries and their sealed cursors, keyed by `deployment_secrets`),
-//! `openapi` and `api_docs` (the description and its page). With the `testing` feature,
+//! `openapi` and `api_docs` (the description and its page), `probes` (`/healthz`, `/readyz`). With the `testing` feature,
 //! `testing` checks a served description against the served routes.
 
 pub mod api_docs;
@@ -15,6 +15,7 @@ pub mod http_errors;
 pub mod metrics;
 pub mod openapi;
 pub mod page_cursor;
+pub mod probes;
 pub mod rate_limit;
 pub mod request_trace;
 #[cfg(feature = "testing")]

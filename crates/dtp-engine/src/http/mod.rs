@@ -110,5 +110,5 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
                 .wrap(leases())
                 .route(web::post().to(leases::release)),
         )
-        .service(web::resource("/healthz").route(web::get().to(tasks::healthz)));
+        .service(web::resource("/healthz").route(web::get().to(service_http::probes::healthz)));
 }

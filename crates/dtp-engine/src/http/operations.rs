@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
-use diesel_migrations::MigrationHarness;
+use serde_json::Map;
 use service_http::metrics::MetricsRegistry;
-use service_postgres::PgPool;
+use service_http::probes;
+use service_postgres::{readiness, PgPool};
 
 use crate::metrics::{EngineMetrics, SlotLabels, TypeLabels, TypeStatusLabels};
 use crate::startup::MIGRATIONS;
@@ -54,23 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>
 )]
 /// `GET /readyz`: 200 when the database answers and no migration is pending, else 503.
 pub async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
-    let check = store::run(&ops.pool, |conn| {
-        task_stats::ping(conn)?;
-        conn.has_pending_migration(MIGRATIONS)
-            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
-    })
-    .await;
-    match check {
-        Ok(false) => HttpResponse::Ok()
-            .json(serde_json::json!({"status": "ready", "database": "ok", "migrations": "applied"})),
-        Ok(true) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "not_ready", "database": "ok", "migrations": "pending"})),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"status": "not_ready", "database": "unavailable", "migrations": "unknown"}))
-        }
-    }
+    probes::readiness_answer(readiness::check(&ops.pool, MIGRATIONS).await, Map::new())
 }
 
 #[utoipa::path(
@@ -144,7 +129,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::leases::complete,
         super::leases::fail,
         super::leases::release,
-        super::tasks::healthz,
+        service_http::probes::healthz,
         readyz,
         metrics,
         openapi_json,

@@ -277,12 +277,3 @@ pub async fn list_attempts(
         .collect();
     Ok(HttpResponse::Ok().json(body))
 }
-
-#[utoipa::path(
-    get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"})))
-)]
-/// `GET /healthz`: the process is up (no I/O).
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}

@@ -39,8 +39,3 @@ pub fn oldest_due_pending_age(conn: &mut PgConnection) -> QueryResult<f64> {
     .get_result(conn)?;
     Ok(age.seconds.unwrap_or(0.0).max(0.0))
 }
-
-/// A trivial round trip: the database answers.
-pub fn ping(conn: &mut PgConnection) -> QueryResult<()> {
-    diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
-}

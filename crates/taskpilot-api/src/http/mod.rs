@@ -99,6 +99,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, max_b
                 .wrap(admin())
                 .route(web::delete().to(keys::revoke_key)),
         )
-        .service(web::resource("/healthz").route(web::get().to(tasks::healthz)))
+        .service(web::resource("/healthz").route(web::get().to(service_http::probes::healthz)))
         .configure(dashboard::configure);
 }

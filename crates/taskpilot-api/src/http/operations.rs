@@ -4,15 +4,14 @@
 
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpResponse};
-use diesel_migrations::MigrationHarness;
-use serde_json::json;
+use serde_json::Map;
 use service_http::metrics::MetricsRegistry;
-use service_postgres::PgPool;
+use service_http::probes;
+use service_postgres::{readiness, PgPool};
 
 use crate::domain::api_key::Scope;
 use crate::scheduler_client::SchedulerClient;
 use crate::startup::MIGRATIONS;
-use crate::store;
 
 pub struct Operations {
     pub pool: PgPool,
@@ -52,31 +51,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>
 )]
 /// `GET /readyz`: 200 when our database answers and no migration is pending, else 503.
 pub async fn readyz(ops: web::Data<Operations>) -> HttpResponse {
-    let database = store::run(&ops.pool, |conn| {
-        diesel::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), conn)?;
-        conn.has_pending_migration(MIGRATIONS)
-            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))
-    })
-    .await;
+    let database = readiness::check(&ops.pool, MIGRATIONS).await;
     let scheduler = if ops.scheduler.answers().await {
         "ok"
     } else {
         "unreachable"
     };
-    match database {
-        Ok(false) => HttpResponse::Ok().json(
-            json!({"status": "ready", "database": "ok", "migrations": "applied", "scheduler": scheduler}),
-        ),
-        Ok(true) => HttpResponse::ServiceUnavailable().json(
-            json!({"status": "not_ready", "database": "ok", "migrations": "pending", "scheduler": scheduler}),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(
-                json!({"status": "not_ready", "database": "unavailable", "migrations": "unknown", "scheduler": scheduler}),
-            )
-        }
-    }
+    let mut reported = Map::new();
+    reported.insert("scheduler".into(), scheduler.into());
+    probes::readiness_answer(database, reported)
 }
 
 #[utoipa::path(
@@ -106,7 +89,7 @@ pub async fn metrics(ops: web::Data<Operations>) -> HttpResponse {
         super::keys::create_key,
         super::keys::list_keys,
         super::keys::revoke_key,
-        super::tasks::healthz,
+        service_http::probes::healthz,
         readyz,
         metrics,
         openapi_json,

@@ -349,12 +349,3 @@ pub(super) async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(WebTaskPage { items, next_cursor })
 }
-
-#[utoipa::path(
-    get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"})))
-)]
-/// `GET /healthz`: the process is up (no I/O).
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
