@@ -1,11 +1,13 @@
-//! The HTTP side both services share, by job: `http_errors` (JSON bodies for what actix
-//! answers itself, id parsing), `request_trace` and `trace_context` (a span per request, W3C
-//! trace context), `metrics` (per-route counters and latencies), `rate_limit` (quotas per
-//! caller), `body_budget` and `connections` (memory and descriptor limits), `cross_origin`,
-//! `page_cursor` (listing queries and their sealed cursors, keyed by `deployment_secrets`),
-//! `openapi` and `api_docs` (the description and its page), `probes` (`/healthz`, `/readyz`). With the `testing` feature,
-//! `testing` checks a served description against the served routes.
+//! The HTTP side both services share, by job: `access` (the gate in front of a route that
+//! needs a caller), `http_errors` (JSON bodies for what actix answers itself, id parsing),
+//! `request_trace` and `trace_context` (a span per request, W3C trace context), `metrics`
+//! (per-route counters and latencies), `rate_limit` (quotas per caller), `body_budget` and
+//! `connections` (memory and descriptor limits), `cross_origin`, `page_cursor` (listing
+//! queries and their sealed cursors, keyed by `deployment_secrets`), `openapi` and `api_docs`
+//! (the description and its page), `probes` (`/healthz`, `/readyz`). With the `testing`
+//! feature, `testing` checks a served description against the served routes.
 
+pub mod access;
 pub mod api_docs;
 pub mod body_budget;
 pub mod connections;

@@ -5,17 +5,15 @@
 //! 429 `RATE_LIMITED` over the key's quota. The dashboard's pages (`/ui`) also take the key
 //! its sign-in left in a cookie, and send a browser without one to the sign-in page.
 
-use std::future::{ready, Ready};
+use std::future::Ready;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use service_http::body_budget;
-use service_http::http_errors::json_error;
-use service_http::rate_limit::RateLimiter;
+use service_http::access::{self as access_gate, bearer, Standing};
 
 use crate::api_keys::ApiKeys;
 use crate::domain::api_key::{Principal, Scope};
@@ -68,57 +66,19 @@ fn presented_key(request: &HttpRequest) -> Option<String> {
         .map(|cookie| cookie.value().to_owned())
 }
 
-fn bearer(request: &HttpRequest) -> Option<&str> {
-    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-}
-
 async fn require<B: MessageBody>(
     scope: Scope,
     request: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let allowed = request.extensions().get::<Principal>().map(|p| p.may(scope));
-    match allowed {
-        Some(true) => {
-            let charged = match (
-                request.app_data::<web::Data<RateLimiter>>(),
-                request.extensions().get::<Principal>(),
-            ) {
-                (Some(limiter), Some(principal)) => {
-                    limiter.charge(principal.key_id.as_deref().unwrap_or_default(), 1)
-                }
-                _ => Ok(()),
-            };
-            match charged {
-                Ok(()) => {
-                    let _share = body_budget::admit(&request).await;
-                    Ok(next.call(request).await?.map_into_left_body())
-                }
-                Err(limited) => Ok(request.into_response(limited.response()).map_into_right_body()),
-            }
-        }
-        Some(false) => {
-            let refused = json_error(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                format!("this key lacks the {} scope", scope.as_str()),
-            );
-            Ok(request.into_response(refused).map_into_right_body())
-        }
-        None => {
-            let mut refused = json_error(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "a live API key is required: Authorization: Bearer tp_...",
-            );
-            refused
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Ok(request.into_response(refused).map_into_right_body())
-        }
-    }
+    let standing = match request.extensions().get::<Principal>() {
+        Some(principal) if principal.may(scope) => Standing::Allowed {
+            quota_key: principal.key_id.clone().unwrap_or_default(),
+        },
+        Some(_) => Standing::Forbidden(format!("this key lacks the {} scope", scope.as_str())),
+        None => Standing::Unidentified("a live API key is required: Authorization: Bearer tp_..."),
+    };
+    access_gate::admit(standing, request, next).await
 }
 
 /// The GET routes of `/api/tasks`.
@@ -212,12 +172,6 @@ impl FromRequest for Principal {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(
-            request
-                .extensions()
-                .get::<Principal>()
-                .cloned()
-                .ok_or_else(|| actix_web::error::ErrorUnauthorized("no principal")),
-        )
+        access_gate::identified(request)
     }
 }
