@@ -6,12 +6,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use service_http::body_budget::BodyBudget;
+use service_http::deployment_secrets;
 use service_http::metrics::{HttpMetrics, MetricsRegistry};
 use service_http::rate_limit::RateLimiter;
-use service_http::{connections, cross_origin, deployment_secrets, http_errors, request_trace};
+use service_http::server::{self, ServerLimits};
 use service_postgres::database::{self, BootstrapError, DatabaseUrl};
 use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -322,34 +322,27 @@ impl Application {
             rate_limiter: rate_limiter.clone(),
         });
         let max_body = config.max_body_bytes;
-        let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
-        let connection_limit = connections::ConnectionLimit::within_descriptors(config.max_connections);
-        let body_budget = web::Data::new(BodyBudget::new(config.body_budget_bytes, config.max_body_bytes));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(authentication.clone())
-                .app_data(body_budget.clone())
-                .app_data(web::Data::new(rate_limiter.clone()))
-                .wrap(actix_web::middleware::from_fn(http::auth::identify))
-                .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
-                .wrap(http_errors::json_error_bodies())
-                .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
-                .app_data(http_metrics.clone())
-                .configure(|cfg| http::configure(cfg, state.clone(), max_body))
-                .configure(|cfg| http::operations::configure(cfg, operations.clone()))
-                .default_service(web::to(http_errors::route_not_found))
-                .wrap(actix_web::middleware::from_fn(connections::watch_requests))
-                // Outermost: a preflight is answered before authentication, which it cannot carry.
-                .app_data(cors_origins.clone())
-                .wrap(actix_web::middleware::from_fn(cross_origin::cross_origin))
-        })
-        .on_connect(move |connection, data| connection_limit.on_connect(connection, data))
-        .workers(config.http_workers)
-        .disable_signals()
-        .shutdown_timeout(config.worker.shutdown_grace.as_secs().max(1))
-        .listen(listener)
-        .map_err(listen_error)?
-        .run();
+        let limits = ServerLimits {
+            workers: config.http_workers,
+            shutdown_timeout_secs: config.worker.shutdown_grace.as_secs().max(1),
+            max_connections: config.max_connections,
+            max_body_bytes: config.max_body_bytes,
+            body_budget_bytes: config.body_budget_bytes,
+            cors_origins: config.cors_origins.clone(),
+        };
+        let server = server::start(
+            listener,
+            limits,
+            rate_limiter,
+            http_metrics,
+            http::auth::identify,
+            move |cfg| {
+                cfg.app_data(authentication.clone());
+                http::configure(cfg, state.clone(), max_body);
+                http::operations::configure(cfg, operations.clone());
+            },
+        )
+        .map_err(listen_error)?;
         tracing::info!(port, worker.id = %worker.id(), "dtp-engine listening");
         Ok(Self {
             port,
@@ -391,8 +384,6 @@ impl Application {
 
     /// Serves HTTP and runs the worker and rescuer until the shutdown token fires.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
         // The listener also wakes workers' long-polls for leases, so it runs on API-only nodes too.
         let listener = TaskEventListener::new(self.listener_url.clone(), self.worker.clone());
         let listener = tokio::spawn(listener.run(self.shutdown.clone()));
@@ -409,14 +400,7 @@ impl Application {
                 tokio::spawn(self.cleaner.clone().run(self.shutdown.clone())),
             )
         });
-        let served = tokio::select! {
-            served = &mut server => served,
-            () = self.shutdown.cancelled() => {
-                tracing::info!("shutting down: no new requests or claims");
-                handle.stop(true).await;
-                server.await
-            }
-        };
+        let served = server::serve_until_stopped(self.server, &self.shutdown).await;
         self.shutdown.cancel();
         if let Some((worker, rescuer, cleaner)) = background {
             let _ = worker.await;
@@ -426,6 +410,6 @@ impl Application {
         let _ = listener.await;
         let _ = announcer.await;
         tracing::info!("dtp-engine stopped");
-        served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        served
     }
 }

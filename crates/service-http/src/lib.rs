@@ -4,8 +4,9 @@
 //! (per-route counters and latencies), `rate_limit` (quotas per caller), `body_budget` and
 //! `connections` (memory and descriptor limits), `cross_origin`, `page_cursor` (listing
 //! queries and their sealed cursors, keyed by `deployment_secrets`), `openapi` and `api_docs`
-//! (the description and its page), `probes` (`/healthz`, `/readyz`). With the `testing`
-//! feature, `testing` checks a served description against the served routes.
+//! (the description and its page), `probes` (`/healthz`, `/readyz`), and `server`, which
+//! puts them together in their one order. With the `testing` feature, `testing` checks a
+//! served description against the served routes.
 
 pub mod access;
 pub mod api_docs;
@@ -20,6 +21,7 @@ pub mod page_cursor;
 pub mod probes;
 pub mod rate_limit;
 pub mod request_trace;
+pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace_context;

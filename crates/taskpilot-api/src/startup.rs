@@ -4,12 +4,12 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use service_http::body_budget::BodyBudget;
+use service_http::deployment_secrets;
 use service_http::metrics::{HttpMetrics, MetricsRegistry};
 use service_http::rate_limit::RateLimiter;
-use service_http::{connections, cross_origin, deployment_secrets, http_errors, request_trace};
+use service_http::server::{self, ServerLimits};
 use service_postgres::database::{self, BootstrapError, DatabaseUrl};
 use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -111,37 +111,30 @@ impl Application {
             scheduler_max_body_bytes: config.scheduler_max_body_bytes,
             cursor_key,
         });
-        let rate_limiter = web::Data::new(RateLimiter::new(config.rate_limit));
         let max_body = config.max_body_bytes;
         let public_ops = config.public_ops;
-        let cors_origins = web::Data::new(cross_origin::AllowedOrigins::new(&config.cors_origins));
-        let connection_limit = connections::ConnectionLimit::within_descriptors(config.max_connections);
-        let body_budget = web::Data::new(BodyBudget::new(config.body_budget_bytes, config.max_body_bytes));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(authentication.clone())
-                .app_data(body_budget.clone())
-                .app_data(rate_limiter.clone())
-                .wrap(actix_web::middleware::from_fn(http::auth::identify))
-                .wrap(actix_web::middleware::from_fn(http_errors::guard_requests))
-                .wrap(http_errors::json_error_bodies())
-                .wrap(actix_web::middleware::from_fn(request_trace::trace_requests))
-                .app_data(http_metrics.clone())
-                .configure(|cfg| http::configure(cfg, state.clone(), max_body))
-                .configure(|cfg| http::operations::configure(cfg, operations.clone(), public_ops))
-                .default_service(web::to(http_errors::route_not_found))
-                .wrap(actix_web::middleware::from_fn(connections::watch_requests))
-                // Outermost: a preflight is answered before authentication, which it cannot carry.
-                .app_data(cors_origins.clone())
-                .wrap(actix_web::middleware::from_fn(cross_origin::cross_origin))
-        })
-        .on_connect(move |connection, data| connection_limit.on_connect(connection, data))
-        .workers(config.http_workers)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)
-        .map_err(listen_error)?
-        .run();
+        let limits = ServerLimits {
+            workers: config.http_workers,
+            shutdown_timeout_secs: 5,
+            max_connections: config.max_connections,
+            max_body_bytes: config.max_body_bytes,
+            body_budget_bytes: config.body_budget_bytes,
+            cors_origins: config.cors_origins.clone(),
+        };
+        let rate_limiter = RateLimiter::new(config.rate_limit);
+        let server = server::start(
+            listener,
+            limits,
+            rate_limiter,
+            http_metrics,
+            http::auth::identify,
+            move |cfg| {
+                cfg.app_data(authentication.clone());
+                http::configure(cfg, state.clone(), max_body);
+                http::operations::configure(cfg, operations.clone(), public_ops);
+            },
+        )
+        .map_err(listen_error)?;
         tracing::info!(port, scheduler = %config.scheduler_url, "taskpilot-api listening");
         Ok(Self {
             port,
@@ -171,20 +164,12 @@ impl Application {
     /// the key cache follows the database's announcements, and the execution follower the
     /// scheduler's change feed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
         let keys = tokio::spawn(self.keys.follow(self.database_url.clone(), self.shutdown.clone()));
         let streams = tokio::spawn(self.streams.follow(self.database_url, self.shutdown.clone()));
         let follower = self
             .follower
             .map(|follower| tokio::spawn(follower.run(self.shutdown.clone())));
-        let served = tokio::select! {
-            served = &mut server => served,
-            () = self.shutdown.cancelled() => {
-                handle.stop(true).await;
-                server.await
-            }
-        };
+        let served = server::serve_until_stopped(self.server, &self.shutdown).await;
         self.shutdown.cancel();
         let _ = keys.await;
         let _ = streams.await;
@@ -192,6 +177,6 @@ impl Application {
             let _ = follower.await;
         }
         tracing::info!("taskpilot-api stopped");
-        served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        served
     }
 }
