@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpRequest, HttpResponse};
 use dtp_contract::ErrorBody;
+use service_postgres::StoreError;
 
 /// Default limit for request bodies: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -222,6 +223,29 @@ fn encodes_unreserved(path: &str) -> bool {
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
                 .is_some_and(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
     })
+}
+
+/// How a store failure is answered: 503 when the database is unavailable (a warning in the
+/// log), 500 for anything else (an error in the log with its cause; the caller sees none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    Unavailable,
+    Internal,
+}
+
+impl From<StoreError> for StoreFailure {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(error = %reason, "database unavailable");
+                StoreFailure::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                StoreFailure::Internal
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use service_http::http_errors::json_error;
+use service_http::http_errors::{json_error, StoreFailure};
 use service_http::page_cursor::ListingParamError;
 
 use crate::cancellation::CancelError;
@@ -181,15 +181,9 @@ impl From<CancelError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(reason) => {
-                tracing::warn!(error = %reason, "database unavailable");
-                ApiError::Unavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                ApiError::Internal
-            }
+        match StoreFailure::from(err) {
+            StoreFailure::Unavailable => ApiError::Unavailable,
+            StoreFailure::Internal => ApiError::Internal,
         }
     }
 }

@@ -6,7 +6,7 @@ use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use dtp_contract::shown;
-use service_http::http_errors::json_error;
+use service_http::http_errors::{json_error, StoreFailure};
 use service_http::page_cursor::ListingParamError;
 
 use crate::domain::WebTaskValidationError;
@@ -204,15 +204,9 @@ impl From<LinkError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(reason) => {
-                tracing::warn!(error = %reason, "database unavailable");
-                ApiError::DatabaseUnavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                ApiError::Internal
-            }
+        match StoreFailure::from(err) {
+            StoreFailure::Unavailable => ApiError::DatabaseUnavailable,
+            StoreFailure::Internal => ApiError::Internal,
         }
     }
 }
