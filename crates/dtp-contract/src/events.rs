@@ -27,36 +27,16 @@ pub enum EventKind {
     Released,
 }
 
-impl EventKind {
-    pub const ALL: [EventKind; 8] = [
-        EventKind::Created,
-        EventKind::Started,
-        EventKind::RetryScheduled,
-        EventKind::Succeeded,
-        EventKind::Failed,
-        EventKind::Canceled,
-        EventKind::Lost,
-        EventKind::Released,
-    ];
-
-    /// The name used on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Created => "CREATED",
-            EventKind::Started => "STARTED",
-            EventKind::RetryScheduled => "RETRY_SCHEDULED",
-            EventKind::Succeeded => "SUCCEEDED",
-            EventKind::Failed => "FAILED",
-            EventKind::Canceled => "CANCELED",
-            EventKind::Lost => "LOST",
-            EventKind::Released => "RELEASED",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
+crate::wire_names!(EventKind {
+    Created => "CREATED",
+    Started => "STARTED",
+    RetryScheduled => "RETRY_SCHEDULED",
+    Succeeded => "SUCCEEDED",
+    Failed => "FAILED",
+    Canceled => "CANCELED",
+    Lost => "LOST",
+    Released => "RELEASED",
+});
 
 /// One change of one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub mod millis;
 #[cfg(feature = "openapi")]
 pub mod payload_schema;
 pub mod task_types;
+mod wire_names;
 pub use events::{ChangeEvent, EventKind, EventPage};
 pub use leases::{
     CompleteRequest, FailRequest, HeartbeatRequest, HeartbeatResponse, Lease, LeaseBatch, LeaseLostBody,
@@ -47,42 +48,21 @@ pub enum TaskStatus {
     Canceled,
 }
 
+wire_names!(TaskStatus {
+    Pending => "PENDING",
+    Running => "RUNNING",
+    Succeeded => "SUCCEEDED",
+    Failed => "FAILED",
+    Canceled => "CANCELED",
+});
+
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 5] = [
-        TaskStatus::Pending,
-        TaskStatus::Running,
-        TaskStatus::Succeeded,
-        TaskStatus::Failed,
-        TaskStatus::Canceled,
-    ];
-
-    /// The name used on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "PENDING",
-            TaskStatus::Running => "RUNNING",
-            TaskStatus::Succeeded => "SUCCEEDED",
-            TaskStatus::Failed => "FAILED",
-            TaskStatus::Canceled => "CANCELED",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
     /// A terminal status never changes again.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
             TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled
         )
-    }
-}
-
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -106,37 +86,14 @@ pub enum RetryState {
     Canceled,
 }
 
-impl RetryState {
-    pub const ALL: [RetryState; 6] = [
-        RetryState::None,
-        RetryState::RetryScheduled,
-        RetryState::Exhausted,
-        RetryState::NotRetryable,
-        RetryState::Completed,
-        RetryState::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetryState::None => "NONE",
-            RetryState::RetryScheduled => "RETRY_SCHEDULED",
-            RetryState::Exhausted => "EXHAUSTED",
-            RetryState::NotRetryable => "NOT_RETRYABLE",
-            RetryState::Completed => "COMPLETED",
-            RetryState::Canceled => "CANCELED",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for RetryState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+wire_names!(RetryState {
+    None => "NONE",
+    RetryScheduled => "RETRY_SCHEDULED",
+    Exhausted => "EXHAUSTED",
+    NotRetryable => "NOT_RETRYABLE",
+    Completed => "COMPLETED",
+    Canceled => "CANCELED",
+});
 
 /// `POST /tasks` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

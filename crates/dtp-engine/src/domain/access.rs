@@ -13,16 +13,11 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "submitter" => Some(Role::Submitter),
-            "worker" => Some(Role::Worker),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+dtp_contract::wire_names!(Role {
+    Submitter => "submitter",
+    Worker => "worker",
+    Admin => "admin",
+});
 
 /// What a route gives access to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,32 +58,14 @@ pub enum AttemptOutcome {
     Released,
 }
 
-impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 6] = [
-        AttemptOutcome::Succeeded,
-        AttemptOutcome::Failed,
-        AttemptOutcome::TimedOut,
-        AttemptOutcome::Canceled,
-        AttemptOutcome::Lost,
-        AttemptOutcome::Released,
-    ];
-
-    /// The outcome recorded as `name`, if any.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == name)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Succeeded => "SUCCEEDED",
-            AttemptOutcome::Failed => "FAILED",
-            AttemptOutcome::TimedOut => "TIMED_OUT",
-            AttemptOutcome::Canceled => "CANCELED",
-            AttemptOutcome::Lost => "LOST",
-            AttemptOutcome::Released => "RELEASED",
-        }
-    }
-}
+dtp_contract::wire_names!(AttemptOutcome {
+    Succeeded => "SUCCEEDED",
+    Failed => "FAILED",
+    TimedOut => "TIMED_OUT",
+    Canceled => "CANCELED",
+    Lost => "LOST",
+    Released => "RELEASED",
+});
 
 /// The event does not apply to a task in this state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

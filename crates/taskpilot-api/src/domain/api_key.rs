@@ -25,21 +25,11 @@ pub enum Scope {
     Admin,
 }
 
-impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::TasksRead, Scope::TasksWrite, Scope::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::TasksRead => "tasks:read",
-            Scope::TasksWrite => "tasks:write",
-            Scope::Admin => "admin",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
+dtp_contract::wire_names!(Scope {
+    TasksRead => "tasks:read",
+    TasksWrite => "tasks:write",
+    Admin => "admin",
+});
 
 /// Reads `tasks:read,tasks:write`-style lists: at least one scope, each known, none twice.
 pub fn parse_scopes(names: &[&str]) -> Result<Vec<Scope>, String> {

@@ -2,8 +2,6 @@
 //! record stands in the control plane (PENDING until bound, SUBMITTED once bound);
 //! execution state belongs to the scheduler and is read through the execution view.
 
-use std::fmt;
-
 pub const TASK_TYPE_MAX_CHARS: usize = 100;
 
 /// Room a submission to the scheduler takes beyond the payload itself: the envelope's
@@ -19,26 +17,10 @@ pub enum WebTaskStatus {
     Submitted,
 }
 
-impl WebTaskStatus {
-    pub const ALL: [WebTaskStatus; 2] = [WebTaskStatus::Pending, WebTaskStatus::Submitted];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebTaskStatus::Pending => "PENDING",
-            WebTaskStatus::Submitted => "SUBMITTED",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for WebTaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+dtp_contract::wire_names!(WebTaskStatus {
+    Pending => "PENDING",
+    Submitted => "SUBMITTED",
+});
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebTaskValidationError {
