@@ -3,15 +3,15 @@
 //! An engine of your own registers typed handlers (`task_types::Task`) on
 //! `startup::Application::builder`, or runs them from `main` with `serve_from_env`.
 
-pub mod cancellation;
-pub mod change_feed;
+pub(crate) mod cancellation;
+pub(crate) mod change_feed;
 pub mod config;
 pub mod domain;
-pub mod http;
-pub mod leasing;
-pub mod metrics;
+pub(crate) mod http;
+pub(crate) mod leasing;
+pub(crate) mod metrics;
 mod serve;
-pub mod service_tokens;
+pub(crate) mod service_tokens;
 pub mod startup;
 pub mod store;
 pub mod task_types;

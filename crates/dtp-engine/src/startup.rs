@@ -312,7 +312,6 @@ impl Application {
         );
         let rate_limiter = RateLimiter::new(config.rate_limit);
         let state = web::Data::new(AppState {
-            pool: pool.clone(),
             registry,
             worker: worker.clone(),
             tasks,

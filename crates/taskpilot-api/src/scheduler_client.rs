@@ -80,10 +80,6 @@ impl SchedulerClient {
         Ok(Self { dtp, metrics: None })
     }
 
-    pub fn base_url(&self) -> &str {
-        self.dtp.base_url()
-    }
-
     /// Records calls in `metrics` from now on.
     pub fn with_metrics(mut self, metrics: SchedulerMetrics) -> Self {
         self.metrics = Some(metrics);

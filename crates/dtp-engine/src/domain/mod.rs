@@ -3,17 +3,17 @@
 //! of HTTP delivery (what an answer means, how a request is signed). No I/O, no clock of its
 //! own: callers pass `now` and randomness in.
 
-pub mod access;
-pub mod feed_position;
-pub mod http_delivery;
-pub mod lease;
+pub(crate) mod access;
+pub(crate) mod feed_position;
+pub(crate) mod http_delivery;
+pub(crate) mod lease;
 pub mod new_task;
-pub mod retry_policy;
-pub mod state_machine;
+pub(crate) mod retry_policy;
+pub(crate) mod state_machine;
 pub mod task_batch;
-pub mod task_result;
-pub mod task_type;
-pub mod webhook_signature;
+pub(crate) mod task_result;
+pub(crate) mod task_type;
+pub(crate) mod webhook_signature;
 
 pub use new_task::{NewTask, SubmissionDefaults, TaskTypes, TaskValidationError};
 pub use retry_policy::RetryPolicy;

@@ -16,7 +16,6 @@ use actix_web::web;
 use service_http::http_errors;
 use service_http::page_cursor::CursorKey;
 use service_http::rate_limit::RateLimiter;
-use service_postgres::PgPool;
 
 use crate::change_feed::ChangeFeed;
 use crate::leasing::WorkerLeases;
@@ -26,7 +25,6 @@ use crate::worker::Worker;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub pool: PgPool,
     pub registry: Arc<TaskTypeRegistry>,
     pub worker: Worker,
     /// The engine's tasks: reads, submissions, listings, cancels.

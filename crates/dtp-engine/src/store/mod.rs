@@ -5,7 +5,7 @@
 pub mod attempts;
 pub mod schema;
 pub mod task_events;
-pub mod task_stats;
+pub(crate) mod task_stats;
 pub mod tasks;
 
 pub use service_postgres::database::{run, StoreError};

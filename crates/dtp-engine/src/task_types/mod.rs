@@ -5,10 +5,10 @@
 mod demo;
 mod demo_fail;
 mod demo_slow;
-pub mod http_target;
+pub(crate) mod http_target;
 mod registry;
 mod typed;
-pub mod types_file;
+pub(crate) mod types_file;
 
 use std::future::Future;
 use std::pin::Pin;

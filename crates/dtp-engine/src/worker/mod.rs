@@ -5,11 +5,11 @@
 //! A heartbeat keeps leases alive and stops attempts that were fenced off elsewhere.
 
 pub(crate) mod attempt;
-pub mod cleaner;
+pub(crate) mod cleaner;
 pub(crate) mod completer;
 mod config;
-pub mod listener;
-pub mod rescuer;
+pub(crate) mod listener;
+pub(crate) mod rescuer;
 mod type_queues;
 
 use std::collections::HashMap;

@@ -11,5 +11,5 @@ pub mod web_task;
 
 pub use binding::{decide_bind, BindDecision};
 pub use execution_record::ExecutionRecord;
-pub use execution_view::{execution_view, AttemptView, ExecutionView};
+pub use execution_view::{execution_view, ExecutionView};
 pub use web_task::{NewWebTask, WebTaskStatus, WebTaskValidationError};

@@ -4,11 +4,11 @@
 //! their handle (`web_tasks::WebTasks`), the other tables' statements on the pool through
 //! `store::run`.
 
-pub mod api_keys;
-pub mod overview;
-pub mod schema;
+pub(crate) mod api_keys;
+pub(crate) mod overview;
+pub(crate) mod schema;
 pub mod task_executions;
-pub mod web_tasks;
+pub(crate) mod web_tasks;
 
 pub use service_postgres::database::{run, StoreError};
 pub use service_postgres::PgPool;

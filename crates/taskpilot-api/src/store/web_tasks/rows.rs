@@ -28,7 +28,6 @@ pub struct WebTaskRow {
     pub updated_at: DateTime<Utc>,
     pub scheduler_task_id: Option<i64>,
     pub scheduler_type: Option<String>,
-    pub bound_at: Option<DateTime<Utc>>,
     pub tenant: String,
 }
 
@@ -58,7 +57,6 @@ pub struct BindingWritten {
     pub updated_at: DateTime<Utc>,
     pub scheduler_task_id: Option<i64>,
     pub scheduler_type: Option<String>,
-    pub bound_at: Option<DateTime<Utc>>,
 }
 
 impl WebTaskRow {
@@ -69,7 +67,6 @@ impl WebTaskRow {
             updated_at: written.updated_at,
             scheduler_task_id: written.scheduler_task_id,
             scheduler_type: written.scheduler_type,
-            bound_at: written.bound_at,
             ..self
         }
     }
@@ -81,7 +78,7 @@ impl WebTaskRow {
 /// migration adds a column, as `RETURNING *` would.
 const WEB_TASK_ROW_COLUMNS_BUT_PAYLOAD: &str =
     "id, task_type, 'null'::jsonb AS payload, status, created_at, \
-     updated_at, scheduler_task_id, scheduler_type, bound_at, tenant";
+     updated_at, scheduler_task_id, scheduler_type, tenant";
 
 /// Inserts new, unbound web tasks in one statement; their rows in the order of `tasks`.
 pub fn insert_web_tasks(conn: &mut PgConnection, tasks: &[NewWebTask]) -> QueryResult<Vec<WebTaskRow>> {
@@ -237,9 +234,9 @@ pub fn bind_each_if_unbound(
                  status = $4, bound_at = now(), updated_at = now() \
              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS b(web_task_id, new_task_id, new_type) \
              WHERE w.id = b.web_task_id AND w.scheduler_task_id IS NULL \
-             RETURNING w.id, w.status, w.updated_at, w.scheduler_task_id, w.scheduler_type, w.bound_at, w.tenant \
+             RETURNING w.id, w.status, w.updated_at, w.scheduler_task_id, w.scheduler_type, w.tenant \
          ), {LINK_BOUND_SQL} \
-         SELECT id, status, updated_at, scheduler_task_id, scheduler_type, bound_at FROM bound"
+         SELECT id, status, updated_at, scheduler_task_id, scheduler_type FROM bound"
     ))
     .into_boxed()
     .bind::<Array<BigInt>, _>(bindings.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
