@@ -22,6 +22,7 @@ pub use leases::{
 #[cfg(feature = "openapi")]
 pub use payload_schema::StorableJson;
 pub use task_types::{HttpDelivery, HttpTargetInfo, TaskTypeInfo, TaskTypeKind, TaskTypeList};
+pub use wire_names::UnknownName;
 
 /// Execution status of a scheduler task. Only the engine moves a task between them (its
 /// state machine decides each move); who does what is said on each status.

@@ -324,12 +324,7 @@ impl WorkerLeases {
             lease_token: token.lease_token,
             attempt: record.attempt,
             max_attempts: record.max_attempts,
-            retry_state: RetryState::parse(&record.retry_state).ok_or_else(|| {
-                StoreError::CorruptRow(format!(
-                    "task {} has retry state {:?}",
-                    token.task_id, record.retry_state
-                ))
-            })?,
+            retry_state: record.retry_state,
         };
         let retry = self
             .registry
@@ -354,12 +349,8 @@ impl WorkerLeases {
     /// `POST /leases/{token}/release`: the task is PENDING again at once, the attempt not counted.
     pub async fn release(&self, token: &str) -> Result<(), LeaseError> {
         let (token, record) = self.held(token).await?;
-        let retry_state = RetryState::parse(&record.retry_state).unwrap_or_else(|| {
-            tracing::error!(task.id = token.task_id, retry_state = %record.retry_state, "unknown retry state");
-            RetryState::None
-        });
         let next = transition(
-            TaskState::new(TaskStatus::Running, retry_state),
+            TaskState::new(TaskStatus::Running, record.retry_state),
             TaskEvent::Release,
         )
         .unwrap_or_else(|illegal| unreachable!("a running attempt may always be released: {illegal}"));

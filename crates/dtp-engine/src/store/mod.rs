@@ -3,6 +3,7 @@
 //! (`tasks::Tasks`), the smaller tables' statements on the pool through `store::run`.
 
 pub mod attempts;
+mod names;
 pub mod schema;
 pub mod task_events;
 pub(crate) mod task_stats;

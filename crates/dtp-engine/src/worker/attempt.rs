@@ -155,11 +155,7 @@ impl From<&ClaimedTask> for AttemptFacts {
             lease_token: task.lease_token,
             attempt: task.attempt_count,
             max_attempts: task.max_attempts,
-            // The column's CHECK allows only known names; one that is not is said, not hidden.
-            retry_state: RetryState::parse(&task.retry_state).unwrap_or_else(|| {
-                tracing::error!(task.id = task.id, retry_state = %task.retry_state, "unknown retry state");
-                RetryState::None
-            }),
+            retry_state: task.retry_state,
         }
     }
 }
@@ -258,7 +254,7 @@ mod tests {
             attempt_count: attempt,
             max_attempts: max,
             timeout_ms: 1_000,
-            retry_state: "NONE".into(),
+            retry_state: RetryState::None,
             created_at: chrono::Utc::now(),
             scheduled_for: chrono::Utc::now(),
             lease_token: 42,

@@ -6,13 +6,14 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use dtp_contract::TaskStatus;
+use dtp_contract::{RetryState, TaskStatus};
 use service_postgres::prepared::Prepared;
 use std::time::Duration;
 
 use super::plans::Planning;
 use super::{millis, tasks, LeaseTokenRow};
 use crate::domain::AttemptOutcome;
+use crate::store::names::Named;
 
 /// A task a worker has just claimed, with the lease that fences its attempt.
 #[derive(Debug, Clone, QueryableByName)]
@@ -24,7 +25,9 @@ pub struct ClaimedTask {
     pub attempt_count: i32,
     pub max_attempts: i32,
     pub timeout_ms: i32,
-    pub retry_state: String,
+    /// Parsed here: a name the column's CHECK should have refused fails the read.
+    #[diesel(deserialize_as = Named<RetryState>)]
+    pub retry_state: RetryState,
     pub created_at: DateTime<Utc>,
     /// When this attempt fell due.
     pub scheduled_for: DateTime<Utc>,

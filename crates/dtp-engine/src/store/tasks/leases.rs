@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
-use dtp_contract::TaskStatus;
+use dtp_contract::{RetryState, TaskStatus};
 use service_postgres::prepared::Prepared;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use super::claims::{due_of_type, under_type_lock, TypeClaim};
 use super::millis;
 use crate::domain::lease::LEASE_SECRET_BYTES;
 use crate::domain::{AttemptOutcome, TaskState};
+use crate::store::names::Named;
 
 /// A task a worker has just leased.
 #[derive(Debug, Clone, QueryableByName)]
@@ -108,8 +109,8 @@ pub struct LeaseRecord {
     pub task_type: String,
     #[diesel(sql_type = Integer)]
     pub max_attempts: i32,
-    #[diesel(sql_type = Text)]
-    pub retry_state: String,
+    #[diesel(sql_type = Text, deserialize_as = Named<RetryState>)]
+    pub retry_state: RetryState,
     /// The lease ran out, or the attempt's time (`timeout_ms` since it started) is up.
     #[diesel(sql_type = Bool)]
     pub expired: bool,

@@ -1,0 +1,28 @@
+//! Name columns (`retry_state`, ...) read as their enums at the store's edge: a name the
+//! column's CHECK constraint should have refused fails the read, loudly, instead of turning
+//! into some default further in.
+
+use diesel::deserialize::{self, FromSql};
+use diesel::pg::{Pg, PgValue};
+use diesel::sql_types::Text;
+use dtp_contract::RetryState;
+
+/// A name read from a text column and parsed (`deserialize_as = Named<RetryState>`).
+pub struct Named<T>(T);
+
+impl<T> FromSql<Text, Pg> for Named<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let name = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Ok(Named(T::try_from(name)?))
+    }
+}
+
+impl From<Named<RetryState>> for RetryState {
+    fn from(named: Named<RetryState>) -> Self {
+        named.0
+    }
+}
