@@ -1,6 +1,8 @@
 //! The DTP wire contract: request and response bodies of the engine's HTTP API,
 //! shared by the engine and by every client (TaskPilot among them).
-//! Serde only: this crate describes JSON, it knows nothing of storage or transport.
+//! Serde and chrono only: this crate describes JSON and no transport. What both services
+//! refuse to store is decided here too (`check_storable`: what Postgres `jsonb` cannot keep),
+//! so that the engine and its clients refuse the same payloads.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

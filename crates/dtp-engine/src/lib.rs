@@ -2,6 +2,13 @@
 //! retries, leases and outcomes, serves the `/tasks` API and runs the worker loop.
 //! An engine of your own registers typed handlers (`task_types::Task`) on
 //! `startup::Application::builder`, or runs them from `main` with `serve_from_env`.
+//!
+//! What it offers: `startup` (build and run an engine), `config` (its settings),
+//! `task_types` (handlers of one's own), `domain` (the state machine and the rules of a
+//! submission), `store` (the tables, for plan checks and white-box tests), `worker` (the claim
+//! loop and the maintenance services), `testing` (an engine on a throwaway database). The
+//! HTTP routes and the use cases behind them (`cancellation`, `leasing`, `change_feed`) are
+//! the crate's own.
 
 pub(crate) mod cancellation;
 pub(crate) mod change_feed;

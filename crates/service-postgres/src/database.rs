@@ -129,8 +129,8 @@ impl DatabaseUrl {
                 .append_pair("connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS);
         }
         // Traffic to a loopback address never leaves the machine, so TLS there buys nothing
-        // and costs every round trip (a fifth of the control plane's throughput measured
-        // here). libpq's default would negotiate it; an explicit sslmode always wins.
+        // and costs every round trip (`bench/RESULTS.md`, "What changed"). libpq's default
+        // would negotiate it; an explicit sslmode always wins.
         let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
         if loopback && !url.query_pairs().any(|(k, _)| k == "sslmode") {
             url.query_pairs_mut().append_pair("sslmode", "disable");

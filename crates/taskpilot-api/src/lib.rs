@@ -1,5 +1,10 @@
 //! TaskPilot, the web control plane: owns the user-facing task record and its link to
 //! a DTP task, binds tasks to the scheduler exactly once, and serves their execution view.
+//!
+//! What it offers: `startup` (build and run TaskPilot), `config` (its settings),
+//! `key_commands` (the `keys` subcommands), and for white-box tests `event_streams` and
+//! `store`. The routes (`http`, the dashboard among them), the use cases (`execution_link`),
+//! the mirror (`execution_follower`) and the scheduler client are the crate's own.
 
 pub(crate) mod api_keys;
 pub mod config;

@@ -39,8 +39,8 @@ pub struct ClaimedTask {
 }
 
 /// Session settings of the connection the claim loop keeps to itself: the claim and the next
-/// due read run on a plan made once. Planning the claim afresh cost about 0.17 ms of every
-/// pickup. A plan made once must not depend on the table's size when it was made: on an
+/// due read run on a plan made once: planning the claim afresh was a measurable share of every
+/// pickup (`bench/RESULTS.md`, "What the profile shows"). A plan made once must not depend on the table's size when it was made: on an
 /// empty table a sequential scan is cheapest, and a cached one would then read every row on
 /// every claim as the table grew. Sequential scans are off for this connection (both
 /// statements have an index for every step), and the claimed ids reach the update as one
