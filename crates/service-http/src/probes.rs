@@ -1,7 +1,9 @@
 //! The probes both services answer: `/healthz` (the process is up; no I/O) and the body of
-//! `/readyz` from what the readiness check of the service's own database found.
+//! `/readyz` from what the readiness check of the service's own database found; and where the
+//! operational routes (the probes, `/metrics`, `/openapi.json`, `/docs`) are mounted.
 
-use actix_web::HttpResponse;
+use actix_web::dev::HttpServiceFactory;
+use actix_web::{web, HttpResponse, Resource, Route};
 use serde_json::{json, Map, Value};
 use service_postgres::readiness::DatabaseReadiness;
 
@@ -33,4 +35,28 @@ pub fn readiness_answer(database: DatabaseReadiness, reported: Map<String, Value
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Each service's handlers of its operational routes.
+pub struct OperationalRoutes {
+    pub readyz: Route,
+    pub metrics: Route,
+    pub openapi_json: Route,
+    pub docs: Route,
+}
+
+/// Mounts `/readyz` (open to all, as `/healthz`), then `/metrics`, `/openapi.json` and
+/// `/docs` each as `guarded` wraps it (the service's access rule), and the docs page's assets.
+pub fn configure_operations<Guarded>(
+    cfg: &mut web::ServiceConfig,
+    routes: OperationalRoutes,
+    guarded: impl Fn(Resource) -> Guarded,
+) where
+    Guarded: HttpServiceFactory + 'static,
+{
+    cfg.service(web::resource("/readyz").route(routes.readyz))
+        .service(guarded(web::resource("/metrics").route(routes.metrics)))
+        .service(guarded(web::resource("/openapi.json").route(routes.openapi_json)))
+        .service(guarded(web::resource("/docs").route(routes.docs)))
+        .configure(crate::api_docs::configure_assets);
 }

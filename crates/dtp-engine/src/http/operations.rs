@@ -7,7 +7,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use serde_json::Map;
 use service_http::metrics::MetricsRegistry;
-use service_http::probes;
+use service_http::probes::{self, OperationalRoutes};
 use service_postgres::{readiness, PgPool};
 
 use crate::metrics::{EngineMetrics, SlotLabels, TypeLabels, TypeStatusLabels};
@@ -27,21 +27,16 @@ pub struct Operations {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>) {
-    let admins = || from_fn(super::auth::require_operations);
-    cfg.app_data(operations)
-        .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(
-            web::resource("/metrics")
-                .wrap(admins())
-                .route(web::get().to(metrics)),
-        )
-        .service(
-            web::resource("/openapi.json")
-                .wrap(admins())
-                .route(web::get().to(openapi_json)),
-        )
-        .service(web::resource("/docs").wrap(admins()).route(web::get().to(docs)))
-        .configure(service_http::api_docs::configure_assets);
+    cfg.app_data(operations);
+    let routes = OperationalRoutes {
+        readyz: web::get().to(readyz),
+        metrics: web::get().to(metrics),
+        openapi_json: web::get().to(openapi_json),
+        docs: web::get().to(docs),
+    };
+    probes::configure_operations(cfg, routes, |resource| {
+        resource.wrap(from_fn(super::auth::require_operations))
+    });
 }
 
 #[utoipa::path(

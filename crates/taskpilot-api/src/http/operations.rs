@@ -6,7 +6,7 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, HttpResponse};
 use serde_json::Map;
 use service_http::metrics::MetricsRegistry;
-use service_http::probes;
+use service_http::probes::{self, OperationalRoutes};
 use service_postgres::{readiness, PgPool};
 
 use crate::domain::api_key::Scope;
@@ -22,21 +22,16 @@ pub struct Operations {
 /// The probes are open; `/metrics`, `/openapi.json` and `/docs` need an admin key unless
 /// `public_ops` (`TASKPILOT_PUBLIC_OPS=true`).
 pub fn configure(cfg: &mut web::ServiceConfig, operations: web::Data<Operations>, public_ops: bool) {
-    let admin = || Condition::new(!public_ops, from_fn(super::auth::require_admin));
-    cfg.app_data(operations)
-        .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(
-            web::resource("/metrics")
-                .wrap(admin())
-                .route(web::get().to(metrics)),
-        )
-        .service(
-            web::resource("/openapi.json")
-                .wrap(admin())
-                .route(web::get().to(openapi_json)),
-        )
-        .service(web::resource("/docs").wrap(admin()).route(web::get().to(docs)))
-        .configure(service_http::api_docs::configure_assets);
+    cfg.app_data(operations);
+    let routes = OperationalRoutes {
+        readyz: web::get().to(readyz),
+        metrics: web::get().to(metrics),
+        openapi_json: web::get().to(openapi_json),
+        docs: web::get().to(docs),
+    };
+    probes::configure_operations(cfg, routes, |resource| {
+        resource.wrap(Condition::new(!public_ops, from_fn(super::auth::require_admin)))
+    });
 }
 
 #[utoipa::path(
