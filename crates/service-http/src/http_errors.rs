@@ -21,6 +21,18 @@ pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) ->
     })
 }
 
+/// A service's error answer: `json_error`, and for a 503 `Retry-After: 1`, since what is
+/// unavailable (a database, the scheduler) usually is again within a second.
+pub fn error_answer(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    let mut response = json_error(status, code, message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 /// A resource id from a path segment: a positive integer in canonical decimal (no sign, no
 /// leading zero), or `None`.
 pub fn parse_positive_id(raw: &str) -> Option<i64> {

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use service_http::http_errors::{json_error, StoreFailure};
+use service_http::http_errors::{error_answer, StoreFailure};
 use service_http::page_cursor::ListingParamError;
 
 use crate::cancellation::CancelError;
@@ -127,14 +127,7 @@ impl ResponseError for ApiError {
                 message: message.clone(),
             });
         }
-        let mut response = json_error(self.status_code(), self.code(), self.to_string());
-        if matches!(self, ApiError::Unavailable) {
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("1"),
-            );
-        }
-        response
+        error_answer(self.status_code(), self.code(), self.to_string())
     }
 }
 

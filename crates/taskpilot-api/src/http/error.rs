@@ -2,11 +2,10 @@
 //! The scheduler owns execution semantics: its answers are translated to stable
 //! statuses (404/409/422/502/503), never to a 500 and never second-guessed.
 
-use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use dtp_contract::shown;
-use service_http::http_errors::{json_error, StoreFailure};
+use service_http::http_errors::{error_answer, StoreFailure};
 use service_http::page_cursor::ListingParamError;
 
 use crate::domain::WebTaskValidationError;
@@ -162,13 +161,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = json_error(self.status_code(), self.code(), self.to_string());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        error_answer(self.status_code(), self.code(), self.to_string())
     }
 }
 
