@@ -2,7 +2,6 @@
 //! database (created and migrated), HTTP server on its listener, worker and rescuer;
 //! `run_until_stopped` runs them side by side until shutdown.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -11,7 +10,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_http::deployment_secrets;
 use service_http::metrics::{HttpMetrics, MetricsRegistry};
 use service_http::rate_limit::RateLimiter;
-use service_http::server::{self, ServerLimits};
+use service_http::server::{self, ListenError, ServerLimits};
 use service_postgres::database::{self, BootstrapError, DatabaseUrl};
 use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -58,12 +57,8 @@ pub enum StartupError {
          name a tokens file, or set DTP_AUTH=disabled for a local experiment"
     )]
     NoTokens,
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
 }
 
 pub struct Application {
@@ -295,12 +290,8 @@ impl Application {
             metrics: Arc::clone(&engine_metrics),
             registry: MetricsRegistry::new(metrics_registry),
         });
-        let listen_error = |source| StartupError::Listen {
-            addr: config.http_addr.clone(),
-            source,
-        };
-        let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
-        let port = listener.local_addr().map_err(listen_error)?.port();
+        let bound = server::bind(&config.http_addr)?;
+        let port = bound.port();
         let shutdown = CancellationToken::new();
         let leases = WorkerLeases::start(
             tasks.clone(),
@@ -330,7 +321,7 @@ impl Application {
             cors_origins: config.cors_origins.clone(),
         };
         let server = server::start(
-            listener,
+            bound,
             limits,
             rate_limiter,
             http_metrics,
@@ -340,8 +331,7 @@ impl Application {
                 http::configure(cfg, state.clone(), max_body);
                 http::operations::configure(cfg, operations.clone());
             },
-        )
-        .map_err(listen_error)?;
+        )?;
         tracing::info!(port, worker.id = %worker.id(), "dtp-engine listening");
         Ok(Self {
             port,

@@ -19,6 +19,44 @@ use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::{cross_origin, http_errors, request_trace};
 
+/// Why a server could not listen on its address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    pub addr: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A socket bound to the service's address, not yet served.
+pub struct Bound {
+    listener: TcpListener,
+    addr: String,
+    port: u16,
+}
+
+impl Bound {
+    /// The port bound (the one the system chose for `:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Binds `addr` (`host:port`).
+pub fn bind(addr: &str) -> Result<Bound, ListenError> {
+    let failed = |source| ListenError {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(failed)?;
+    let port = listener.local_addr().map_err(failed)?.port();
+    Ok(Bound {
+        listener,
+        addr: addr.to_owned(),
+        port,
+    })
+}
+
 /// What bounds a server, from the service's settings.
 pub struct ServerLimits {
     /// HTTP worker threads.
@@ -35,17 +73,17 @@ pub struct ServerLimits {
     pub cors_origins: Vec<String>,
 }
 
-/// Starts serving on `listener`: `identify` tells who is calling (the service's own
+/// Starts serving on `bound`: `identify` tells who is calling (the service's own
 /// middleware), `routes` registers the service's routes and their data; quotas are charged
 /// to `rate_limiter`, requests counted in `metrics`. Signals are the service's to handle.
 pub fn start<Identify, Identified, IdentifiedBody, Routes>(
-    listener: TcpListener,
+    bound: Bound,
     limits: ServerLimits,
     rate_limiter: RateLimiter,
     metrics: web::Data<HttpMetrics>,
     identify: Identify,
     routes: Routes,
-) -> std::io::Result<Server>
+) -> Result<Server, ListenError>
 where
     Identify: Fn(ServiceRequest, Next<BoxBody>) -> Identified + Clone + Send + 'static,
     Identified: Future<Output = Result<ServiceResponse<IdentifiedBody>, actix_web::Error>> + 'static,
@@ -56,6 +94,7 @@ where
     let connection_limit = ConnectionLimit::within_descriptors(limits.max_connections);
     let body_budget = web::Data::new(BodyBudget::new(limits.body_budget_bytes, limits.max_body_bytes));
     let rate_limiter = web::Data::new(rate_limiter);
+    let Bound { listener, addr, .. } = bound;
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(body_budget.clone())
@@ -75,7 +114,8 @@ where
     .workers(limits.workers)
     .disable_signals()
     .shutdown_timeout(limits.shutdown_timeout_secs)
-    .listen(listener)?
+    .listen(listener)
+    .map_err(|source| ListenError { addr, source })?
     .run())
 }
 
@@ -93,4 +133,22 @@ pub async fn serve_until_stopped(server: Server, shutdown: &CancellationToken) -
         }
     };
     served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_in_use_is_one_error_naming_it() {
+        let taken = bind("127.0.0.1:0").unwrap();
+        let addr = format!("127.0.0.1:{}", taken.port());
+        let err = bind(&addr).err().expect("the port is taken");
+        assert_eq!(err.addr, addr);
+        assert!(
+            err.to_string().starts_with(&format!("cannot listen on {addr}: ")),
+            "{err}"
+        );
+        assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
+    }
 }

@@ -1,15 +1,13 @@
 //! Builds TaskPilot: database (created and migrated), scheduler client and HTTP server;
 //! `run_until_stopped` serves until the shutdown token fires.
 
-use std::net::TcpListener;
-
 use actix_web::dev::Server;
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use service_http::deployment_secrets;
 use service_http::metrics::{HttpMetrics, MetricsRegistry};
 use service_http::rate_limit::RateLimiter;
-use service_http::server::{self, ServerLimits};
+use service_http::server::{self, ListenError, ServerLimits};
 use service_postgres::database::{self, BootstrapError, DatabaseUrl};
 use service_postgres::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -38,12 +36,8 @@ pub enum StartupError {
     Keys(#[source] crate::store::StoreError),
     #[error("cannot read the deployment's cursor key: {0}")]
     CursorKey(#[source] crate::store::StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
 }
 
 pub struct Application {
@@ -78,12 +72,8 @@ impl Application {
             scheduler: scheduler.clone(),
             registry: MetricsRegistry::new(metrics_registry),
         });
-        let listen_error = |source| StartupError::Listen {
-            addr: config.http_addr.clone(),
-            source,
-        };
-        let listener = TcpListener::bind(&config.http_addr).map_err(listen_error)?;
-        let port = listener.local_addr().map_err(listen_error)?.port();
+        let bound = server::bind(&config.http_addr)?;
+        let port = bound.port();
         let keys = ApiKeys::load(pool.clone()).await.map_err(StartupError::Keys)?;
         let cursor_key = deployment_secrets::cursor_key(&pool)
             .await
@@ -123,7 +113,7 @@ impl Application {
         };
         let rate_limiter = RateLimiter::new(config.rate_limit);
         let server = server::start(
-            listener,
+            bound,
             limits,
             rate_limiter,
             http_metrics,
@@ -133,8 +123,7 @@ impl Application {
                 http::configure(cfg, state.clone(), max_body);
                 http::operations::configure(cfg, operations.clone(), public_ops);
             },
-        )
-        .map_err(listen_error)?;
+        )?;
         tracing::info!(port, scheduler = %config.scheduler_url, "taskpilot-api listening");
         Ok(Self {
             port,
