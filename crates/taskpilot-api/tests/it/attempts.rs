@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use dtp_contract::TaskStatus;
 use serde_json::{json, Value};
 
 use std::sync::Arc;
@@ -54,8 +55,7 @@ async fn a_retried_task_shows_both_attempts_with_their_latencies() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     // The demo types read their settings through TaskPilot's envelope.
     let id = system.create_web_task("demo", json!({"failTimes": 1})).await;
-    let (status, bound) = system.bind(id, "demo-fail").await;
-    assert_eq!(status, 201, "{bound}");
+    system.bound(id, "demo-fail").await;
 
     // Attempt 1 fails now; attempt 2 runs once its backoff is over.
     let mut ran = system.dtp.worker().run_due_tasks().await.unwrap();
@@ -100,12 +100,10 @@ async fn a_running_attempt_has_no_run_time_yet() {
     let system =
         TestSystem::spawn_with_types(|_| {}, |engine| engine.register(Held(Arc::clone(&held)))).await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "held").await.0, 201);
+    system.bound(id, "held").await;
     held.wait_until("the attempt started", |h| h.started() == 1).await;
-    let running = system
-        .wait_for_execution(id, PATIENCE, |v| v["status"] == "RUNNING")
-        .await;
-    assert_eq!(running["attemptCount"], 1);
+    let running = system.wait_for_status(id, TaskStatus::Running, PATIENCE).await;
+    assert_eq!(running.attempt_count, 1);
 
     let (status, view) = execution_with_attempts(&system, id).await;
     assert_eq!(status, 200, "{view}");
@@ -121,7 +119,7 @@ async fn a_running_attempt_has_no_run_time_yet() {
 async fn a_task_that_has_not_run_has_no_attempts_and_bad_queries_are_400() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "demo").await.0, 201);
+    system.bound(id, "demo").await;
     let (status, view) = execution_with_attempts(&system, id).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["attempts"], json!([]));

@@ -13,11 +13,12 @@ async fn a_repeat_returns_the_same_binding_and_another_type_conflicts() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", json!("hello")).await;
 
-    let (status, first) = system.bind(id, "demo-slow").await;
-    assert_eq!(status, 201);
+    let first = system.bound(id, "demo-slow").await;
+    assert_eq!(first.status, "SUBMITTED");
+    assert_eq!(first.scheduler_type.as_deref(), Some("demo-slow"));
     let (status, again) = system.bind(id, "demo-slow").await;
     assert_eq!(status, 200);
-    assert_eq!(again["schedulerTaskId"], first["schedulerTaskId"]);
+    assert_eq!(again["schedulerTaskId"], json!(first.scheduler_task_id));
 
     let (status, body) = system.bind(id, "demo").await;
     assert_eq!(status, 409);
@@ -68,9 +69,8 @@ async fn concurrent_creates_and_binds_of_many_web_tasks_each_get_their_own_answe
         assert_eq!(statuses, [200, 201], "web task {id}: {a:?} {b:?}");
         assert_eq!(a.1["id"], json!(id));
         assert_eq!(a.1["schedulerTaskId"], b.1["schedulerTaskId"]);
-        let (status, execution) = system.execution(*id).await;
-        assert_eq!(status, 200, "{execution}");
-        assert_eq!(execution["schedulerTaskId"], a.1["schedulerTaskId"]);
+        let execution = system.execution_view(*id).await;
+        assert_eq!(json!(execution.scheduler_task_id), a.1["schedulerTaskId"]);
         scheduler_ids.insert(a.1["schedulerTaskId"].as_i64().unwrap());
     }
     assert_eq!(scheduler_ids.len(), ids.len());

@@ -41,14 +41,14 @@ async fn an_unknown_scheduler_type_is_passed_through_as_422() {
     assert!(body["message"].as_str().unwrap().contains("demo-slow"));
     assert_eq!(system.scheduler_task_count(), 0);
     // Still unbound: a bind with a known type works afterwards.
-    assert_eq!(system.bind(id, "demo").await.0, 201);
+    system.bound(id, "demo").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_task_deleted_behind_our_back_is_404_saying_so() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "demo").await.0, 201);
+    system.bound(id, "demo").await;
     diesel::sql_query("DELETE FROM tasks")
         .execute(&mut system.dtp.database().connect())
         .unwrap();
@@ -67,7 +67,7 @@ async fn a_scheduler_task_deleted_behind_our_back_is_404_saying_so() {
 async fn a_scheduler_refusal_is_409_with_its_message() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "demo-fail").await.0, 201);
+    system.bound(id, "demo-fail").await;
     // Make it FAILED: a demo-fail task with attempts used up.
     diesel::sql_query("UPDATE tasks SET max_attempts = 1")
         .execute(&mut system.dtp.database().connect())
@@ -84,7 +84,7 @@ async fn a_scheduler_refusal_is_409_with_its_message() {
 async fn a_failing_scheduler_is_502() {
     let system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "demo").await.0, 201);
+    system.bound(id, "demo").await;
     // A row the engine cannot read makes it answer 500.
     diesel::sql_query("ALTER TABLE tasks DROP CONSTRAINT tasks_status_known")
         .execute(&mut system.dtp.database().connect())
@@ -106,7 +106,7 @@ async fn a_failing_scheduler_is_502() {
 async fn a_stopped_scheduler_is_503_and_own_records_stay_readable() {
     let mut system = TestSystem::spawn_with(|c| c.worker_enabled = false).await;
     let bound = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(bound, "demo").await.0, 201);
+    system.bound(bound, "demo").await;
     let unbound = system.create_web_task("demo", json!(null)).await;
     system.dtp.stop().await;
 
@@ -167,7 +167,7 @@ async fn a_scheduler_that_never_answers_is_503_after_the_timeout() {
 async fn an_outage_of_either_database_is_answered_and_heals() {
     let system = TestSystem::spawn().await;
     let id = system.create_web_task("demo", json!(null)).await;
-    assert_eq!(system.bind(id, "demo").await.0, 201);
+    system.bound(id, "demo").await;
 
     // TaskPilot's own database: 503 on every endpoint that needs it.
     system.taskpilot.database.refuse_connections();

@@ -1,13 +1,18 @@
 //! `TestSystem`: a TaskPilot wired to a DTP engine, each on a fresh database, plus the
-//! small HTTP helpers the tests share.
+//! small HTTP helpers the tests share. As in the engine's tests, a call that must succeed has
+//! a typed helper (`bound`, `execution_view`, `wait_for_status`) that reads the answer as a
+//! client would; a call whose refusal or exact JSON is under test goes through the raw ones
+//! (`bind`, `execution`, `cancel`, `send`), which answer the status and the body.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
+use dtp_contract::{RetryState, TaskStatus};
 use dtp_engine::config::EngineConfig;
 use dtp_engine::startup::EngineBuilder;
 use dtp_engine::testing::TestEngine;
+use serde::Deserialize;
 use serde_json::Value;
 use service_postgres::testing::TestDatabase;
 use service_process::env_config::FixedSettings;
@@ -103,6 +108,33 @@ pub fn test_config(database: &TestDatabase, scheduler_url: &str) -> TaskPilotCon
     config
 }
 
+/// A web task as a client reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebTask {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub payload: Value,
+    pub status: String,
+    pub scheduler_task_id: Option<i64>,
+    pub scheduler_type: Option<String>,
+    pub execution: Option<Value>,
+}
+
+/// A web task's execution view as a client reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionView {
+    pub scheduler_task_id: i64,
+    pub status: TaskStatus,
+    pub retry_state: RetryState,
+    pub attempt_count: i32,
+    pub last_error: Option<String>,
+    pub result: Option<Value>,
+    pub archived: bool,
+}
+
 /// Both services, wired together.
 pub struct TestSystem {
     pub dtp: TestEngine,
@@ -160,6 +192,20 @@ impl TestSystem {
         .await
     }
 
+    /// Binds a web task, which must be bound by this call (201).
+    pub async fn bound(&self, id: i64, scheduler_type: &str) -> WebTask {
+        let (status, body) = self.bind(id, scheduler_type).await;
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_value(body).expect("a web task")
+    }
+
+    /// The execution view of a bound web task, which must be readable (200).
+    pub async fn execution_view(&self, id: i64) -> ExecutionView {
+        let (status, body) = self.execution(id).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).expect("an execution view")
+    }
+
     pub async fn execution(&self, id: i64) -> (u16, Value) {
         self.send(self.http.get(self.url(&format!("/api/tasks/{id}/execution"))))
             .await
@@ -178,23 +224,17 @@ impl TestSystem {
         send(request).await
     }
 
-    /// Polls the execution view until `done` holds, failing the test after `within`.
-    pub async fn wait_for_execution(
-        &self,
-        id: i64,
-        within: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
+    /// Polls the execution view until its status is `status`, failing the test after `within`.
+    pub async fn wait_for_status(&self, id: i64, status: TaskStatus, within: Duration) -> ExecutionView {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let (status, view) = self.execution(id).await;
-            assert_eq!(status, 200, "{view}");
-            if done(&view) {
+            let view = self.execution_view(id).await;
+            if view.status == status {
                 return view;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "execution never matched; last: {view}"
+                "execution never reached {status}; last: {view:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
+use dtp_contract::TaskStatus;
 use dtp_engine::testing::TestEngine;
 use dtp_engine::worker::Retention;
 use serde_json::{json, Value};
@@ -44,8 +45,7 @@ async fn wait_for_mirror(http: &reqwest::Client, base: &str, id: i64, status: &s
 
 async fn bound_web_task(system: &TestSystem, scheduler_type: &str) -> i64 {
     let id = system.create_web_task("report", json!({"n": 1})).await;
-    let (status, body) = system.bind(id, scheduler_type).await;
-    assert_eq!(status, 201, "{body}");
+    system.bound(id, scheduler_type).await;
     id
 }
 
@@ -120,9 +120,9 @@ async fn a_task_the_scheduler_deleted_under_retention_is_answered_from_the_archi
     let finished = bound_web_task(&system, "demo").await;
     system.dtp.worker().run_due_tasks().await.unwrap();
     let live = system
-        .wait_for_execution(finished, PATIENCE, |v| v["status"] == "SUCCEEDED")
+        .wait_for_status(finished, TaskStatus::Succeeded, PATIENCE)
         .await;
-    assert_eq!(live["archived"], false);
+    assert!(!live.archived);
     wait_for_mirror(&system.http, &base, finished, "SUCCEEDED").await;
     // A task the scheduler loses before it finishes: TaskPilot has no final copy of it.
     let id = bound_web_task(&system, "demo").await;
@@ -137,11 +137,13 @@ async fn a_task_the_scheduler_deleted_under_retention_is_answered_from_the_archi
         .await
         .unwrap();
     assert!(cleaned.tasks >= 1, "{cleaned:?}");
-    let (status, archived) = system.execution(finished).await;
-    assert_eq!(status, 200, "{archived}");
-    assert_eq!(archived["archived"], true);
-    assert_eq!(archived["status"], "SUCCEEDED");
-    assert_eq!(archived["attemptCount"], 1);
+    let archived = system.execution_view(finished).await;
+    assert!(archived.archived, "{archived:?}");
+    assert_eq!(
+        (archived.status, archived.attempt_count),
+        (TaskStatus::Succeeded, 1)
+    );
+    let (_, archived) = system.execution(finished).await;
     assert!(archived["endToEndLatencyMs"].is_i64(), "{archived}");
 
     let mut dtp_db = system.dtp.database().connect();
