@@ -122,6 +122,14 @@ pub struct WebTask {
     pub execution: Option<Value>,
 }
 
+/// A page of `GET /api/tasks` as a client reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebTaskPage {
+    pub items: Vec<WebTask>,
+    pub next_cursor: Option<String>,
+}
+
 /// A web task's execution view as a client reads it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -197,6 +205,15 @@ impl TestSystem {
         let (status, body) = self.bind(id, scheduler_type).await;
         assert_eq!(status, 201, "{body}");
         serde_json::from_value(body).expect("a web task")
+    }
+
+    /// `GET /api/tasks{query}`, which must answer 200.
+    pub async fn list(&self, query: &str) -> WebTaskPage {
+        let (status, page) = self
+            .send(self.http.get(self.url(&format!("/api/tasks{query}"))))
+            .await;
+        assert_eq!(status, 200, "GET /api/tasks{query}: {page}");
+        serde_json::from_value(page).expect("a page of web tasks")
     }
 
     /// The execution view of a bound web task, which must be readable (200).

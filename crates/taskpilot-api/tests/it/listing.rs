@@ -8,19 +8,10 @@ use crate::harness::{assert_error, TestSystem};
 /// The largest page the API serves.
 const MAX_PAGE: usize = 100;
 
-/// `GET /api/tasks{query}`, which must answer 200; returns the ids and the next cursor.
+/// `GET /api/tasks{query}`, which must answer 200: the ids and the next cursor.
 async fn list(system: &TestSystem, query: &str) -> (Vec<i64>, Option<String>) {
-    let (status, page) = system
-        .send(system.http.get(system.url(&format!("/api/tasks{query}"))))
-        .await;
-    assert_eq!(status, 200, "GET /api/tasks{query}: {page}");
-    let ids = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_i64().unwrap())
-        .collect();
-    (ids, page["nextCursor"].as_str().map(str::to_owned))
+    let page = system.list(query).await;
+    (page.items.iter().map(|t| t.id).collect(), page.next_cursor)
 }
 
 /// Follows `nextCursor` from the first page of `filter` to the last, creating a web task of
@@ -67,11 +58,9 @@ async fn filters_by_status_type_and_binding_newest_first() {
     for (query, expected) in cases {
         assert_eq!(list(&system, query).await, (expected, None), "{query}");
     }
-    let (_, page) = system
-        .send(system.http.get(system.url("/api/tasks?bound=true&limit=1")))
-        .await;
-    assert_eq!(page["items"][0]["status"], "SUBMITTED");
-    assert_eq!(page["items"][0]["schedulerType"], "demo-slow");
+    let page = system.list("?bound=true&limit=1").await;
+    assert_eq!(page.items[0].status, "SUBMITTED");
+    assert_eq!(page.items[0].scheduler_type.as_deref(), Some("demo-slow"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
