@@ -7,8 +7,17 @@ use diesel::pg::{Pg, PgValue};
 use diesel::sql_types::Text;
 use dtp_contract::RetryState;
 
-/// A name read from a text column and parsed (`deserialize_as = Named<RetryState>`).
+/// A name read from a text column and parsed: a field's type (`Option<Named<T>>` for a
+/// nullable column), or its `deserialize_as = Named<T>`.
+#[derive(Debug, Clone, Copy)]
 pub struct Named<T>(T);
+
+impl<T: Copy> Named<T> {
+    /// The variant read.
+    pub fn get(&self) -> T {
+        self.0
+    }
+}
 
 impl<T> FromSql<Text, Pg> for Named<T>
 where

@@ -102,7 +102,7 @@ pub struct LeaseRecord {
     pub secret_hash: Option<Vec<u8>>,
     /// The attempt's recorded end; `None` while it is open.
     #[diesel(sql_type = Nullable<Text>)]
-    pub outcome: Option<String>,
+    outcome: Option<Named<AttemptOutcome>>,
     #[diesel(sql_type = Integer)]
     pub attempt: i32,
     #[diesel(sql_type = Text)]
@@ -119,7 +119,7 @@ pub struct LeaseRecord {
 impl LeaseRecord {
     /// The attempt's recorded end, read from its column.
     pub fn ended_as(&self) -> Option<AttemptOutcome> {
-        self.outcome.as_deref().and_then(AttemptOutcome::parse)
+        self.outcome.as_ref().map(Named::get)
     }
 }
 
