@@ -85,15 +85,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 {
-    let conn = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let result = run_on(&conn, query).await;
-    if matches!(result, Err(StoreError::Unavailable(_))) {
-        drop(deadpool::managed::Object::take(conn));
-    }
-    result
+    run_pooled(pool, query, false).await
 }
 
 /// A parsed Postgres URL split into the server part and the database name.
@@ -351,12 +343,23 @@ where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 {
+    run_pooled(pool, query, true).await
+}
+
+/// `run`, closing the connection afterwards when `close` or when it failed.
+async fn run_pooled<T, F>(pool: &Pool, query: F, close: bool) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
+{
     let conn = pool
         .get()
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     let result = run_on(&conn, query).await;
-    drop(deadpool::managed::Object::take(conn));
+    if close || matches!(result, Err(StoreError::Unavailable(_))) {
+        drop(deadpool::managed::Object::take(conn));
+    }
     result
 }
 
