@@ -83,6 +83,7 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
     let web_db_url = server.with_database(&web_db_name);
     let mut mirror = mirror_process(&web_db_url, &urls[0], &credentials, &run_dir)?;
     mirror.start(&http).await?;
+    wait_for_first_position(&web_db_url).await?;
 
     // Submissions are spread over most of the chaos period, so kills meet a busy cluster.
     let pace = Pace {
@@ -214,6 +215,26 @@ pub async fn run(server_url: &str, args: ChaosArgs) -> anyhow::Result<()> {
 }
 
 /// The TaskPilot process that follows the feed of the engine at `engine_url`.
+/// Waits until the mirror has taken its first position in the feed. Until then it has none,
+/// and its first reconcile starts it at the feed's end: events written before that are not
+/// applied (the reconcile reads their tasks instead), which the event count at the end would
+/// take for events lost. Later restarts resume from the stored position.
+async fn wait_for_first_position(web_db_url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let positioned = PgConnection::establish(web_db_url)
+            .ok()
+            .and_then(|mut web| invariants::count(&mut web, "SELECT count(*) AS n FROM feed_positions").ok());
+        if positioned.is_some_and(|n| n > 0) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the mirror took no position in the feed within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn mirror_process(
     web_db_url: &str,
     engine_url: &str,
