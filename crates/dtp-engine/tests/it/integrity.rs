@@ -100,3 +100,27 @@ async fn deleting_tasks_deletes_their_attempts() {
         .collect();
     assert_eq!(left, [tasks[1]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_name_no_variant_has_fails_the_read_instead_of_becoming_a_default() {
+    let dtp = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&dtp);
+    let task = api.create_task(&json!({"type": "demo", "runAt": LATER})).await;
+    claim_as_lost_worker(dtp.database(), task.id, "w", 60_000);
+    let lease_token = crate::sql::task_row(dtp.database(), task.id)
+        .lease_token
+        .expect("claimed");
+    let mut conn = dtp.database().connect();
+    let lease = dtp_engine::store::tasks::find_lease(&mut conn, task.id, lease_token);
+    assert!(lease.unwrap().is_some(), "a known name reads");
+    // Only a bug past the CHECK constraint could write such a name: play that bug.
+    conn.batch_execute(
+        "ALTER TABLE tasks DROP CONSTRAINT tasks_retry_state_matches_status; \
+         UPDATE tasks SET retry_state = 'SOMETIMES' WHERE status = 'RUNNING'",
+    )
+    .unwrap();
+    match dtp_engine::store::tasks::find_lease(&mut conn, task.id, lease_token) {
+        Err(Error::DeserializationError(e)) => assert!(e.to_string().contains("SOMETIMES"), "{e}"),
+        other => panic!("expected the read to fail, got {other:?}"),
+    }
+}

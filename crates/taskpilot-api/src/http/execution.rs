@@ -73,7 +73,7 @@ pub async fn bind_to_scheduler(
 }
 
 /// A bound web task on the wire.
-pub(super) fn bound_response(bound: Bound) -> Result<WebTaskResponse, ApiError> {
+fn bound_response(bound: Bound) -> Result<WebTaskResponse, ApiError> {
     let execution = bound
         .execution
         .map(|(record, synced_at)| ExecutionSummary::of_record(&record, synced_at));
