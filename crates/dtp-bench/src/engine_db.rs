@@ -1,15 +1,12 @@
 //! A fresh engine database per measurement: created and migrated before any engine runs,
-//! filled straight through SQL, read back for the figures, and dropped afterwards.
-//! Every figure is read from the engine's own timestamps, not from the bench's clock.
+//! filled through the API (a long history straight through SQL), read back for the
+//! figures, and dropped afterwards. Engine-side figures use the engine's own timestamps.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
 use service_postgres::database::{self, DatabaseUrl};
-
-/// How long a seeded task may run (`timeout_ms`), the engine's default for its types.
-const SEEDED_TIMEOUT_MS: i32 = 300_000;
 
 pub struct EngineDatabase {
     server: DatabaseUrl,
@@ -88,24 +85,6 @@ impl EngineDatabase {
         self.count("SELECT COALESCE(max(id), 0) AS n FROM tasks")
     }
 
-    /// Inserts `n` due tasks of `task_type` in one statement, in the shared queue or (for an
-    /// external or limited type) the type's own; returns the id they follow.
-    pub fn seed_due_tasks(&mut self, task_type: &str, n: i64, type_queue: bool) -> anyhow::Result<i64> {
-        let boundary = self.last_task_id()?;
-        diesel::sql_query(
-            "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, type_queue) \
-             SELECT $3, jsonb_build_object('n', g), 3, $2, $4 FROM generate_series(1, $1) AS g",
-        )
-        .bind::<BigInt, _>(n)
-        .bind::<diesel::sql_types::Int4, _>(SEEDED_TIMEOUT_MS)
-        .bind::<Text, _>(task_type)
-        .bind::<diesel::sql_types::Bool, _>(type_queue)
-        .execute(&mut self.conn)
-        .context("seed due tasks")?;
-        self.analyze()?;
-        Ok(boundary)
-    }
-
     /// Turns the change feed off on this database (its triggers), to measure what it costs.
     pub fn disable_change_feed(&mut self) -> anyhow::Result<()> {
         diesel::sql_query(
@@ -128,13 +107,6 @@ impl EngineDatabase {
         diesel::sql_query("CHECKPOINT")
             .execute(&mut self.conn)
             .context("checkpoint")?;
-        Ok(())
-    }
-
-    fn analyze(&mut self) -> anyhow::Result<()> {
-        diesel::sql_query("ANALYZE tasks")
-            .execute(&mut self.conn)
-            .context("analyze tasks")?;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! External workers: a `dtp-bench-worker` process (dtp-client's runtime with up to 200 no-op
 //! handlers at once) leases tasks of an external type from the engine over HTTP. A drain of
-//! tasks seeded while no worker runs, then tasks sent one at a time to the idle worker's
+//! tasks posted while no worker runs, then tasks sent one at a time to the idle worker's
 //! long-poll, each timed from its insert (`created_at`) to its handler's start in the worker.
 
 use std::collections::HashMap;
@@ -10,8 +10,9 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::drain::{per_second, sample, scrape};
+use crate::drain::{per_second, sample, scrape, FILL_BATCH_SIZE};
 use crate::engine_db::EngineDatabase;
+use crate::enqueue::fill_through_api;
 use crate::pickup::{submit, wait_until_finished};
 use crate::report::{Latencies, Measurement, Report, Target};
 use crate::services::{Bench, EngineSettings};
@@ -44,7 +45,16 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     let config = format!("workers={WORKER_CONCURRENCY} http={}", plan.http_workers);
 
     let mut db = EngineDatabase::create(&bench.server, "external")?;
-    let boundary = db.seed_due_tasks(BENCH_TYPE, plan.drain_tasks, true)?;
+    let boundary = db.last_task_id()?;
+    fill_through_api(
+        bench,
+        &db,
+        &settings,
+        BENCH_TYPE,
+        usize::try_from(plan.drain_tasks)?,
+        FILL_BATCH_SIZE,
+    )
+    .await?;
     db.checkpoint()?;
     let mut engine = [bench.engine("external-engine", &db, &settings)?];
     bench.start_all(&mut engine).await?;

@@ -2,7 +2,8 @@
 //! of the local Postgres (created, then dropped): drain rate, enqueue rate, pickup latency,
 //! control-plane round trips, a long history, two engines on one database, engine memory,
 //! delivery to an HTTP target, workers leasing external tasks, memory under large bodies,
-//! and the change feed: its cost to the drain, pickup during retention, the mirror's lag.
+//! and the change feed: its cost to the drain, pickup during retention, the mirror's lag;
+//! and DTP beside graphile-worker on the same Postgres.
 
 mod control_plane;
 mod drain;
@@ -10,9 +11,11 @@ mod engine_db;
 mod enqueue;
 mod external_workers;
 mod feed;
+mod graphile;
 mod history;
 mod http_target;
 mod large_bodies;
+mod peers;
 mod pickup;
 mod plan;
 mod report;
@@ -61,6 +64,7 @@ enum Scenario {
     FeedCost,
     Retention,
     Mirror,
+    Peers,
 }
 
 #[tokio::main]
@@ -109,6 +113,7 @@ async fn run(cli: &Cli, scenarios: &[Scenario], plan: &Plan, report: &mut Report
             Scenario::FeedCost => feed::run_cost(&bench, plan, report).await?,
             Scenario::Retention => feed::run_retention(&bench, plan, report).await?,
             Scenario::Mirror => feed::run_mirror(&bench, plan, report).await?,
+            Scenario::Peers => peers::run(&bench, plan, report).await?,
         }
     }
     // Logs are kept only when something went wrong (an error returns before this).

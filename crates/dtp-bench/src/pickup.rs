@@ -1,8 +1,9 @@
 //! Pickup latency: how long a task waits between its insert and its handler's start. The
 //! insert's moment is the engine's `created_at`; the handler's start is the engine's own log
 //! line as the handler is about to run (same clock, microseconds). The claim's start (first
-//! attempt `started_at`) is reported beside it. First tasks sent one at a time to an idle
-//! engine, then a steady open-loop load through `POST /tasks`.
+//! attempt `started_at`) is reported beside it, and for the paced phase the client's send
+//! (the bench's clock). First tasks sent one at a time to an idle engine, then a steady
+//! open-loop load through `POST /tasks`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +29,8 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 pub struct PickupResult {
     /// Insert to handler start.
     pub paced: Latencies,
+    /// The client's send to handler start (the request's round trip to the insert included).
+    pub paced_from_send: Latencies,
     pub load: Latencies,
     /// Insert to the claim statement's start.
     pub paced_claim: Latencies,
@@ -60,21 +63,9 @@ pub async fn measure(
     let url = format!("{}/tasks", engine[0].base_url());
     tokio::time::sleep(SETTLE).await;
 
-    let mut paced_ids = Vec::with_capacity(plan.pickup_tasks);
-    let mut errors = 0;
-    for n in 0..plan.pickup_tasks {
-        match submit(
-            &bench.http,
-            &url,
-            json!({"type": "demo", "payload": {"phase": "paced", "n": n}}),
-        )
-        .await
-        {
-            Some(id) => paced_ids.push(id),
-            None => errors += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(plan.pickup_gap_ms)).await;
-    }
+    let paced = send_paced(bench, &url, plan).await;
+    let paced_ids: Vec<i64> = paced.sent.iter().map(|(id, _)| *id).collect();
+    let mut errors = paced.errors;
     wait_until_finished(db, &paced_ids).await?;
 
     let load = offer_load(bench, &url, plan.load_rate, plan.load_s).await;
@@ -85,6 +76,7 @@ pub async fn measure(
     let handler_starts = handler_starts(&engine[0].log_path())?;
     Ok(PickupResult {
         paced: Latencies::of_millis(to_handler_start_ms(db, &paced_ids, &handler_starts)?),
+        paced_from_send: Latencies::of_millis(from_send_ms(&paced.sent, &handler_starts)?),
         load: Latencies::of_millis(to_handler_start_ms(db, &load.ids, &handler_starts)?),
         paced_claim: Latencies::of_millis(db.claim_latencies_ms(&paced_ids)?),
         load_claim: Latencies::of_millis(db.claim_latencies_ms(&load.ids)?),
@@ -132,6 +124,79 @@ fn to_handler_start_ms(
             Ok((*started - created).as_seconds_f64() * 1_000.0)
         })
         .collect()
+}
+
+/// Milliseconds from each task's send (the bench's clock) to its handler's start (the
+/// engine's log; the same machine's clock).
+fn from_send_ms(
+    sent: &[(i64, DateTime<Utc>)],
+    starts: &HashMap<i64, DateTime<Utc>>,
+) -> anyhow::Result<Vec<f64>> {
+    sent.iter()
+        .map(|(id, at)| {
+            let started = starts
+                .get(id)
+                .with_context(|| format!("no handler start logged for task {id}"))?;
+            Ok((*started - *at).as_seconds_f64() * 1_000.0)
+        })
+        .collect()
+}
+
+/// Tasks sent one at a time to an idle engine, each with the moment its request left.
+struct PacedTasks {
+    sent: Vec<(i64, DateTime<Utc>)>,
+    errors: u64,
+}
+
+/// Sends `plan.pickup_tasks` `demo` tasks through `POST /tasks` one after another, each
+/// `plan.pickup_gap_ms` after the previous one's answer.
+async fn send_paced(bench: &Bench, url: &str, plan: &Plan) -> PacedTasks {
+    let mut paced = PacedTasks {
+        sent: Vec::with_capacity(plan.pickup_tasks),
+        errors: 0,
+    };
+    for n in 0..plan.pickup_tasks {
+        let at = Utc::now();
+        match submit(
+            &bench.http,
+            url,
+            json!({"type": "demo", "payload": {"phase": "paced", "n": n}}),
+        )
+        .await
+        {
+            Some(id) => paced.sent.push((id, at)),
+            None => paced.errors += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(plan.pickup_gap_ms)).await;
+    }
+    paced
+}
+
+/// Only the paced phase, on a fresh database: each task timed from the client's send to its
+/// handler's start. A task not answered 201 fails the run.
+pub async fn idle_from_send(
+    bench: &Bench,
+    settings: &EngineSettings,
+    plan: &Plan,
+) -> anyhow::Result<Latencies> {
+    let mut db = EngineDatabase::create(&bench.server, "pickup")?;
+    db.checkpoint()?;
+    let settings = EngineSettings {
+        log_handler_starts: true,
+        ..settings.clone()
+    };
+    let mut engine = [bench.engine("idle-pickup-engine", &db, &settings)?];
+    bench.start_all(&mut engine).await?;
+    tokio::time::sleep(SETTLE).await;
+    let paced = send_paced(bench, &format!("{}/tasks", engine[0].base_url()), plan).await;
+    if paced.errors > 0 {
+        bail!("{} paced tasks were not accepted", paced.errors);
+    }
+    let ids: Vec<i64> = paced.sent.iter().map(|(id, _)| *id).collect();
+    wait_until_finished(&mut db, &ids).await?;
+    Bench::stop_all(&mut engine);
+    let starts = handler_starts(&engine[0].log_path())?;
+    Ok(Latencies::of_millis(from_send_ms(&paced.sent, &starts)?))
 }
 
 struct OfferedLoad {
@@ -242,6 +307,12 @@ pub fn record_pickup(
         &result.paced,
         &result.paced_claim,
         [Some(1.5), Some(5.0)],
+    );
+    report.record(
+        Measurement::new(scenario, &paced, "from_send_p50", result.paced_from_send.p50_ms).unit("ms"),
+    );
+    report.record(
+        Measurement::new(scenario, &paced, "from_send_p99", result.paced_from_send.p99_ms).unit("ms"),
     );
     let load = load_config(config, plan);
     record_phase(

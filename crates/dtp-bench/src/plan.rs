@@ -81,6 +81,12 @@ pub struct PlanArgs {
     /// Create-and-bind pairs in flight at most [64; smoke 4].
     #[arg(long)]
     mirror_clients: Option<usize>,
+    /// Jobs each side enqueues and drains in `peers` [50000; smoke 500].
+    #[arg(long)]
+    peer_jobs: Option<usize>,
+    /// Rounds of `peers`, for the spread [3; smoke 1].
+    #[arg(long)]
+    peer_rounds: Option<usize>,
 }
 
 /// Resolved sizes and settings.
@@ -110,6 +116,8 @@ pub struct Plan {
     pub mirror_rate: u64,
     pub mirror_s: u64,
     pub mirror_clients: usize,
+    pub peer_jobs: usize,
+    pub peer_rounds: usize,
 }
 
 impl Plan {
@@ -140,6 +148,8 @@ impl Plan {
             mirror_rate: 2_000,
             mirror_s: 10,
             mirror_clients: 64,
+            peer_jobs: 50_000,
+            peer_rounds: 3,
         }
     }
 
@@ -163,6 +173,8 @@ impl Plan {
             mirror_rate: 50,
             mirror_s: 1,
             mirror_clients: 4,
+            peer_jobs: 500,
+            peer_rounds: 1,
             ..Self::full()
         }
     }
@@ -196,6 +208,8 @@ impl Plan {
             mirror_rate: args.mirror_rate.unwrap_or(base.mirror_rate),
             mirror_s: args.mirror_s.unwrap_or(base.mirror_s),
             mirror_clients: args.mirror_clients.unwrap_or(base.mirror_clients),
+            peer_jobs: args.peer_jobs.unwrap_or(base.peer_jobs),
+            peer_rounds: args.peer_rounds.unwrap_or(base.peer_rounds),
         }
     }
 

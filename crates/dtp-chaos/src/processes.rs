@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 pub struct ServiceProcess {
     pub name: String,
     binary: PathBuf,
+    args: Vec<String>,
     env: Vec<(String, String)>,
     pub port: u16,
     log_dir: PathBuf,
@@ -23,12 +24,20 @@ impl ServiceProcess {
         Self {
             name: name.to_owned(),
             binary: binary.to_owned(),
+            args: Vec::new(),
             env,
             port,
             log_dir: log_dir.to_owned(),
             child: None,
             starts: 0,
         }
+    }
+
+    /// The same slot, started with these command-line arguments.
+    #[must_use]
+    pub fn with_args(mut self, args: impl IntoIterator<Item = String>) -> Self {
+        self.args = args.into_iter().collect();
+        self
     }
 
     pub fn base_url(&self) -> String {
@@ -52,6 +61,7 @@ impl ServiceProcess {
         let log =
             std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let child = Command::new(&self.binary)
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
