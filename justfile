@@ -43,4 +43,5 @@ fuzz-api EXAMPLES="100":
 # Benchmarks against release builds on fresh databases (see bench/RESULTS.md); `--smoke` for a short pass.
 bench *ARGS:
     cargo build --release --bins
+    test -x bench/peers/node_modules/.bin/node || (cd bench/peers && npm ci --no-audit --no-fund)
     target/release/dtp-bench {{ARGS}}

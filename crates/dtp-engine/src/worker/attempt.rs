@@ -36,7 +36,15 @@ pub enum HandlerResult {
     TimedOut(Duration),
 }
 
-pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel: CancellationToken) {
+/// Runs `task`'s attempt to its recorded end. `handler_done` is called as soon as the handler
+/// has returned, before its end is written: the slot is free then, while the write joins the
+/// next group (the task stays RUNNING, its lease held, until the write commits).
+pub(super) async fn run_attempt(
+    worker: &WorkerShared,
+    task: ClaimedTask,
+    cancel: CancellationToken,
+    handler_done: impl FnOnce(),
+) {
     let span = tracing::info_span!(
         "attempt",
         task.id = task.id,
@@ -50,6 +58,7 @@ pub(super) async fn run_attempt(worker: &WorkerShared, task: ClaimedTask, cancel
         let registered = worker.registry.get(&task.task_type);
         let handler = registered.and_then(|t| t.handler.clone());
         let result = run_handler(handler, &task, cancel).await;
+        handler_done();
         let retry = registered.map_or(worker.config.retry, |t| t.settings.retry);
         let end = decide(&AttemptFacts::from(&task), result, &retry, rand::random::<f64>());
         worker

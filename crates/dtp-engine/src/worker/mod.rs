@@ -69,7 +69,7 @@ struct WorkerShared {
     work_available: Notify,
     /// Every waiter is woken when new work may be due: workers' long-polls for leases.
     announcements: Notify,
-    /// Rung when an attempt ends and frees a slot.
+    /// Rung when a handler returns (its slot is free) and when an attempt's end is written.
     slot_freed: Notify,
     /// Wakes the change feed's readers when this process changed a task.
     feed: FeedSignal,
@@ -202,7 +202,7 @@ impl Worker {
         let heartbeat = tokio::spawn(self.clone().heartbeat(shutdown.clone()));
         let mut error_backoff = self.inner.config.poll_interval;
         while !shutdown.is_cancelled() {
-            let free = self.inner.slots.available_permits();
+            let free = self.claimable();
             if free == 0 {
                 tokio::select! {
                     () = self.inner.slot_freed.notified() => {}
@@ -218,7 +218,7 @@ impl Worker {
                     () = tokio::time::sleep(CLAIM_GATHER) => {}
                     () = shutdown.cancelled() => {}
                 }
-                self.inner.slots.available_permits()
+                self.claimable()
             } else {
                 free
             };
@@ -247,6 +247,15 @@ impl Worker {
         }
         heartbeat.abort();
         self.release_after_grace().await;
+    }
+
+    /// How many tasks the next claim may take: one per free slot, as long as the attempts
+    /// whose handlers are done but whose ends are still being written stay within one more
+    /// round of slots (they hold leases and memory while the database is slow to commit).
+    fn claimable(&self) -> usize {
+        let concurrency = self.inner.config.concurrency;
+        let free = self.inner.slots.available_permits();
+        free.min((2 * concurrency).saturating_sub(self.attempts_in_flight()))
     }
 
     /// Claims up to `limit` due tasks (the shared queue first, then the limited types that
@@ -344,9 +353,13 @@ impl Worker {
         tokio::spawn(async move {
             let lease_token = task.lease_token;
             let task_type = task.task_type.clone();
-            attempt::run_attempt(&worker.inner, task, cancel).await;
+            let shared = &worker.inner;
+            attempt::run_attempt(shared, task, cancel, || {
+                drop(permit);
+                shared.slot_freed.notify_one();
+            })
+            .await;
             worker.lock_in_flight().remove(&lease_token);
-            drop(permit);
             worker.inner.type_queues.attempt_ended(&task_type, Instant::now());
             worker.inner.slot_freed.notify_one();
         })
