@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use diesel::RunQueryDsl;
 use dtp_contract::{RetryState, TaskStatus};
 use dtp_engine::config::EngineConfig;
 use dtp_engine::startup::EngineBuilder;
@@ -366,4 +367,52 @@ async fn an_idle_worker_wakes_when_a_retry_or_run_at_falls_due_not_at_its_next_p
     assert_eq!(retried.attempt_count, 2);
     let attempts = api.attempts(later.id).await;
     assert!(attempts[0].started_at >= later.scheduled_for, "{attempts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_takes_the_next_task_while_the_last_attempt_s_end_is_still_being_written() {
+    let gate = Gate::default();
+    let dtp = TestEngine::spawn_with_types(
+        |config| {
+            config.worker.concurrency = 1;
+            config.worker.lease = NO_HEARTBEAT_IN_TIME;
+        },
+        |engine| engine.register(Gated(gate.clone())),
+    )
+    .await;
+    let api = EngineApi::new(&dtp);
+    let first = api.create_task(&json!({"type": "gated"})).await;
+    gate.wait_until("the first attempt started", |g| g.running() == 1)
+        .await;
+    // The first task's row held in another transaction: its end cannot be written yet.
+    let mut holder = dtp.database().connect();
+    diesel::sql_query("BEGIN").execute(&mut holder).unwrap();
+    diesel::sql_query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::BigInt, _>(first.id)
+        .execute(&mut holder)
+        .unwrap();
+    let second = api.create_task(&json!({"type": "gated"})).await;
+
+    gate.release(1);
+    gate.wait_until("the second attempt started in the only slot", |g| {
+        g.started() == 2
+    })
+    .await;
+    assert_eq!(
+        sql::task_row(dtp.database(), first.id).status,
+        "RUNNING",
+        "the first attempt's end is still waiting for its write"
+    );
+    assert_eq!(gate.max_running(), 1, "one slot: never two handlers at once");
+
+    diesel::sql_query("COMMIT").execute(&mut holder).unwrap();
+    gate.release(1);
+    for id in [first.id, second.id] {
+        wait_until("both tasks succeeded", PATIENCE, || {
+            sql::task_row(dtp.database(), id).status == "SUCCEEDED"
+        })
+        .await;
+    }
+    assert_eq!(api.attempts(first.id).await.len(), 1);
+    assert_eq!(api.attempts(second.id).await.len(), 1);
 }
