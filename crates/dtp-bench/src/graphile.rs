@@ -34,13 +34,6 @@ pub enum WorkerSettings {
 }
 
 impl WorkerSettings {
-    pub fn label(self) -> String {
-        match self {
-            Self::Concurrency(c) => format!("graphile-worker c={c}"),
-            Self::Tuned => "graphile-worker tuned".to_owned(),
-        }
-    }
-
     fn args(self) -> Vec<String> {
         match self {
             Self::Concurrency(c) => vec!["--concurrency".into(), c.to_string()],
