@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::engine_db::EngineDatabase;
 use crate::report::{Latencies, Measurement, Report, Target};
-use crate::services::{Bench, EngineSettings, WebDatabase};
+use crate::scratch_db::ScratchName;
+use crate::services::{Bench, EngineSettings};
 use crate::Plan;
 
 /// What one client saw.
@@ -34,7 +35,7 @@ async fn run_with(
     settings: EngineSettings,
 ) -> anyhow::Result<()> {
     let mut dtp_db = EngineDatabase::create(&bench.server, "cp_dtp")?;
-    let web_db = WebDatabase::named(&bench.server, "cp_web");
+    let web_db = ScratchName::new(&bench.server, "cp_web");
     // The key is made on TaskPilot's database before TaskPilot starts on it.
     let web_http = bench.taskpilot_client(&web_db.name)?;
     let mut services = vec![bench.engine("cp-engine", &dtp_db, &settings)?];

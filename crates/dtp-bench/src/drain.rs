@@ -94,6 +94,15 @@ async fn drain_engines(
     let started = Instant::now();
     bench.start_all(&mut processes).await?;
     while db.any_unfinished_after(boundary)? {
+        if let Some((name, status)) = processes
+            .iter_mut()
+            .find_map(|p| p.exit_status().map(|s| (p.name.clone(), s)))
+        {
+            bail!(
+                "{name} exited during the drain ({status}); logs in {}",
+                bench.run_dir.display()
+            );
+        }
         if started.elapsed() > patience {
             bail!(
                 "drain of {tasks} tasks not finished after {patience:?}; logs in {}",

@@ -8,11 +8,10 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
 use service_postgres::database::{self, DatabaseUrl};
 
+use crate::scratch_db::ScratchDatabase;
+
 pub struct EngineDatabase {
-    server: DatabaseUrl,
-    name: String,
-    url: String,
-    conn: PgConnection,
+    db: ScratchDatabase,
 }
 
 #[derive(QueryableByName)]
@@ -58,26 +57,14 @@ struct WorkerShare {
 impl EngineDatabase {
     /// Creates database `bench_{label}_…` on `server` and applies the engine's migrations.
     pub fn create(server: &DatabaseUrl, label: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "bench_{label}_{}_{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let url = server.with_database(&name);
-        let db = DatabaseUrl::parse(&url)?;
-        database::ensure_database(&db)?;
-        database::run_migrations(&db, dtp_engine::startup::MIGRATIONS)?;
-        let conn = PgConnection::establish(&url).with_context(|| format!("connect to {name}"))?;
-        Ok(Self {
-            server: server.clone(),
-            name,
-            url,
-            conn,
-        })
+        let db = ScratchDatabase::create(server, label)?;
+        database::run_migrations(&DatabaseUrl::parse(db.url())?, dtp_engine::startup::MIGRATIONS)
+            .with_context(|| format!("migrate {}", db.name()))?;
+        Ok(Self { db })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.db.url()
     }
 
     /// The highest task id so far: tasks seeded after it are the ones a run measures.
@@ -90,24 +77,19 @@ impl EngineDatabase {
         diesel::sql_query(
             "ALTER TABLE tasks DISABLE TRIGGER tasks_record_created, DISABLE TRIGGER tasks_record_changes",
         )
-        .execute(&mut self.conn)
+        .execute(self.db.conn())
         .context("disable the change feed")?;
         Ok(())
     }
 
     /// A long-lived queue's history (see `dtp_engine::testing::seed_history`).
     pub fn seed_history(&mut self, finished: i64, future: i64) -> anyhow::Result<()> {
-        dtp_engine::testing::seed_history(&mut self.conn, finished, future).context("seed history")
+        dtp_engine::testing::seed_history(self.db.conn(), finished, future).context("seed history")
     }
 
-    /// Writes every dirty buffer out (server-wide) before a measurement starts, so that a
-    /// checkpoint owed to the seeding or to an earlier scenario's writes does not land
-    /// inside this one's figures. The scenario's own writes still trigger theirs.
+    /// See `ScratchDatabase::checkpoint`.
     pub fn checkpoint(&mut self) -> anyhow::Result<()> {
-        diesel::sql_query("CHECKPOINT")
-            .execute(&mut self.conn)
-            .context("checkpoint")?;
-        Ok(())
+        self.db.checkpoint()
     }
 
     /// Whether any task after `boundary` is not finished yet. The drain polls this every
@@ -120,7 +102,7 @@ impl EngineDatabase {
                  OR EXISTS (SELECT 1 FROM tasks WHERE status = 'RUNNING' AND id > $1) AS found",
         )
         .bind::<BigInt, _>(boundary)
-        .get_result(&mut self.conn)?;
+        .get_result(self.db.conn())?;
         Ok(row.found)
     }
 
@@ -132,7 +114,7 @@ impl EngineDatabase {
              FROM task_attempts WHERE task_id > $1",
         )
         .bind::<BigInt, _>(boundary)
-        .get_result(&mut self.conn)?;
+        .get_result(self.db.conn())?;
         Ok(span.seconds.unwrap_or(0.0))
     }
 
@@ -147,7 +129,7 @@ impl EngineDatabase {
                    OR a.attempts IS DISTINCT FROM 1 OR a.succeeded IS NOT TRUE)",
         )
         .bind::<BigInt, _>(boundary)
-        .get_result(&mut self.conn)?;
+        .get_result(self.db.conn())?;
         Ok(row.n)
     }
 
@@ -158,7 +140,7 @@ impl EngineDatabase {
              GROUP BY worker_id ORDER BY n DESC",
         )
         .bind::<BigInt, _>(boundary)
-        .load(&mut self.conn)?;
+        .load(self.db.conn())?;
         Ok(shares.into_iter().map(|s| (s.worker_id, s.n)).collect())
     }
 
@@ -171,7 +153,7 @@ impl EngineDatabase {
              WHERE t.id = ANY($1)",
         )
         .bind::<Array<BigInt>, _>(ids)
-        .load(&mut self.conn)?;
+        .load(self.db.conn())?;
         Ok(rows.into_iter().map(|r| r.ms).collect())
     }
 
@@ -179,7 +161,7 @@ impl EngineDatabase {
     pub fn created_at(&mut self, ids: &[i64]) -> anyhow::Result<Vec<(i64, DateTime<Utc>)>> {
         let rows: Vec<Created> = diesel::sql_query("SELECT id, created_at FROM tasks WHERE id = ANY($1)")
             .bind::<Array<BigInt>, _>(ids)
-            .load(&mut self.conn)?;
+            .load(self.db.conn())?;
         Ok(rows.into_iter().map(|r| (r.id, r.created_at)).collect())
     }
 
@@ -191,7 +173,7 @@ impl EngineDatabase {
              FROM tasks t JOIN task_attempts a ON a.task_id = t.id WHERE t.id = ANY($1)",
         )
         .bind::<Array<BigInt>, _>(ids)
-        .get_result(&mut self.conn)?;
+        .get_result(self.db.conn())?;
         let seconds = span.seconds.unwrap_or(0.0);
         Ok(if seconds > 0.0 {
             ids.len() as f64 / seconds
@@ -206,7 +188,7 @@ impl EngineDatabase {
             "SELECT count(*) AS n FROM tasks WHERE id = ANY($1) AND status IN ('PENDING', 'RUNNING')",
         )
         .bind::<Array<BigInt>, _>(ids)
-        .get_result(&mut self.conn)?;
+        .get_result(self.db.conn())?;
         Ok(row.n)
     }
 
@@ -216,14 +198,6 @@ impl EngineDatabase {
     }
 
     fn count(&mut self, sql: &str) -> anyhow::Result<i64> {
-        Ok(diesel::sql_query(sql).get_result::<Count>(&mut self.conn)?.n)
-    }
-}
-
-impl Drop for EngineDatabase {
-    fn drop(&mut self) {
-        if let Err(e) = database::drop_database(&self.server, &self.name) {
-            eprintln!("dtp-bench: could not drop database {}: {e}", self.name);
-        }
+        Ok(diesel::sql_query(sql).get_result::<Count>(self.db.conn())?.n)
     }
 }

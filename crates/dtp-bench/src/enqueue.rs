@@ -74,11 +74,11 @@ pub async fn post_batches(
 }
 
 /// Fills `db` with `tasks` due tasks of `task_type` through the API of an engine whose
-/// worker is off (with the types file of `settings`), stopped afterwards; returns how long
-/// the posting took.
+/// worker is off (with the types file, authentication and HTTP workers of `settings`):
+/// starts it, checkpoints, posts, stops it. How long the posting took.
 pub async fn fill_through_api(
     bench: &Bench,
-    db: &EngineDatabase,
+    db: &mut EngineDatabase,
     settings: &EngineSettings,
     task_type: &str,
     tasks: usize,
@@ -92,25 +92,25 @@ pub async fn fill_through_api(
     };
     let mut engine = [bench.engine("fill-engine", db, &api_only)?];
     bench.start_all(&mut engine).await?;
-    let posted = post_batches(bench, &engine[0].base_url(), task_type, tasks, batch_size).await;
+    let posted = match db.checkpoint() {
+        Ok(()) => post_batches(bench, &engine[0].base_url(), task_type, tasks, batch_size).await,
+        Err(e) => Err(e),
+    };
     Bench::stop_all(&mut engine);
     posted
 }
 
 pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     let mut db = EngineDatabase::create(&bench.server, "enqueue")?;
-    let mut engine = [bench.engine("enqueue-engine", &db, &EngineSettings::api_only())?];
-    bench.start_all(&mut engine).await?;
-    db.checkpoint()?;
-    let posted = post_batches(
+    let posted = fill_through_api(
         bench,
-        &engine[0].base_url(),
+        &mut db,
+        &EngineSettings::api_only(),
         "demo",
         plan.enqueue_tasks,
         plan.batch_size,
     )
     .await?;
-    Bench::stop_all(&mut engine);
     let stored = db.count_tasks()?;
 
     let config = format!("batch={} worker off", plan.batch_size);

@@ -48,7 +48,7 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
     let boundary = db.last_task_id()?;
     fill_through_api(
         bench,
-        &db,
+        &mut db,
         &settings,
         BENCH_TYPE,
         usize::try_from(plan.drain_tasks)?,

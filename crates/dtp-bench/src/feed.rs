@@ -18,7 +18,8 @@ use crate::drain::drain;
 use crate::engine_db::EngineDatabase;
 use crate::pickup::{measure, record_pickup};
 use crate::report::{Latencies, Measurement, Report, Target};
-use crate::services::{Bench, EngineSettings, WebDatabase};
+use crate::scratch_db::ScratchName;
+use crate::services::{Bench, EngineSettings};
 use crate::Plan;
 
 /// Issue target: the drain with the feed on within 10 % of the same build without it.
@@ -113,7 +114,7 @@ pub async fn run_retention(bench: &Bench, plan: &Plan, report: &mut Report) -> a
 pub async fn run_mirror(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     let settings = plan.tuned();
     let dtp_db = EngineDatabase::create(&bench.server, "mirror_dtp")?;
-    let web_db = WebDatabase::named(&bench.server, "mirror_web");
+    let web_db = ScratchName::new(&bench.server, "mirror_web");
     let web_http = bench.taskpilot_client(&web_db.name)?;
     let mut services = vec![bench.engine("mirror-engine", &dtp_db, &settings)?];
     bench.start_all(&mut services).await?;

@@ -11,9 +11,10 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use dtp_chaos::processes::ServiceProcess;
 use serde_json::Value;
-use service_postgres::database::{self, DatabaseUrl};
+use service_postgres::database::DatabaseUrl;
 
 use crate::drain::per_second;
+use crate::scratch_db::ScratchDatabase;
 use crate::services::Bench;
 
 /// Where the harness lives unless `DTP_BENCH_PEERS_DIR` says otherwise.
@@ -108,13 +109,19 @@ impl Graphile {
     ) -> anyhow::Result<PeerDrain> {
         let mut args = vec![self.script.display().to_string(), "work".into()];
         args.extend(settings.args());
-        args.extend(["--database-url".into(), db.url.clone()]);
+        args.extend(["--database-url".into(), db.url().to_owned()]);
         let mut worker =
             ServiceProcess::new("graphile-worker", &self.node, Vec::new(), 0, &bench.run_dir).with_args(args);
         let patience = Duration::from_secs(60 + u64::try_from(jobs).unwrap_or(0) / SLOWEST_PLAUSIBLE_RATE);
         let started = Instant::now();
         worker.spawn()?;
         while db.any_job_left()? {
+            if let Some(status) = worker.exit_status() {
+                bail!(
+                    "graphile-worker exited before the queue was empty ({status}); see {}",
+                    worker.log_path().display()
+                );
+            }
             if started.elapsed() > patience {
                 bail!(
                     "graphile-worker did not drain {jobs} jobs within {patience:?}; see {}",
@@ -172,7 +179,7 @@ impl Graphile {
         let output = tokio::process::Command::new(&self.node)
             .arg(&self.script)
             .args(args)
-            .args(["--database-url", &db.url])
+            .args(["--database-url", db.url()])
             .stdin(Stdio::null())
             .output()
             .await
@@ -195,10 +202,7 @@ impl Graphile {
 
 /// graphile-worker's database for one measurement: created empty, dropped afterwards.
 pub struct PeerDatabase {
-    server: DatabaseUrl,
-    name: String,
-    url: String,
-    conn: PgConnection,
+    db: ScratchDatabase,
 }
 
 #[derive(QueryableByName)]
@@ -209,43 +213,25 @@ struct Exists {
 
 impl PeerDatabase {
     pub fn create(server: &DatabaseUrl, label: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "bench_{label}_{}_{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let url = server.with_database(&name);
-        database::ensure_database(&DatabaseUrl::parse(&url)?)?;
-        let conn = PgConnection::establish(&url).with_context(|| format!("connect to {name}"))?;
         Ok(Self {
-            server: server.clone(),
-            name,
-            url,
-            conn,
+            db: ScratchDatabase::create(server, label)?,
         })
+    }
+
+    fn url(&self) -> &str {
+        self.db.url()
     }
 
     /// Whether any job is still in the queue: graphile-worker deletes a job once it succeeded.
     fn any_job_left(&mut self) -> anyhow::Result<bool> {
         let row: Exists =
             diesel::sql_query("SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs) AS found")
-                .get_result(&mut self.conn)?;
+                .get_result(self.db.conn())?;
         Ok(row.found)
     }
 
-    /// As `EngineDatabase::checkpoint`: the enqueue's dirty buffers written before the drain.
+    /// See `ScratchDatabase::checkpoint`.
     pub fn checkpoint(&mut self) -> anyhow::Result<()> {
-        diesel::sql_query("CHECKPOINT")
-            .execute(&mut self.conn)
-            .context("checkpoint")?;
-        Ok(())
-    }
-}
-
-impl Drop for PeerDatabase {
-    fn drop(&mut self) {
-        if let Err(e) = database::drop_database(&self.server, &self.name) {
-            eprintln!("dtp-bench: could not drop database {}: {e}", self.name);
-        }
+        self.db.checkpoint()
     }
 }

@@ -11,7 +11,8 @@ use tokio::sync::Semaphore;
 
 use crate::engine_db::EngineDatabase;
 use crate::report::{Measurement, Report, Target};
-use crate::services::{Bench, EngineSettings, WebDatabase};
+use crate::scratch_db::ScratchName;
+use crate::services::{Bench, EngineSettings};
 use crate::Plan;
 
 /// A payload this size fits TaskPilot's body limit, and DTP's once TaskPilot wraps it.
@@ -23,7 +24,7 @@ const BIND_TRIES: usize = 20;
 
 pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     let dtp_db = EngineDatabase::create(&bench.server, "lb_dtp")?;
-    let web_db = WebDatabase::named(&bench.server, "lb_web");
+    let web_db = ScratchName::new(&bench.server, "lb_web");
     let web_http = bench.taskpilot_client(&web_db.name)?;
     let settings = EngineSettings::api_only();
     let mut services = vec![bench.engine("lb-engine", &dtp_db, &settings)?];

@@ -19,6 +19,7 @@ mod peers;
 mod pickup;
 mod plan;
 mod report;
+mod scratch_db;
 mod services;
 
 use std::process::ExitCode;

@@ -7,7 +7,7 @@
 
 use crate::drain::{drain, mib, per_second};
 use crate::engine_db::EngineDatabase;
-use crate::enqueue::post_batches;
+use crate::enqueue::fill_through_api;
 use crate::graphile::{Graphile, PeerDatabase, WorkerSettings};
 use crate::pickup::idle_from_send;
 use crate::report::{Latencies, Measurement, Report, Target};
@@ -216,19 +216,16 @@ pub async fn run(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow::Res
 /// One bulk enqueue on each side, workers off: DTP's rate, graphile-worker's rate.
 async fn enqueue_pair(bench: &Bench, graphile: &Graphile, plan: &Plan) -> anyhow::Result<(f64, f64)> {
     let mut db = EngineDatabase::create(&bench.server, "peers")?;
-    let mut engine = [bench.engine("peers-enqueue-engine", &db, &EngineSettings::api_only())?];
-    bench.start_all(&mut engine).await?;
-    db.checkpoint()?;
-    let posted = post_batches(
+    let posted = fill_through_api(
         bench,
-        &engine[0].base_url(),
+        &mut db,
+        &EngineSettings::api_only(),
         "demo",
         plan.peer_jobs,
         plan.batch_size,
     )
-    .await;
-    Bench::stop_all(&mut engine);
-    let ours = per_second(i64::try_from(plan.peer_jobs)?, posted?.elapsed.as_secs_f64());
+    .await?;
+    let ours = per_second(i64::try_from(plan.peer_jobs)?, posted.elapsed.as_secs_f64());
     drop(db);
 
     let mut peer_db = PeerDatabase::create(&bench.server, "peers_gw")?;

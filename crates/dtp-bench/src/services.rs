@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dtp_chaos::credentials::{client_with, taskpilot_admin_key, Credentials};
 use dtp_chaos::processes::{env_vars, free_port, sibling_binary, ServiceProcess};
-use service_postgres::database::{self, DatabaseUrl};
+use service_postgres::database::DatabaseUrl;
 
 use crate::engine_db::EngineDatabase;
 
@@ -24,33 +24,6 @@ pub struct Bench {
     worker_bin: PathBuf,
     /// Every service runs with authentication on; `http` presents the harness's token.
     credentials: Credentials,
-}
-
-/// TaskPilot's database for one run (TaskPilot creates it at start-up), dropped with it.
-pub struct WebDatabase {
-    server: DatabaseUrl,
-    pub name: String,
-}
-
-impl WebDatabase {
-    pub fn named(server: &DatabaseUrl, prefix: &str) -> Self {
-        Self {
-            server: server.clone(),
-            name: format!(
-                "bench_{prefix}_{}_{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ),
-        }
-    }
-}
-
-impl Drop for WebDatabase {
-    fn drop(&mut self) {
-        if let Err(e) = database::drop_database(&self.server, &self.name) {
-            eprintln!("dtp-bench: could not drop database {}: {e}", self.name);
-        }
-    }
 }
 
 /// The engine settings a scenario chooses; everything else keeps the engine's defaults.

@@ -87,7 +87,7 @@ impl ServiceProcess {
                     return Ok(());
                 }
             }
-            if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self.exit_status() {
                 bail!(
                     "{} exited at start ({status}); see {}",
                     self.name,
@@ -103,6 +103,11 @@ impl ServiceProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// How the process ended, if it has: a run waiting on it can stop waiting.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// `kill -9`: no shutdown, no release, leases left to expire.
