@@ -51,7 +51,8 @@ impl QueryableByName<Pg> for PlanLine {
 }
 
 /// The plans Postgres picks for the statements every task goes through (claim of the shared
-/// queue and of a type's own, completion, lease extension, rescue), by name: what the "no sequential scan on the hot path" check reads.
+/// queue and of a type's own, completion by the engine and by a worker, lease extension,
+/// rescue), by name: what the "no sequential scan on the hot path" check reads.
 pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static str, String)>> {
     let ends: Vec<AttemptEnd> = (1..=100)
         .map(|i| AttemptEnd {
@@ -66,6 +67,14 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
         })
         .collect();
     let columns = AttemptEndColumns::of(&ends);
+    let worker_ends: Vec<AttemptEnd> = ends
+        .iter()
+        .map(|end| AttemptEnd {
+            lease_secret: Some([7; crate::domain::lease::LEASE_SECRET_BYTES]),
+            ..end.clone()
+        })
+        .collect();
+    let worker_columns = AttemptEndColumns::of(&worker_ends);
     let tokens: Vec<i64> = (1..=100).collect();
     let lease = Duration::from_secs(30);
     Ok(vec![
@@ -96,6 +105,13 @@ pub fn explain_hot_path(conn: &mut PgConnection) -> QueryResult<Vec<(&'static st
         (
             "finish_attempts",
             plan(finish_attempts_statement(Planning::Explain, &columns, LeaseGuard::Held).load(conn)?),
+        ),
+        (
+            "finish_attempts of workers",
+            plan(
+                finish_attempts_statement(Planning::Explain, &worker_columns, LeaseGuard::Worker)
+                    .load(conn)?,
+            ),
         ),
         (
             "extend_leases",
