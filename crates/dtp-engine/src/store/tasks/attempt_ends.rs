@@ -94,38 +94,74 @@ impl<'a> AttemptEndColumns<'a> {
     }
 }
 
+/// The parts of the ends statement that depend on its guard.
+struct GuardSql {
+    /// `MATERIALIZED ` or nothing, before the `ended` CTE.
+    materialized: &'static str,
+    /// Columns `ended` adds to each end.
+    carried: &'static str,
+    /// The secrets' array parameter and its column, for workers' ends.
+    secrets: &'static str,
+    secret_column: &'static str,
+    /// The status a task must still have.
+    running: &'static str,
+    /// What the guard adds to the task's lease token and status.
+    condition: &'static str,
+}
+
+impl GuardSql {
+    fn of(guard: LeaseGuard) -> Self {
+        let engine = Self {
+            materialized: "",
+            carried: "",
+            secrets: "",
+            secret_column: "",
+            running: "'RUNNING'",
+            condition: "",
+        };
+        match guard {
+            LeaseGuard::Held => engine,
+            LeaseGuard::Expired => Self {
+                condition: "AND t.lease_expires_at < now()",
+                ..engine
+            },
+            // A worker's guard compares each task with values its end carries (`e.running`,
+            // and `e.checked_at`, the statement's `now()`), not with constants, in a
+            // materialized `ended` that keeps them columns. Conditions on the task alone, a
+            // status and a range of `lease_expires_at`, let the planner read the tasks from
+            // the partial index of running ones, which also holds an entry for every task
+            // finished since the last vacuum (tens of thousands in a drain), instead of
+            // looking each up by its id (`bench/RESULTS.md`). The engine's own ends have no
+            // range on the lease; in this form they measured no faster.
+            LeaseGuard::Worker => Self {
+                materialized: "MATERIALIZED ",
+                carried: ", 'RUNNING'::text AS running, now() AS checked_at",
+                secrets: ", $9::bytea[]",
+                secret_column: ", secret",
+                running: "e.running",
+                condition:
+                    "AND t.lease_expires_at > e.checked_at \
+                    AND t.processing_started_at + t.timeout_ms * interval '1 millisecond' > e.checked_at \
+                    AND EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = e.task_id \
+                                AND a.lease_token = e.lease_token AND a.lease_secret_hash = sha256(e.secret))",
+            },
+        }
+    }
+}
+
 pub(super) fn finish_attempts_statement<'a>(
     planning: Planning,
     columns: &'a AttemptEndColumns<'a>,
     guard: LeaseGuard,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-    let (secrets, guard_sql) = match guard {
-        LeaseGuard::Held => ("", ""),
-        LeaseGuard::Expired => ("", "AND t.lease_expires_at < now()"),
-        LeaseGuard::Worker => (
-            ", $9::bytea[]",
-            "AND t.lease_expires_at > e.checked_at \
-             AND t.processing_started_at + t.timeout_ms * interval '1 millisecond' > e.checked_at \
-             AND EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = e.task_id \
-                         AND a.lease_token = e.lease_token AND a.lease_secret_hash = sha256(e.secret))",
-        ),
-    };
-    let secret_column = if secrets.is_empty() { "" } else { ", secret" };
-    // A worker's guard compares each task with values its end carries (`e.running`, and
-    // `e.checked_at`, the statement's `now()`), not with constants, in a materialized `ended`
-    // that keeps them columns. Conditions on the task alone, a status and a range of
-    // `lease_expires_at`, let the planner read the tasks from the partial index of running
-    // ones, which also holds an entry for every task finished since the last vacuum (tens of
-    // thousands in a drain), instead of looking each up by its id (`bench/RESULTS.md`). The
-    // engine's own ends have no range on the lease; in this form they measured no faster.
-    let (materialized, carried, running) = match guard {
-        LeaseGuard::Worker => (
-            "MATERIALIZED ",
-            ", 'RUNNING'::text AS running, now() AS checked_at",
-            "e.running",
-        ),
-        LeaseGuard::Held | LeaseGuard::Expired => ("", "", "'RUNNING'"),
-    };
+    let GuardSql {
+        materialized,
+        carried,
+        secrets,
+        secret_column,
+        running,
+        condition: guard_sql,
+    } = GuardSql::of(guard);
     let statement = planning
         .statement(&format!(
             "WITH ended AS {materialized}( \

@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(end_bytes(&end(Some(serde_json::json!({"k": "vv"})), None)), 10);
         assert_eq!(end_bytes(&end(None, Some("boom"))), 4);
         let big = serde_json::json!({"blob": "x".repeat(64 * 1024 - 12)});
-        // Sixty-four results of 64 KiB fill a group; the next end waits for the one after.
+        // Sixty-four results of 64 KiB fit in one group; a sixty-fifth does not.
         assert!(64 * end_bytes(&end(Some(big.clone()), None)) <= ENDS_GROUP.bytes);
         assert!(65 * end_bytes(&end(Some(big), None)) > ENDS_GROUP.bytes);
     }
