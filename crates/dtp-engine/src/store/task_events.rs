@@ -1,7 +1,7 @@
-//! Queries on `task_events`, the change feed (written by the triggers of the `task_events`
-//! migration, never by the engine's code), and on `task_event_horizon`, how far retention
-//! has deleted it. Reads return only final events: those of transactions older than any
-//! still running.
+//! Queries on `task_event_groups`, the change feed (written by the triggers of the
+//! `task_events` migrations, never by the engine's code; a statement's events in one row), and
+//! on `task_event_horizon`, how far retention has deleted it. Reads return only final events:
+//! those of transactions older than any still running.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -158,7 +158,17 @@ pub fn read_events(
     })
 }
 
+/// The most events one group holds: a group's events sit at `position + 0 .. position +
+/// events - 1`, so a group that holds events after a position starts less than this before it.
+const GROUP_SPAN: i64 = 65_536;
+
 /// The statement of `read_events`, or (with `explain` = `"EXPLAIN "`) its plan.
+///
+/// Events are stored in groups (one per statement, type and submitter; see the
+/// `task_events_by_statement` migration). The read takes up to `limit` groups holding events
+/// after the start, in feed order, then as many of them as hold the first `limit` of those
+/// events (counted without the first group's events at or before the start), and unnests only
+/// those: a page reads at most one group more than it returns.
 fn read_statement<'a>(
     explain: &str,
     from: FeedPosition,
@@ -172,22 +182,43 @@ fn read_statement<'a>(
                  SELECT x.xmin, \
                      (SELECT h.xact FROM task_event_horizon h) AS deleted_xact, \
                      (SELECT h.position FROM task_event_horizon h) AS deleted_position, \
-                     COALESCE((SELECT max(b.xact) FROM task_events b) >= x.xmin, false) AS held_back \
+                     COALESCE((SELECT max(b.xact) FROM task_event_groups b) >= x.xmin, false) AS held_back \
                  FROM (SELECT {SNAPSHOT_XMIN} AS xmin) x \
              ), start AS MATERIALIZED ( \
                  SELECT CASE WHEN $5 THEN s.deleted_xact ELSE $1::bigint END AS from_xact, \
                         CASE WHEN $5 THEN s.deleted_position ELSE $2::bigint END AS from_position, s.* \
                  FROM snap s \
+             ), candidates AS MATERIALIZED ( \
+                 SELECT g.*, \
+                     CASE WHEN g.xact = st.from_xact AND g.position <= st.from_position \
+                          THEN st.from_position - g.position + 1 ELSE 0 END AS seen \
+                 FROM start st CROSS JOIN LATERAL ( \
+                     SELECT * FROM task_event_groups g \
+                     WHERE (g.xact, g.position) > (st.from_xact, st.from_position - {GROUP_SPAN} + 1) \
+                       AND (g.xact > st.from_xact OR g.position + g.events - 1 > st.from_position) \
+                       AND g.xact < st.xmin \
+                       AND ($4::text[] IS NULL OR g.task_type = ANY($4)) \
+                       AND ($6::text IS NULL OR g.submitted_by = $6) \
+                     ORDER BY g.xact, g.position LIMIT $3 \
+                 ) g \
+             ), taken AS ( \
+                 SELECT c.* FROM ( \
+                     SELECT c.*, sum(c.events - c.seen) OVER (ORDER BY c.xact, c.position) \
+                                 - (c.events - c.seen) AS before \
+                     FROM candidates c \
+                 ) c WHERE c.before < $3 \
              ) \
              SELECT st.xmin AS snapshot_xmin, st.deleted_xact, st.deleted_position, st.held_back, \
                  e.xact, e.position, e.task_id, e.task_type, e.kind, e.status, e.retry_state, \
                  e.attempt, e.at, e.error, e.idempotency_key \
              FROM start st LEFT JOIN LATERAL ( \
-                 SELECT * FROM task_events e \
-                 WHERE (e.xact, e.position) > (st.from_xact, st.from_position) AND e.xact < st.xmin \
-                   AND ($4::text[] IS NULL OR e.task_type = ANY($4)) \
-                   AND ($6::text IS NULL OR e.submitted_by = $6) \
-                 ORDER BY e.xact, e.position LIMIT $3 \
+                 SELECT t.xact, t.position + u.ordinal - 1 AS position, u.task_id, t.task_type, u.kind, \
+                     u.status, u.retry_state, u.attempt, t.at, u.error, u.idempotency_key \
+                 FROM taken t CROSS JOIN LATERAL unnest(t.task_ids, t.kinds, t.statuses, t.retry_states, \
+                         t.attempts, t.errors, t.idempotency_keys) \
+                     WITH ORDINALITY AS u(task_id, kind, status, retry_state, attempt, error, idempotency_key, ordinal) \
+                 WHERE u.ordinal > t.seen \
+                 ORDER BY 1, 2 LIMIT $3 \
              ) e ON true \
              ORDER BY e.xact, e.position"
     ))
@@ -225,8 +256,9 @@ pub fn latest_position(conn: &mut PgConnection) -> QueryResult<FeedPosition> {
     Ok(FeedPosition::final_before(row.xmin))
 }
 
-/// Deletes up to `limit` of the oldest final events if they happened before `before`, in
-/// feed order, and moves the horizon past them; returns how many went.
+/// Deletes about `limit` of the oldest final events if they happened before `before`, in
+/// feed order, whole groups at a time (at least one, however many it holds), and moves the
+/// horizon past them; returns how many events went.
 pub fn delete_events_before(
     conn: &mut PgConnection,
     before: DateTime<Utc>,
@@ -239,21 +271,24 @@ pub fn delete_events_before(
     }
     let row: Deleted = diesel::sql_query(format!(
         "WITH head AS ( \
-             SELECT xact, position, at FROM task_events WHERE xact < {SNAPSHOT_XMIN} \
-             ORDER BY xact, position LIMIT $2 \
+             SELECT xact, position, events, at, \
+                 sum(events) OVER (ORDER BY xact, position) - events AS before \
+             FROM (SELECT xact, position, events, at FROM task_event_groups WHERE xact < {SNAPSHOT_XMIN} \
+                   ORDER BY xact, position LIMIT $2) h \
          ), expired AS ( \
              SELECT xact, position FROM head \
-             WHERE (xact, position) < COALESCE((SELECT (xact, position) FROM head WHERE at >= $1 \
+             WHERE before < $2 \
+               AND (xact, position) < COALESCE((SELECT (xact, position) FROM head WHERE at >= $1 \
                                                 ORDER BY xact, position LIMIT 1), (9223372036854775807, 0)) \
          ), gone AS ( \
-             DELETE FROM task_events e USING expired x WHERE e.xact = x.xact AND e.position = x.position \
-             RETURNING e.xact, e.position \
+             DELETE FROM task_event_groups e USING expired x WHERE e.xact = x.xact AND e.position = x.position \
+             RETURNING e.xact, e.position + e.events - 1 AS last_position, e.events \
          ), last AS ( \
-             SELECT xact, position FROM gone ORDER BY xact DESC, position DESC LIMIT 1 \
+             SELECT xact, last_position FROM gone ORDER BY xact DESC, last_position DESC LIMIT 1 \
          ), moved AS ( \
-             UPDATE task_event_horizon h SET xact = last.xact, position = last.position FROM last \
-             WHERE (last.xact, last.position) > (h.xact, h.position) \
-         ) SELECT count(*) AS deleted FROM gone"
+             UPDATE task_event_horizon h SET xact = last.xact, position = last.last_position FROM last \
+             WHERE (last.xact, last.last_position) > (h.xact, h.position) \
+         ) SELECT COALESCE(sum(events), 0)::bigint AS deleted FROM gone"
     ))
     .bind::<Timestamptz, _>(before)
     .bind::<BigInt, _>(limit)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use dtp_contract::{ChangeEvent, EventKind, EventPage, RetryState, TaskStatus};
+use dtp_contract::{ChangeEvent, EventKind, EventPage, RetryState, TaskBatchResponse, TaskStatus};
 use dtp_engine::testing::TestEngine;
 use dtp_engine::worker::Retention;
 use reqwest::StatusCode;
@@ -504,4 +504,88 @@ async fn retention_deletes_old_finished_tasks_in_batches_while_tasks_keep_flowin
     let after = dtp.cleaner().clean(&CancellationToken::new()).await.unwrap();
     assert_eq!(after.tasks, 51);
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM tasks"), 0);
+}
+
+/// A statement's events are stored together, one group per type; pages, filters and
+/// retention still go event by event: a page may end inside a group and the next goes on
+/// from there, and a cursor inside a deleted group is expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_one_statement_are_read_and_deleted_event_by_event() {
+    const TASKS: usize = 25;
+    let dtp = TestEngine::spawn_with(|config| {
+        stepped(config);
+        config.retention = retention(Duration::ZERO, None);
+    })
+    .await;
+    let api = EngineApi::new(&dtp);
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|n| json!({"type": if n % 5 == 0 { "demo-fail" } else { "demo" }, "payload": {"n": n}}))
+        .collect();
+    let response = api.post_batch(&json!({ "tasks": tasks })).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let batch: TaskBatchResponse = response.json().await.unwrap();
+    let mut conn = dtp.database().connect();
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM task_event_groups"),
+        2,
+        "one insert, two types"
+    );
+
+    // Reads `expected` events in pages of `page_size` (waiting for the first while the
+    // batch's transaction may still hold them back), then finds nothing more.
+    let read_all = |query: &'static str, page_size: usize, expected: usize| {
+        let api = &api;
+        async move {
+            let (mut seen, mut cursor) = (Vec::<ChangeEvent>::new(), String::new());
+            while seen.len() < expected {
+                let page = api
+                    .events(&format!("limit={page_size}{query}&waitMs=1000{cursor}"))
+                    .await;
+                assert!(
+                    !page.events.is_empty() && page.events.len() <= page_size,
+                    "{page:?}"
+                );
+                seen.extend(page.events);
+                cursor = format!("&after={}", page.next_cursor);
+            }
+            let rest = api.events(&format!("limit={page_size}{query}{cursor}")).await;
+            assert!(rest.events.is_empty(), "{rest:?}");
+            seen
+        }
+    };
+    let all = read_all("", 7, TASKS).await;
+    let mut ids: Vec<i64> = all.iter().map(|e| e.task_id).collect();
+    ids.sort_unstable();
+    let mut submitted: Vec<i64> = batch.tasks.iter().map(|t| t.id).collect();
+    submitted.sort_unstable();
+    assert_eq!(ids, submitted, "every task's event once, across pages of 7");
+    assert!(all.iter().all(|e| e.kind == EventKind::Created));
+    let failing = read_all("&types=demo-fail", 2, TASKS / 5).await;
+    assert_eq!(failing.len(), TASKS / 5);
+    assert!(failing.iter().all(|e| e.task_type == "demo-fail"), "{failing:?}");
+    let again = read_all("", 1_000, TASKS).await;
+    let cursors = |events: &[ChangeEvent]| events.iter().map(|e| e.cursor.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        cursors(&again),
+        cursors(&all),
+        "one order, whatever the page size"
+    );
+
+    let cleaned = dtp.cleaner().clean(&CancellationToken::new()).await.unwrap();
+    assert_eq!(cleaned.events, TASKS);
+    for inside in [&all[0], &all[TASKS - 2]] {
+        let response = api
+            .client()
+            .get(api.url(&format!("/events?after={}", inside.cursor)))
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, StatusCode::GONE, "CURSOR_EXPIRED").await;
+    }
+    let last = &all[TASKS - 1];
+    assert!(api
+        .events(&format!("after={}", last.cursor))
+        .await
+        .events
+        .is_empty());
 }
