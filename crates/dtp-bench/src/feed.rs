@@ -38,14 +38,14 @@ pub async fn run_cost(bench: &Bench, plan: &Plan, report: &mut Report) -> anyhow
             if !feed {
                 db.disable_change_feed()?;
             }
-            let result = drain(bench, &mut db, &settings, 1, plan.drain_tasks).await?;
+            let result = drain(bench, &mut db, &settings, 1, plan.feed_tasks).await?;
             if result.not_run_exactly_once > 0 {
                 bail!("{} tasks did not run exactly once", result.not_run_exactly_once);
             }
             if feed { &mut on } else { &mut off }.push(result.tasks_per_s);
         }
     }
-    let config = format!("{} tasks, {}", plan.drain_tasks, settings.label());
+    let config = format!("{} tasks, {}", plan.feed_tasks, settings.label());
     let (on, off) = (median(&mut on), median(&mut off));
     report.record(
         Measurement::new("feed-cost", format!("{config} feed on"), "tasks_per_s", on).unit("tasks/s"),

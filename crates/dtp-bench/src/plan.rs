@@ -66,9 +66,13 @@ pub struct PlanArgs {
     /// How long the services may take to give memory back afterwards, seconds [60; smoke 1].
     #[arg(long)]
     large_body_settle_s: Option<u64>,
-    /// Drains with the feed on and off, each [2; smoke 1].
+    /// Drains with the feed on and off, each [3; smoke 1].
     #[arg(long)]
     feed_rounds: Option<usize>,
+    /// Tasks in each of those drains: a drain of 20,000 lasts under a second here, and its
+    /// spread is as wide as the feed's cost [100000; smoke 500].
+    #[arg(long)]
+    feed_tasks: Option<i64>,
     /// Finished tasks the cleaner deletes while pickup is measured [1000000; smoke 5000].
     #[arg(long)]
     retention_rows: Option<i64>,
@@ -112,6 +116,7 @@ pub struct Plan {
     pub large_body_clients: usize,
     pub large_body_settle_s: u64,
     pub feed_rounds: usize,
+    pub feed_tasks: i64,
     pub retention_rows: i64,
     pub mirror_rate: u64,
     pub mirror_s: u64,
@@ -143,7 +148,8 @@ impl Plan {
             large_bodies: 300,
             large_body_clients: 128,
             large_body_settle_s: 60,
-            feed_rounds: 2,
+            feed_rounds: 3,
+            feed_tasks: 100_000,
             retention_rows: 1_000_000,
             mirror_rate: 2_000,
             mirror_s: 10,
@@ -169,6 +175,7 @@ impl Plan {
             large_body_clients: 4,
             large_body_settle_s: 1,
             feed_rounds: 1,
+            feed_tasks: 500,
             retention_rows: 5_000,
             mirror_rate: 50,
             mirror_s: 1,
@@ -204,6 +211,7 @@ impl Plan {
             large_body_clients: args.large_body_clients.unwrap_or(base.large_body_clients),
             large_body_settle_s: args.large_body_settle_s.unwrap_or(base.large_body_settle_s),
             feed_rounds: args.feed_rounds.unwrap_or(base.feed_rounds),
+            feed_tasks: args.feed_tasks.unwrap_or(base.feed_tasks),
             retention_rows: args.retention_rows.unwrap_or(base.retention_rows),
             mirror_rate: args.mirror_rate.unwrap_or(base.mirror_rate),
             mirror_s: args.mirror_s.unwrap_or(base.mirror_s),
