@@ -95,7 +95,9 @@ test("signing in and reaching a task work with the keyboard alone", async () => 
   const id = (await api("POST", "/api/tasks", { type: "browser-keyboard", payload: {} })).body.id;
   const page = await newPage();
   await page.goto(BASE + "/ui/login");
-  // The key field has the focus on arrival; Enter submits.
+  // The key field takes the focus on arrival (autofocus, which may land a moment after the
+  // load event on a busy machine: typing before it loses keystrokes); Enter submits.
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "key");
   await page.keyboard.type(ADMIN_KEY);
   await Promise.all([page.waitForURL(BASE + "/ui"), page.keyboard.press("Enter")]);
   // The first Tab reaches the skip link, which moves the focus to the content.
