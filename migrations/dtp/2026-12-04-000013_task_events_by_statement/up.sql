@@ -1,7 +1,7 @@
 -- The change feed keeps one row per statement (and per type and submitter within it) instead
 -- of one per event: a claim or a completion of hundreds of tasks wrote hundreds of event rows
--- and key entries, which made the feed a tenth and more of a drain's cost. A group holds its
--- events in arrays of one length, one event at each index.
+-- and key entries, which every drain paid for (bench/RESULTS.md). A group holds its events
+-- in arrays of one length, one event at each index.
 --
 -- Positions stay as they were for readers: the event at index i (from 0) of a group sits at
 -- `position + i`. New groups take `nextval * 65536` and hold at most 65,536 events (the trigger
