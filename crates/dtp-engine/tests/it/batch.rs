@@ -48,8 +48,11 @@ async fn tasks_are_created_and_answered_in_request_order() {
     let dtp = TestEngine::spawn_with(stepped).await;
     let api = EngineApi::new(&dtp);
     let later: DateTime<Utc> = "2099-01-02T03:04:05.678Z".parse().unwrap();
+    // The answer is built from the submission rather than read back, so a payload that
+    // jsonb stores in another form (key order, number forms, escapes) must still match.
     let body = json!({"tasks": [
-        {"type": "demo", "payload": {"n": 0}},
+        {"type": "demo", "payload": {"n": 0, "zeta": [1.5, 1e3, 0.1, 12345678901234567890u64],
+                                     "alpha": {"b": "é\u{1F600}\"\n", "a": null}, "": true}},
         {"type": "demo-fail", "payload": {"n": 1}, "maxAttempts": 5, "timeoutMs": 1234},
         {"type": "demo", "payload": {"n": 2}, "runAt": later},
     ]});

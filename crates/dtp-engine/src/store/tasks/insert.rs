@@ -1,8 +1,9 @@
 //! Inserting tasks: a batch accepted or refused as a whole, or independent submissions
 //! written together; either way one multi-row insert that skips taken idempotency keys.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Int4, Jsonb, Nullable, Text, Timestamptz};
 use service_postgres::prepared::Prepared;
 use std::collections::{HashMap, VecDeque};
 
@@ -95,9 +96,55 @@ fn scoped_key(scope: &str, key: Option<&str>) -> Option<ScopedKey> {
     key.map(|key| (scope.to_owned(), key.to_owned()))
 }
 
+/// What the insert decided for a new row; the rest of the row is the submission as sent.
+#[derive(Debug, QueryableByName)]
+struct NewRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    scheduled_for: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    idempotency_scope: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    idempotency_key: Option<String>,
+}
+
+impl NewRow {
+    /// The stored row of `task`, without reading it back: the columns the insert does not
+    /// set hold their defaults, and `created_at` and `updated_at` both default to the
+    /// statement's `now()`.
+    fn into_task_row(self, task: &NewTask) -> TaskRow {
+        TaskRow {
+            id: self.id,
+            task_type: task.task_type.clone(),
+            payload: task.payload.clone(),
+            status: TaskState::NEW.status.as_str().to_owned(),
+            retry_state: TaskState::NEW.retry_state.as_str().to_owned(),
+            attempt_count: 0,
+            max_attempts: task.max_attempts,
+            last_error: None,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+            scheduled_for: self.scheduled_for,
+            processing_started_at: None,
+            completed_at: None,
+            updated_at: self.created_at,
+            lease_token: None,
+            lease_expires_at: None,
+            worker_id: None,
+            timeout_ms: task.timeout_ms,
+            result: None,
+            idempotency_scope: self.idempotency_scope,
+            requested_run_at: task.run_at,
+        }
+    }
+}
+
 /// For each task, in order: the row inserted for it, or the existing row its taken key names.
 fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<Inserted>> {
-    let mut created_by_key: HashMap<ScopedKey, TaskRow> = HashMap::new();
+    let mut created_by_key: HashMap<ScopedKey, NewRow> = HashMap::new();
     let mut created_without_key = VecDeque::new();
     for row in insert_rows_skipping_taken_keys(conn, tasks)? {
         match scoped_key(&row.idempotency_scope, row.idempotency_key.as_deref()) {
@@ -135,10 +182,13 @@ fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec
         .map(
             |task| match scoped_key(&task.idempotency_scope, task.idempotency_key.as_deref()) {
                 None => Ok(Inserted::Created(
-                    created_without_key.pop_front().ok_or(diesel::NotFound)?,
+                    created_without_key
+                        .pop_front()
+                        .ok_or(diesel::NotFound)?
+                        .into_task_row(task),
                 )),
                 Some(key) => match created_by_key.remove(&key) {
-                    Some(row) => Ok(Inserted::Created(row)),
+                    Some(row) => Ok(Inserted::Created(row.into_task_row(task))),
                     None => Ok(Inserted::Existing(
                         existing_by_key.remove(&key).ok_or(diesel::NotFound)?,
                     )),
@@ -148,8 +198,8 @@ fn insert_or_find(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec
         .collect()
 }
 
-/// The rows of `tasks` that were inserted, in id order.
-fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<TaskRow>> {
+/// What the insert decided for each row of `tasks` it inserted, in id order.
+fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -> QueryResult<Vec<NewRow>> {
     // One statement whatever the batch size: columns travel as arrays, so the text stays
     // the same (and is kept prepared), and the statement-level NOTIFY trigger fires once. Keyed
     // rows go in key order, so concurrent batches sharing keys take their locks in one
@@ -161,7 +211,10 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
     } else {
         "ON CONFLICT (idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     };
-    let mut rows: Vec<TaskRow> = Prepared(
+    // Only what the database decides comes back. The rest of each row is the submission
+    // itself, and sending its payload and a score of columns back for every row would be
+    // work on both sides that tells the engine nothing new.
+    let mut rows: Vec<NewRow> = Prepared(
         diesel::sql_query(format!(
             "INSERT INTO tasks (task_type, payload, max_attempts, idempotency_key, timeout_ms, \
                             scheduled_for, status, retry_state, type_queue, idempotency_scope, requested_run_at) \
@@ -172,7 +225,7 @@ fn insert_rows_skipping_taken_keys(conn: &mut PgConnection, tasks: &[NewTask]) -
               WITH ORDINALITY AS item(task_type, payload, max_attempts, idempotency_key, timeout_ms, \
                                       run_at, type_queue, idempotency_scope, position) \
          ORDER BY item.idempotency_scope, item.idempotency_key NULLS LAST, item.position \
-         {on_conflict} RETURNING {TASK_ROW_COLUMNS}"
+         {on_conflict} RETURNING id, created_at, scheduled_for, idempotency_scope, idempotency_key"
         ))
         .bind::<Array<Text>, _>(tasks.iter().map(|t| t.task_type.as_str()).collect::<Vec<_>>())
         .bind::<Array<Jsonb>, _>(tasks.iter().map(|t| &t.payload).collect::<Vec<_>>())
