@@ -6,7 +6,7 @@ pub mod attempts;
 mod names;
 pub mod schema;
 pub mod task_events;
-pub(crate) mod task_stats;
+pub mod task_stats;
 pub mod tasks;
 
 pub use service_postgres::database::{run, StoreError};

@@ -32,7 +32,7 @@ pub use leases::{
     LeaseRecord, LeasedTask,
 };
 pub use listing::{list_tasks, TaskFilter};
-pub use plans::{explain_claim_as_claim_loop, explain_hot_path, explain_listings};
+pub use plans::{explain_claim_as_claim_loop, explain_cleanup, explain_hot_path, explain_listings};
 pub(crate) use plans::{plan, PlanLine};
 pub use rows::{
     assign_queues, cancel_task_if_in, count_by_status, delete_finished_tasks, find_task, find_tasks,

@@ -16,6 +16,7 @@ use super::claims::{
     CLAIM_CONNECTION_SETTINGS, CLAIM_SQL,
 };
 use super::listing::listing_statement;
+use super::rows::delete_finished_statement;
 use super::{AttemptEnd, LeaseGuard, TaskFilter};
 use crate::domain::{AttemptOutcome, TaskState};
 
@@ -148,6 +149,19 @@ pub fn explain_listings(conn: &mut PgConnection, task_type: &str) -> QueryResult
         }
     }
     Ok(plans)
+}
+
+/// The plans of the cleaner's deletion of finished tasks, by status deleted.
+pub fn explain_cleanup(conn: &mut PgConnection) -> QueryResult<Vec<(String, String)>> {
+    TaskStatus::ALL
+        .into_iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| {
+            let lines =
+                delete_finished_statement(Planning::Explain, status, chrono::Utc::now(), 250).load(conn)?;
+            Ok((format!("delete_finished_tasks {}", status.as_str()), plan(lines)))
+        })
+        .collect()
 }
 
 /// The plan the claim loop's own connection runs the claim with: the generic one, made

@@ -8,6 +8,11 @@ use dtp_contract::{RetryState, TaskResponse, TaskStatus};
 use service_postgres::group_commit::rows_in_order_of;
 use service_postgres::prepared::Prepared;
 
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+
+use super::listing::LISTED_TYPES;
+use super::plans::Planning;
 use crate::domain::new_task::SubmittedAs;
 use crate::domain::{AttemptOutcome, TaskState};
 use crate::store::schema::tasks;
@@ -198,16 +203,30 @@ pub fn delete_finished_tasks(
     limit: i64,
 ) -> QueryResult<usize> {
     debug_assert!(status.is_terminal());
-    diesel::sql_query(
-        "WITH oldest AS ( \
-             SELECT id FROM tasks WHERE status = $1 ORDER BY id LIMIT $3 \
-         ) DELETE FROM tasks t USING oldest o \
-           WHERE t.id = o.id AND t.status = $1 AND t.completed_at < $2",
-    )
-    .bind::<Text, _>(status.as_str())
-    .bind::<diesel::sql_types::Timestamptz, _>(before)
-    .bind::<BigInt, _>(limit)
-    .execute(conn)
+    delete_finished_statement(Planning::Run, status, before, limit).execute(conn)
+}
+
+/// The oldest come from each type's range of the listing index, merged.
+pub(super) fn delete_finished_statement(
+    planning: Planning,
+    status: TaskStatus,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    planning
+        .statement(&format!(
+            "WITH RECURSIVE {LISTED_TYPES}, oldest AS ( \
+                 SELECT page.id FROM listed_types CROSS JOIN LATERAL ( \
+                     SELECT id FROM tasks \
+                     WHERE status <> 'RUNNING' AND status = $1 AND task_type = listed_types.task_type \
+                     ORDER BY id LIMIT $3 \
+                 ) page ORDER BY page.id LIMIT $3 \
+             ) DELETE FROM tasks t USING oldest o \
+               WHERE t.id = o.id AND t.status = $1 AND t.completed_at < $2"
+        ))
+        .bind::<Text, _>(status.as_str())
+        .bind::<diesel::sql_types::Timestamptz, _>(before)
+        .bind::<BigInt, _>(limit)
 }
 
 /// Counts tasks per status (for tests and diagnostics).
