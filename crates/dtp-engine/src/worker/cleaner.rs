@@ -87,8 +87,13 @@ impl TaskCleaner {
         let mut cleaned = Cleaned::default();
         let chrono_age = |age: Duration| chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
         let events_before = Utc::now() - chrono_age(self.retention.events);
-        let delete_events = move |conn: &mut PgConnection| {
-            event_store::delete_events_before(conn, events_before, CLEANUP_BATCH)
+        let delete_events = move |conn: &mut PgConnection, _after: i64| {
+            let deleted = event_store::delete_events_before(conn, events_before, CLEANUP_BATCH)?;
+            // The feed is deleted from its oldest group on; it needs no resume point.
+            Ok(task_store::DeletedBatch {
+                deleted,
+                last_id: None,
+            })
         };
         match self
             .delete_in_batches(shutdown, &mut cleaned.batches, delete_events)
@@ -101,42 +106,60 @@ impl TaskCleaner {
             return Ok(cleaned);
         };
         let tasks_before = Utc::now() - chrono_age(age);
-        for status in [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Canceled] {
-            let delete_tasks = move |conn: &mut PgConnection| {
-                task_store::delete_finished_tasks(conn, status, tasks_before, CLEANUP_BATCH)
-            };
-            match self
-                .delete_in_batches(shutdown, &mut cleaned.batches, delete_tasks)
-                .await?
-            {
-                Some(deleted) => cleaned.tasks += deleted,
-                None => return Ok(cleaned),
+        let task_types = store::run(&self.pool, task_store::types_with_listed_tasks).await?;
+        for task_type in task_types {
+            let task_type: std::sync::Arc<str> = task_type.into();
+            for status in [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Canceled] {
+                let task_type = std::sync::Arc::clone(&task_type);
+                let delete_tasks = move |conn: &mut PgConnection, after: i64| {
+                    task_store::delete_finished_tasks(
+                        conn,
+                        &task_type,
+                        status,
+                        tasks_before,
+                        after,
+                        CLEANUP_BATCH,
+                    )
+                };
+                match self
+                    .delete_in_batches(shutdown, &mut cleaned.batches, delete_tasks)
+                    .await?
+                {
+                    Some(deleted) => cleaned.tasks += deleted,
+                    None => return Ok(cleaned),
+                }
             }
         }
         Ok(cleaned)
     }
 
     /// Runs `delete` under the cleanup lock until it deletes nothing, resting after each
-    /// batch; how many rows went, or `None` when another engine is cleaning.
+    /// batch, and telling each batch where the last one ended; how many rows went, or `None`
+    /// when another engine is cleaning.
     async fn delete_in_batches(
         &self,
         shutdown: &CancellationToken,
         batches: &mut usize,
-        delete: impl Fn(&mut PgConnection) -> QueryResult<usize> + Copy + Send + 'static,
+        delete: impl Fn(&mut PgConnection, i64) -> QueryResult<task_store::DeletedBatch> + Clone + Send + 'static,
     ) -> Result<Option<usize>, StoreError> {
         let mut deleted = 0;
+        let mut after = 0;
         while !shutdown.is_cancelled() {
             let started = Instant::now();
+            let delete = delete.clone();
             let batch = store::run(&self.pool, move |conn| {
-                task_store::under_cleanup_lock(conn, delete)
+                task_store::under_cleanup_lock(conn, |conn| delete(conn, after))
             })
             .await?;
             rest_after(started, shutdown).await;
             let Some(batch) = batch else { return Ok(None) };
             *batches += 1;
-            deleted += batch;
-            if batch == 0 {
+            deleted += batch.deleted;
+            if batch.deleted == 0 {
                 break;
+            }
+            if let Some(last) = batch.last_id {
+                after = last;
             }
         }
         Ok(Some(deleted))

@@ -456,8 +456,13 @@ async fn retention_deletes_old_finished_tasks_in_batches_while_tasks_keep_flowin
     let api = EngineApi::new(&dtp);
     let mut conn = dtp.database().connect();
     dtp_engine::testing::seed_history(&mut conn, OLD, 0).unwrap();
+    // Two types, two finished statuses, and one task among the old ones that finished just
+    // now, which must be kept while the batches after it go on.
     conn.batch_execute(
-        "UPDATE tasks SET completed_at = now() - interval '2 hours' WHERE status = 'SUCCEEDED'",
+        "UPDATE tasks SET completed_at = now() - interval '2 hours' WHERE status = 'SUCCEEDED'; \
+         UPDATE tasks SET task_type = 'demo-fail' WHERE id % 3 = 0; \
+         UPDATE tasks SET status = 'FAILED', retry_state = 'EXHAUSTED' WHERE id % 5 = 0; \
+         UPDATE tasks SET completed_at = now() WHERE id = 1001",
     )
     .unwrap();
     let recent = api.create_task(&json!({"type": "demo"})).await;
@@ -477,14 +482,19 @@ async fn retention_deletes_old_finished_tasks_in_batches_while_tasks_keep_flowin
     };
     let cleaned = dtp.cleaner().clean(&CancellationToken::new()).await.unwrap();
     let flowed = flowing.await.unwrap();
-    assert_eq!(cleaned.tasks, OLD as usize, "every old finished task went");
+    assert_eq!(cleaned.tasks, OLD as usize - 1, "every old finished task went");
     assert!(cleaned.batches >= 3, "in batches: {cleaned:?}");
     assert_eq!(
         count(
             &mut conn,
-            "SELECT count(*) AS n FROM task_attempts WHERE task_id <= 2500"
+            "SELECT count(*) AS n FROM task_attempts WHERE task_id <= 2500 AND task_id <> 1001"
         ),
         0
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM tasks WHERE id <= 2500"),
+        1,
+        "the one that finished just now is kept"
     );
     assert_eq!(
         api.task(recent.id).await.status,
@@ -508,7 +518,7 @@ async fn retention_deletes_old_finished_tasks_in_batches_while_tasks_keep_flowin
     assert_eq!((blocked.tasks, blocked.batches), (0, 0));
     holder.batch_execute("COMMIT").unwrap();
     let after = dtp.cleaner().clean(&CancellationToken::new()).await.unwrap();
-    assert_eq!(after.tasks, 51);
+    assert_eq!(after.tasks, 52);
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM tasks"), 0);
 }
 

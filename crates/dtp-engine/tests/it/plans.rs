@@ -104,8 +104,8 @@ async fn the_hot_path_and_listings_do_not_scan_history() {
         "{failed}"
     );
     plans.extend(listings);
-    // The cleaner's oldest finished tasks of a status come from the same ranges.
-    let cleanup = explain_cleanup(&mut conn).unwrap();
+    // The cleaner's oldest finished tasks of a type and status are a range of the same index.
+    let cleanup = explain_cleanup(&mut conn, "demo").unwrap();
     assert_eq!(cleanup.len(), 3);
     for (statement, plan) in &cleanup {
         assert!(plan.contains("tasks_type_status_id"), "{statement}:\n{plan}");

@@ -28,13 +28,15 @@ pub fn list_tasks(conn: &mut PgConnection, filter: &TaskFilter, limit: i64) -> Q
 
 /// The task types that have rows in the listing index, found by skipping from one type to
 /// the next along its leading column: one index descent a type, however many rows each
-/// has. A common table expression for `WITH RECURSIVE`; its last row is NULL.
+/// has. A common table expression for `WITH RECURSIVE`; its last row is NULL. It walks from
+/// the high end, where each type's newest finished rows are: the cleaner deletes from the
+/// low end, and the entries it leaves until a vacuum would be stepped over from there.
 pub(super) const LISTED_TYPES: &str = "listed_types(task_type) AS ( \
-        (SELECT task_type FROM tasks WHERE status <> 'RUNNING' ORDER BY task_type LIMIT 1) \
+        (SELECT task_type FROM tasks WHERE status <> 'RUNNING' ORDER BY task_type DESC LIMIT 1) \
         UNION ALL \
         SELECT (SELECT t.task_type FROM tasks t \
-                WHERE t.status <> 'RUNNING' AND t.task_type > l.task_type \
-                ORDER BY t.task_type LIMIT 1) \
+                WHERE t.status <> 'RUNNING' AND t.task_type < l.task_type \
+                ORDER BY t.task_type DESC LIMIT 1) \
         FROM listed_types l WHERE l.task_type IS NOT NULL)";
 
 /// Which rows one arm of a listing reads, each named by conditions that match one partial

@@ -36,7 +36,7 @@ pub use plans::{explain_claim_as_claim_loop, explain_cleanup, explain_hot_path, 
 pub(crate) use plans::{plan, PlanLine};
 pub use rows::{
     assign_queues, cancel_task_if_in, count_by_status, delete_finished_tasks, find_task, find_tasks,
-    under_cleanup_lock, TaskRow,
+    types_with_listed_tasks, under_cleanup_lock, DeletedBatch, TaskRow,
 };
 
 use super::attempts::{self, AttemptRow};

@@ -152,13 +152,18 @@ pub fn explain_listings(conn: &mut PgConnection, task_type: &str) -> QueryResult
 }
 
 /// The plans of the cleaner's deletion of finished tasks, by status deleted.
-pub fn explain_cleanup(conn: &mut PgConnection) -> QueryResult<Vec<(String, String)>> {
+pub fn explain_cleanup(conn: &mut PgConnection, task_type: &str) -> QueryResult<Vec<(String, String)>> {
     TaskStatus::ALL
         .into_iter()
         .filter(|status| status.is_terminal())
         .map(|status| {
-            let lines =
-                delete_finished_statement(Planning::Explain, status, chrono::Utc::now(), 250).load(conn)?;
+            let lines = delete_finished_statement(Planning::Explain)
+                .bind::<Text, _>(status.as_str())
+                .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
+                .bind::<diesel::sql_types::BigInt, _>(250_i64)
+                .bind::<Text, _>(task_type.to_owned())
+                .bind::<diesel::sql_types::BigInt, _>(0_i64)
+                .load(conn)?;
             Ok((format!("delete_finished_tasks {}", status.as_str()), plan(lines)))
         })
         .collect()

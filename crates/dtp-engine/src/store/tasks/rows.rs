@@ -193,40 +193,77 @@ pub fn under_cleanup_lock<T>(
     })
 }
 
-/// Deletes the tasks in `status` that finished before `before` among the `limit` oldest
-/// (by id) in that status, with their attempts; returns how many went. Walking the oldest
-/// only keeps each statement short; a recent task among them is deleted once it ages.
-pub fn delete_finished_tasks(
-    conn: &mut PgConnection,
-    status: TaskStatus,
-    before: DateTime<Utc>,
-    limit: i64,
-) -> QueryResult<usize> {
-    debug_assert!(status.is_terminal());
-    delete_finished_statement(Planning::Run, status, before, limit).execute(conn)
+/// The task types that have tasks outside RUNNING, in no particular order (the cleaner's
+/// round over them).
+pub fn types_with_listed_tasks(conn: &mut PgConnection) -> QueryResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Listed {
+        #[diesel(sql_type = Text)]
+        task_type: String,
+    }
+    let types: Vec<Listed> = diesel::sql_query(format!(
+        "WITH RECURSIVE {LISTED_TYPES} SELECT task_type FROM listed_types WHERE task_type IS NOT NULL"
+    ))
+    .load(conn)?;
+    Ok(types.into_iter().map(|t| t.task_type).collect())
 }
 
-/// The oldest come from each type's range of the listing index, merged.
-pub(super) fn delete_finished_statement(
-    planning: Planning,
+/// One batch of the cleaner's deletion of finished tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedBatch {
+    pub deleted: usize,
+    /// The highest id deleted (the next batch starts after it); `None` when none was.
+    pub last_id: Option<i64>,
+}
+
+/// Deletes the tasks of `task_type` in `status` that finished before `before`, among the
+/// `limit` oldest (by id) after `after_id`, with their attempts. Walking the oldest only keeps
+/// each statement short (a recent task among them is deleted once it ages); starting after
+/// the last batch's highest id steps over the index entries that batch left behind, which
+/// stay until a vacuum.
+pub fn delete_finished_tasks(
+    conn: &mut PgConnection,
+    task_type: &str,
     status: TaskStatus,
     before: DateTime<Utc>,
+    after_id: i64,
     limit: i64,
-) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
-    planning
-        .statement(&format!(
-            "WITH RECURSIVE {LISTED_TYPES}, oldest AS ( \
-                 SELECT page.id FROM listed_types CROSS JOIN LATERAL ( \
-                     SELECT id FROM tasks \
-                     WHERE status <> 'RUNNING' AND status = $1 AND task_type = listed_types.task_type \
-                     ORDER BY id LIMIT $3 \
-                 ) page ORDER BY page.id LIMIT $3 \
-             ) DELETE FROM tasks t USING oldest o \
-               WHERE t.id = o.id AND t.status = $1 AND t.completed_at < $2"
-        ))
+) -> QueryResult<DeletedBatch> {
+    debug_assert!(status.is_terminal());
+    #[derive(QueryableByName)]
+    struct Deleted {
+        #[diesel(sql_type = BigInt)]
+        deleted: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        last_id: Option<i64>,
+    }
+    let batch: Deleted = delete_finished_statement(Planning::Run)
         .bind::<Text, _>(status.as_str())
         .bind::<diesel::sql_types::Timestamptz, _>(before)
         .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(task_type.to_owned())
+        .bind::<BigInt, _>(after_id)
+        .get_result(conn)?;
+    Ok(DeletedBatch {
+        deleted: usize::try_from(batch.deleted).unwrap_or(0),
+        last_id: batch.last_id,
+    })
+}
+
+/// `$1` the status, `$2` finished before, `$3` the batch, `$4` the type, `$5` after this id:
+/// a range of the listing index.
+pub(super) fn delete_finished_statement(planning: Planning) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+    planning.statement(
+        "WITH oldest AS ( \
+             SELECT id FROM tasks \
+             WHERE status <> 'RUNNING' AND status = $1 AND task_type = $4 AND id > $5 \
+             ORDER BY id LIMIT $3 \
+         ), gone AS ( \
+             DELETE FROM tasks t USING oldest o \
+             WHERE t.id = o.id AND t.status = $1 AND t.completed_at < $2 \
+             RETURNING t.id \
+         ) SELECT count(*) AS deleted, max(id) AS last_id FROM gone",
+    )
 }
 
 /// Counts tasks per status (for tests and diagnostics).
