@@ -3,6 +3,7 @@
 //! that no statement holds locks for long; each batch takes an advisory lock, so only one
 //! engine cleans at a time.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -108,9 +109,9 @@ impl TaskCleaner {
         let tasks_before = Utc::now() - chrono_age(age);
         let task_types = store::run(&self.pool, task_store::types_with_listed_tasks).await?;
         for task_type in task_types {
-            let task_type: std::sync::Arc<str> = task_type.into();
+            let task_type: Arc<str> = task_type.into();
             for status in [TaskStatus::Succeeded, TaskStatus::Failed, TaskStatus::Canceled] {
-                let task_type = std::sync::Arc::clone(&task_type);
+                let task_type = Arc::clone(&task_type);
                 let delete_tasks = move |conn: &mut PgConnection, after: i64| {
                     task_store::delete_finished_tasks(
                         conn,

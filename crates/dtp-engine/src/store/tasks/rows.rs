@@ -2,14 +2,13 @@
 //! cleanup of finished tasks.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{BigInt, Text};
 use dtp_contract::{RetryState, TaskResponse, TaskStatus};
 use service_postgres::group_commit::rows_in_order_of;
 use service_postgres::prepared::Prepared;
-
-use diesel::pg::Pg;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 
 use super::listing::LISTED_TYPES;
 use super::plans::Planning;
