@@ -1,11 +1,12 @@
 //! Probes and metrics: `/healthz` needs no database, `/readyz` follows it, and the
 //! Prometheus metrics move as tasks flow.
 
+use diesel::connection::SimpleConnection;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::api::EngineApi;
-use crate::PATIENCE;
+use crate::{stepped, PATIENCE};
 use dtp_contract::TaskStatus;
 use dtp_engine::domain::new_task::{IDEMPOTENCY_KEY_MAX_CHARS, MAX_ATTEMPTS_RANGE, TIMEOUT_MS_RANGE};
 use dtp_engine::domain::task_batch::MAX_BATCH_TASKS;
@@ -164,6 +165,57 @@ const SERVED_ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/docs"),
 ];
+
+/// The live-task gauges count pending tasks in both queues (the shared one and a limited
+/// type's own), and the oldest due task's age is the older of the two queues' oldest,
+/// leaving out tasks not due yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_gauges_read_both_queues() {
+    let engine = TestEngine::spawn_with(stepped).await;
+    let api = EngineApi::new(&engine);
+    let mut conn = engine.database().connect();
+    conn.batch_execute(
+        "INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, scheduled_for, type_queue) VALUES \
+             ('demo', '{}', 3, 1000, now() - interval '5 seconds', false), \
+             ('demo', '{}', 3, 1000, now() - interval '10 seconds', false), \
+             ('limited', '{}', 3, 1000, now() - interval '60 seconds', true), \
+             ('limited', '{}', 3, 1000, now(), true), \
+             ('limited', '{}', 3, 1000, now() + interval '1 day', true); \
+         INSERT INTO tasks (task_type, payload, max_attempts, timeout_ms, status, attempt_count, \
+                            processing_started_at, lease_token, lease_expires_at, worker_id) \
+         VALUES ('demo', '{}', 3, 1000, 'RUNNING', 1, now(), nextval('task_lease_tokens'), \
+                 now() + interval '30 seconds', 'busy')",
+    )
+    .unwrap();
+
+    let metrics = scrape(&api).await;
+    assert_eq!(
+        sample(&metrics, r#"dtp_tasks{type="demo",status="PENDING"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&metrics, r#"dtp_tasks{type="limited",status="PENDING"}"#),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&metrics, r#"dtp_tasks{type="demo",status="RUNNING"}"#),
+        Some(1.0)
+    );
+    let oldest = sample(&metrics, "dtp_oldest_due_pending_age_seconds").unwrap();
+    assert!(
+        (60.0..120.0).contains(&oldest),
+        "the limited type's task: {oldest}"
+    );
+
+    // With the limited type's queue empty, the shared queue's oldest answers.
+    conn.batch_execute("DELETE FROM tasks WHERE task_type = 'limited'")
+        .unwrap();
+    let oldest = sample(&scrape(&api).await, "dtp_oldest_due_pending_age_seconds").unwrap();
+    assert!(
+        (10.0..60.0).contains(&oldest),
+        "the shared queue's task: {oldest}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_spec_describes_exactly_the_served_routes() {
